@@ -1,0 +1,40 @@
+# The paper's baselines: random forests on LBP-TOP of the face sequence, trained on all
+# training clips (Baseline-1) or on 100 per class (Baseline-2); plus an extra row, a
+# random forest on mean-pooled ConvNet features.
+
+
+rule lbptop_features:
+    input:
+        faces=f"{RESULTS}/faces/shard_{{shard}}.h5",
+    output:
+        store=f"{RESULTS}/lbptop/shard_{{shard}}.h5",
+    log:
+        f"{RESULTS}/logs/lbptop_features/shard_{{shard}}.log",
+    params:
+        lbptop=config["baselines"]["lbptop"],
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    script:
+        "../scripts/lbptop_features.py"
+
+
+rule random_forest_baseline:
+    input:
+        clips=f"{RESULTS}/data/clips.csv",
+        features=get_baseline_features,
+    output:
+        predictions=f"{RESULTS}/predictions/{{method}}/seed_{{seed}}.parquet",
+        training_set=f"{RESULTS}/baselines/{{method}}/seed_{{seed}}_training_set.tsv",
+    log:
+        f"{RESULTS}/logs/random_forest_baseline/{{method}}_seed_{{seed}}.log",
+    wildcard_constraints:
+        method="baseline1|baseline2|rf_convnet_mean",
+    params:
+        baselines=config["baselines"],
+        classes=config["dataset"]["classes"],
+    conda:
+        "../../envs/ml.yaml"
+    threads: workflow.cores
+    script:
+        "../scripts/random_forest_baseline.py"

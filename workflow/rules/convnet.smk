@@ -1,0 +1,71 @@
+# The paper's ConvNet: pretrained on FER2013-format images, fine-tuned on the video
+# faces with the convolutional layers frozen; its last FC output is the per-frame
+# feature written to one HDF5 feature store per shard.
+
+
+rule pretrain_convnet:
+    input:
+        fer=f"{RESULTS}/data/fer2013.h5",
+    output:
+        model=f"{RESULTS}/convnet/pretrained.pt",
+        history=f"{RESULTS}/convnet/pretrain_history.csv",
+        curve=report(
+            f"{RESULTS}/plots/convnet_pretrain_curve.png",
+            caption="../report/training_curve.rst",
+            category="Training",
+        ),
+    log:
+        f"{RESULTS}/logs/pretrain_convnet.log",
+    params:
+        convnet=get_convnet_params,
+        device=config["device"],
+    conda:
+        "../../envs/torch.yaml"
+    threads: workflow.cores
+    script:
+        "../scripts/pretrain_convnet.py"
+
+
+rule finetune_convnet:
+    input:
+        pretrained=f"{RESULTS}/convnet/pretrained.pt",
+        clips=f"{RESULTS}/data/clips.csv",
+        faces=face_stores(),
+    output:
+        model=f"{RESULTS}/convnet/finetuned.pt",
+        history=f"{RESULTS}/convnet/finetune_history.csv",
+        curve=report(
+            f"{RESULTS}/plots/convnet_finetune_curve.png",
+            caption="../report/training_curve.rst",
+            category="Training",
+        ),
+    log:
+        f"{RESULTS}/logs/finetune_convnet.log",
+    params:
+        convnet=get_convnet_params,
+        classes=config["dataset"]["classes"],
+        fer_to_target=config["pretrain_data"]["fer_to_target"],
+        device=config["device"],
+    conda:
+        "../../envs/torch.yaml"
+    threads: workflow.cores
+    script:
+        "../scripts/finetune_convnet.py"
+
+
+rule extract_features:
+    input:
+        model=f"{RESULTS}/convnet/finetuned.pt",
+        faces=f"{RESULTS}/faces/shard_{{shard}}.h5",
+    output:
+        store=f"{RESULTS}/features/{{layer}}/shard_{{shard}}.h5",
+    log:
+        f"{RESULTS}/logs/extract_features/{{layer}}_shard_{{shard}}.log",
+    params:
+        batch_size=config["features"]["batch_size"],
+        device=config["device"],
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    script:
+        "../scripts/extract_features.py"

@@ -1,0 +1,53 @@
+# Data: the embedded synthetic demo corpus, and the adapters that turn any corpus into
+# one clip table (results/data/clips.csv) and one FER image set.
+
+
+rule render_synthetic_corpus:
+    output:
+        manifest=f"{RESULTS}/corpus/manifest.csv",
+        fer=f"{RESULTS}/corpus/fer2013.csv",
+        ground_truth=f"{RESULTS}/corpus/ground_truth.parquet",
+        clips=directory(f"{RESULTS}/corpus/clips"),
+    log:
+        f"{RESULTS}/logs/render_synthetic_corpus.log",
+    params:
+        synthetic=config["dataset"]["synthetic"],
+    conda:
+        "../../envs/corpus.yaml"
+    threads: 1
+    script:
+        "../scripts/render_synthetic_corpus.py"
+
+
+rule prepare_clips:
+    input:
+        get_dataset_input,
+    output:
+        clips=f"{RESULTS}/data/clips.csv",
+    log:
+        f"{RESULTS}/logs/prepare_clips.log",
+    params:
+        dataset=get_dataset_params,
+        n_shards=config["faces"]["n_shards"],
+    conda:
+        "../../envs/corpus.yaml"
+    threads: 1
+    script:
+        "../scripts/prepare_clips.py"
+
+
+rule prepare_fer:
+    input:
+        get_fer_input,
+    output:
+        fer=f"{RESULTS}/data/fer2013.h5",
+    log:
+        f"{RESULTS}/logs/prepare_fer.log",
+    params:
+        pretrain_data=config["pretrain_data"],
+        classes=config["dataset"]["classes"],
+    conda:
+        "../../envs/corpus.yaml"
+    threads: 1
+    script:
+        "../scripts/prepare_fer.py"

@@ -1,0 +1,61 @@
+# Evaluation: ACC (eq. 5) and the paper's MAP (eq. 6, per-class recall averaged) with
+# true macro precision and macro F1, per method x split x seed; the Table 1 layout with
+# the paper's CHEAVD figures beside ours; confusion matrices and attention plots.
+
+
+rule evaluate:
+    input:
+        predictions=all_predictions(),
+        training_sets=expand(
+            f"{RESULTS}/baselines/{{method}}/seed_{{seed}}_training_set.tsv",
+            method=BASELINES,
+            seed=SEEDS,
+        ),
+    output:
+        metrics=f"{RESULTS}/metrics.parquet",
+        table=report(
+            f"{RESULTS}/table.md",
+            caption="../report/table.rst",
+            category="Results",
+        ),
+        confusion=report(
+            expand(f"{RESULTS}/plots/confusion_{{method}}.png", method=METHODS),
+            caption="../report/confusion.rst",
+            category="Results",
+        ),
+    log:
+        f"{RESULTS}/logs/evaluate.log",
+    params:
+        classes=config["dataset"]["classes"],
+        methods=METHODS,
+        baseline2_per_class=config["baselines"]["baseline2_per_class"],
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    script:
+        "../scripts/evaluate.py"
+
+
+rule plot_attention:
+    input:
+        attention=expand(
+            f"{RESULTS}/temporal/attention_lstm/seed_{{seed}}/attention.parquet",
+            seed=SEEDS[0],
+        ),
+        faces=face_stores(),
+    output:
+        plot=report(
+            f"{RESULTS}/plots/attention_examples.png",
+            caption="../report/attention.rst",
+            category="Results",
+        ),
+    log:
+        f"{RESULTS}/logs/plot_attention.log",
+    params:
+        classes=config["dataset"]["classes"],
+        per_class=1,
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
+    script:
+        "../scripts/plot_attention.py"

@@ -1,0 +1,40 @@
+# Faces: Viola-Jones per frame with MTCNN as the fallback, 100x100 crops into one HDF5
+# face store per shard of clips, and a QC table that accounts for every clip.
+
+
+rule extract_faces:
+    input:
+        clips=f"{RESULTS}/data/clips.csv",
+    output:
+        store=f"{RESULTS}/faces/shard_{{shard}}.h5",
+        qc=f"{RESULTS}/faces/qc_shard_{{shard}}.parquet",
+    log:
+        f"{RESULTS}/logs/extract_faces/shard_{{shard}}.log",
+    params:
+        faces=get_face_params,
+        device=config["device"],
+    conda:
+        "../../envs/faces.yaml"
+    threads: 1
+    script:
+        "../scripts/extract_faces.py"
+
+
+rule face_qc:
+    input:
+        clips=f"{RESULTS}/data/clips.csv",
+        qc=expand(f"{RESULTS}/faces/qc_shard_{{shard}}.parquet", shard=SHARDS),
+    output:
+        qc=report(
+            f"{RESULTS}/qc/faces.parquet",
+            caption="../report/face_qc.rst",
+            category="Quality control",
+        ),
+        summary=f"{RESULTS}/qc/faces_summary.tsv",
+    log:
+        f"{RESULTS}/logs/face_qc.log",
+    conda:
+        "../../envs/faces.yaml"
+    threads: 1
+    script:
+        "../scripts/face_qc.py"

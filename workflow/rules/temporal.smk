@@ -1,0 +1,26 @@
+# The paper's temporal models over the per-frame ConvNet features: the peephole LSTM
+# (eq. 1) and the attention LSTM (eqs. 2-4), one training run per seed.
+
+
+rule train_temporal:
+    input:
+        clips=f"{RESULTS}/data/clips.csv",
+        features=feature_stores(),
+    output:
+        model=f"{RESULTS}/temporal/{{model}}/seed_{{seed}}/model.pt",
+        history=f"{RESULTS}/temporal/{{model}}/seed_{{seed}}/history.csv",
+        attention=f"{RESULTS}/temporal/{{model}}/seed_{{seed}}/attention.parquet",
+        predictions=f"{RESULTS}/predictions/{{model}}/seed_{{seed}}.parquet",
+    log:
+        f"{RESULTS}/logs/train_temporal/{{model}}_seed_{{seed}}.log",
+    wildcard_constraints:
+        model="lstm|attention_lstm",
+    params:
+        temporal=get_temporal_params,
+        classes=config["dataset"]["classes"],
+        device=config["device"],
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
+    script:
+        "../scripts/train_temporal.py"

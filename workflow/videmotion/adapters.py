@@ -1,0 +1,252 @@
+"""Dataset adapters: every corpus becomes one clip table, every FER source one image set.
+
+Clip adapters return a table with the columns of the clip manifest
+(``workflow/schemas/clips.schema.yaml``)::
+
+    clip_id  path (absolute)  label (a target class)  subject  split (train|val|test)
+
+* ``synthetic`` - the embedded demo corpus that the first rule renders (its manifest).
+* ``manifest`` - a user's CSV with ``clip_id,path,label,subject[,split]``; ``path`` is
+  relative to ``data_root`` and is a video file or a folder of ordered frame images
+  (CK+, Oulu-CASIA and MMI ship frames). This is how CK+, AFEW, RAVDESS or any other
+  corpus is brought in.
+* ``cheavd`` - CHEAVD's class-folder layout ``<root>/<split folder>/<label>/<clip>``,
+  speaker id parsed from the file name by a configurable regular expression.
+
+Raw labels are translated by ``label_map`` (raw -> target class) and must then be one
+of the configured classes. Errors name the file, the row and the fix, and are raised
+before any work starts.
+
+FER adapters return :class:`FerImages` from the official ``fer2013.csv``
+(``emotion,pixels,Usage``) or from image folders ``train|test/<class>/*.png``.
+"""
+
+from __future__ import annotations
+
+import re
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pandas as pd
+
+from .labels import FER2013_CLASSES, FER2013_USAGES
+from .video import IMAGE_SUFFIXES
+
+CLIP_COLUMNS = ["clip_id", "path", "label", "subject", "split"]
+SPLITS = ("train", "val", "test")
+VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".m4v")
+
+
+class DatasetError(ValueError):
+    """The dataset description is wrong; the message says where and how to fix it."""
+
+
+def _resolve_inside(root: Path, rel: str, where: str) -> Path:
+    path = (root / rel).resolve()
+    if not path.is_relative_to(root.resolve()):
+        raise DatasetError(f"{where}: path {rel!r} escapes the data root {root}; use a path inside it")
+    return path
+
+
+def assign_subject_splits(subjects: pd.Series, fractions: dict[str, float], seed: int) -> pd.Series:
+    """Assign whole subjects to train/val/test (subject-disjoint) with a seeded shuffle."""
+    unique = np.array(sorted(subjects.astype(str).unique()))
+    rng = np.random.default_rng(seed)
+    rng.shuffle(unique)
+    n = len(unique)
+    n_val = max(1, round(fractions.get("val", 0.15) * n)) if n >= 3 else 0
+    n_test = max(1, round(fractions.get("test", 0.15) * n)) if n >= 3 else 0
+    split_of = {s: "test" for s in unique[:n_test]}
+    split_of.update({s: "val" for s in unique[n_test : n_test + n_val]})
+    split_of.update({s: "train" for s in unique[n_test + n_val :]})
+    return subjects.astype(str).map(split_of)
+
+
+def check_clip_table(df: pd.DataFrame, classes: list[str], source: str) -> pd.DataFrame:
+    """Validate a clip table; raise DatasetError naming the rows and the fix."""
+    missing = [c for c in CLIP_COLUMNS if c not in df.columns]
+    if missing:
+        raise DatasetError(f"{source}: missing columns {missing}; the manifest needs {CLIP_COLUMNS}")
+    dup = df["clip_id"][df["clip_id"].duplicated()]
+    if len(dup):
+        rows = [int(i) + 2 for i in dup.index[:5]]
+        raise DatasetError(f"{source}: duplicate clip_id {sorted(set(dup))[:5]} (rows {rows}); clip ids must be unique")
+    bad_ids = df["clip_id"][~df["clip_id"].astype(str).str.fullmatch(r"[A-Za-z0-9_.\-]+")]
+    if len(bad_ids):
+        raise DatasetError(f"{source}: clip_id {list(bad_ids[:5])} may use only letters, digits, '_', '-', '.'")
+    unknown = df[~df["label"].isin(classes)]
+    if len(unknown):
+        rows = [int(i) + 2 for i in unknown.index[:5]]
+        raise DatasetError(
+            f"{source}: unknown label(s) {sorted(set(unknown['label'].astype(str)))[:5]} in rows {rows}; "
+            f"use one of {classes} or map them with dataset.label_map"
+        )
+    bad_split = df[~df["split"].isin(SPLITS)]
+    if len(bad_split):
+        raise DatasetError(f"{source}: split must be one of {SPLITS}; rows {[int(i) + 2 for i in bad_split.index[:5]]}")
+    by_subject = df.groupby("subject")["split"].nunique()
+    leaking = by_subject[by_subject > 1]
+    if len(leaking):
+        raise DatasetError(
+            f"{source}: subject(s) {list(leaking.index[:5])} appear in more than one split; "
+            "splits must be subject-disjoint (fix the split column or drop it to let the workflow assign splits)"
+        )
+    for split in ("train", "val", "test"):
+        if not (df["split"] == split).any():
+            raise DatasetError(f"{source}: no clip in split {split!r}; train, val and test all need clips")
+    return df
+
+
+def _apply_label_map(df: pd.DataFrame, label_map: dict[str, str]) -> pd.DataFrame:
+    df = df.copy()
+    df["label"] = df["label"].astype(str).map(lambda raw: label_map.get(raw, raw))
+    return df
+
+
+def load_manifest_clips(
+    manifest: str | Path,
+    data_root: str | Path | None,
+    *,
+    classes: list[str],
+    label_map: dict[str, str] | None = None,
+    split_fractions: dict[str, float] | None = None,
+    split_seed: int = 0,
+) -> pd.DataFrame:
+    """A user's manifest CSV as a validated clip table with absolute paths."""
+    manifest = Path(manifest)
+    if not manifest.is_file():
+        raise DatasetError(f"manifest {manifest} does not exist; set dataset.manifest.path")
+    root = Path(data_root) if data_root else manifest.parent
+    df = pd.read_csv(manifest, dtype=str, keep_default_na=False)
+    df.columns = [c.strip() for c in df.columns]
+    if "split" not in df.columns or (df["split"] == "").all():
+        if "subject" not in df.columns:
+            raise DatasetError(f"{manifest}: needs a subject column to assign subject-disjoint splits")
+        df["split"] = assign_subject_splits(df["subject"], split_fractions or {}, split_seed)
+    for col in CLIP_COLUMNS:
+        if col in df.columns:
+            df[col] = df[col].astype(str).str.strip()
+    df = _apply_label_map(df, label_map or {})
+    check_clip_table(df, classes, str(manifest))
+    df["path"] = [str(_resolve_inside(root, p, f"{manifest} row {i + 2}")) for i, p in enumerate(df["path"])]
+    return df[CLIP_COLUMNS].reset_index(drop=True)
+
+
+def load_cheavd_clips(
+    root: str | Path,
+    *,
+    classes: list[str],
+    label_map: dict[str, str] | None = None,
+    split_folders: dict[str, str] | None = None,
+    subject_pattern: str = r"^(?P<subject>[^_]+)_",
+) -> pd.DataFrame:
+    """CHEAVD's class-folder layout: ``<root>/<split folder>/<label>/<clip file>``."""
+    root = Path(root)
+    if not root.is_dir():
+        raise DatasetError(f"CHEAVD root {root} does not exist; set dataset.cheavd.root")
+    folders = split_folders or {"train": "train", "val": "val", "test": "test"}
+    pattern = re.compile(subject_pattern)
+    rows = []
+    for split, folder in folders.items():
+        split_dir = root / folder
+        if not split_dir.is_dir():
+            raise DatasetError(f"CHEAVD: folder {split_dir} for split {split!r} is missing")
+        for label_dir in sorted(p for p in split_dir.iterdir() if p.is_dir()):
+            for clip in sorted(label_dir.iterdir()):
+                if clip.suffix.lower() not in VIDEO_SUFFIXES and not clip.is_dir():
+                    continue
+                match = pattern.search(clip.stem)
+                if not match:
+                    raise DatasetError(f"CHEAVD: cannot read a speaker id from {clip.name} with {subject_pattern!r}; set dataset.cheavd.subject_pattern")
+                rows.append(
+                    dict(clip_id=f"{split}_{clip.stem}", path=str(clip.resolve()), label=label_dir.name, subject=match["subject"], split=split)
+                )
+    df = _apply_label_map(pd.DataFrame(rows, columns=CLIP_COLUMNS), label_map or {})
+    return check_clip_table(df, classes, f"CHEAVD at {root}")
+
+
+def shard_of(clip_id: str, n_shards: int) -> int:
+    """Stable shard number of a clip: adding clips does not move existing ones."""
+    return zlib.crc32(clip_id.encode()) % n_shards
+
+
+@dataclass
+class FerImages:
+    """FER2013-format images: 48x48 grayscale, FER2013 codes 0..6, official usages."""
+
+    images: np.ndarray  # uint8 (N, 48, 48)
+    labels: np.ndarray  # int64 (N,) FER2013 code
+    usage: np.ndarray  # str (N,) Training | PublicTest | PrivateTest
+
+
+def load_fer_csv(path: str | Path) -> FerImages:
+    """The official ``fer2013.csv``; a bad row raises DatasetError naming it."""
+    path = Path(path)
+    if not path.is_file():
+        raise DatasetError(f"FER2013 csv {path} does not exist; set pretrain_data.path")
+    df = pd.read_csv(path, dtype={"emotion": "Int64", "pixels": str, "Usage": str})
+    missing = {"emotion", "pixels", "Usage"} - set(df.columns)
+    if missing:
+        raise DatasetError(f"{path}: missing columns {sorted(missing)}; expected emotion,pixels,Usage")
+    images = np.empty((len(df), 48, 48), dtype=np.uint8)
+    for i, pixels in enumerate(df["pixels"]):
+        values = np.array(str(pixels).split(), dtype=np.int64)
+        if values.size != 48 * 48 or values.min(initial=0) < 0 or values.max(initial=0) > 255:
+            raise DatasetError(f"{path} row {i + 2}: expected 2304 pixel values in 0..255, got {values.size}; fix or drop the row")
+        images[i] = values.reshape(48, 48)
+    labels = df["emotion"].to_numpy(dtype=np.int64, na_value=-1)
+    bad = np.flatnonzero((labels < 0) | (labels >= len(FER2013_CLASSES)))
+    if bad.size:
+        raise DatasetError(f"{path} row {int(bad[0]) + 2}: emotion must be 0..6")
+    usage = df["Usage"].astype(str).to_numpy()
+    bad = np.flatnonzero(~np.isin(usage, FER2013_USAGES))
+    if bad.size:
+        raise DatasetError(f"{path} row {int(bad[0]) + 2}: Usage {usage[bad[0]]!r} is not one of {FER2013_USAGES}")
+    return FerImages(images, labels, usage.astype(object))
+
+
+def load_fer_folders(root: str | Path, seed: int = 0, val_fraction: float = 0.1) -> FerImages:
+    """FER2013 as image folders ``train|test/<class>/*.png``.
+
+    The folder release has no validation split: ``test`` becomes PrivateTest and a
+    seeded ``val_fraction`` of ``train`` becomes PublicTest (the validation split).
+    """
+    root = Path(root)
+    index = {name: i for i, name in enumerate(FER2013_CLASSES)}
+    images, labels, usage = [], [], []
+    for folder, use in (("train", "Training"), ("test", "PrivateTest")):
+        if not (root / folder).is_dir():
+            raise DatasetError(f"FER2013 folders: {root / folder} is missing; expected {root}/train|test/<class>/*.png")
+        for class_dir in sorted(p for p in (root / folder).iterdir() if p.is_dir()):
+            name = class_dir.name.lower()
+            if name not in index:
+                raise DatasetError(f"FER2013 folders: class folder {class_dir} is not one of {FER2013_CLASSES}")
+            for file in sorted(class_dir.iterdir()):
+                if file.suffix.lower() not in IMAGE_SUFFIXES:
+                    continue
+                img = cv2.imread(str(file), cv2.IMREAD_GRAYSCALE)
+                if img is None:
+                    raise DatasetError(f"FER2013 folders: cannot decode {file}")
+                images.append(cv2.resize(img, (48, 48), interpolation=cv2.INTER_AREA) if img.shape != (48, 48) else img)
+                labels.append(index[name])
+                usage.append(use)
+    usage_arr = np.array(usage, dtype=object)
+    train = np.flatnonzero(usage_arr == "Training")
+    rng = np.random.default_rng(seed)
+    usage_arr[rng.choice(train, size=int(round(val_fraction * len(train))), replace=False)] = "PublicTest"
+    return FerImages(np.stack(images), np.array(labels, dtype=np.int64), usage_arr)
+
+
+def fer_to_target(fer: FerImages, mapping: dict[str, str | None], classes: list[str]) -> tuple[np.ndarray, list[str]]:
+    """Pretraining labels and class list. Pretraining keeps FER's 7 classes; the explicit
+    mapping is checked here and stored with the ConvNet so fine-tuning can initialise
+    the target head from the mapped FER units."""
+    for fer_name, target in mapping.items():
+        if fer_name not in FER2013_CLASSES:
+            raise DatasetError(f"pretrain_data.fer_to_target: {fer_name!r} is not a FER2013 class {FER2013_CLASSES}")
+        if target is not None and target not in classes:
+            raise DatasetError(f"pretrain_data.fer_to_target: {target!r} is not a target class {classes}")
+    return fer.labels, list(FER2013_CLASSES)

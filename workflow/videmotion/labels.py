@@ -1,0 +1,47 @@
+"""Label spaces and the explicit mapping between them.
+
+The target space is CHEAVD's eight classes (the paper's "emotion type space").
+Pretraining uses FER2013's seven classes, whose integer codes are fixed by the
+official ``fer2013.csv`` (0=Angry ... 6=Neutral). Which FER class stands for which
+target class is configuration (``pretrain.fer_to_target``), never implied by name.
+"""
+
+from __future__ import annotations
+
+CHEAVD_CLASSES: tuple[str, ...] = (
+    "neutral",
+    "angry",
+    "happy",
+    "sad",
+    "surprise",
+    "disgust",
+    "anxious",
+    "fear",
+)
+
+# Index i is the code used in fer2013.csv's `emotion` column.
+FER2013_CLASSES: tuple[str, ...] = (
+    "angry",
+    "disgust",
+    "fear",
+    "happy",
+    "sad",
+    "surprise",
+    "neutral",
+)
+
+FER2013_USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
+
+
+def class_index(classes: tuple[str, ...] | list[str]) -> dict[str, int]:
+    """Map each class name to its integer index."""
+    return {name: i for i, name in enumerate(classes)}
+
+
+def check_label_map(mapping: dict[str, str | None], source: tuple[str, ...], target: tuple[str, ...]) -> None:
+    """Raise ValueError if `mapping` names a class that is not in `source` / `target`."""
+    for src, dst in mapping.items():
+        if src not in source:
+            raise ValueError(f"label map: source class {src!r} is not one of {list(source)}")
+        if dst is not None and dst not in target:
+            raise ValueError(f"label map: target class {dst!r} (for {src!r}) is not one of {list(target)}")

@@ -1,0 +1,221 @@
+"""HDF5 face stores and feature stores: layout, atomic writing, checked reading.
+
+One store file holds one shard of clips (a few files per corpus, not one per clip or
+frame). Both layouts are readable with plain h5py.
+
+Face store (``results/faces/shard_<k>.h5``), layout ``videmotion.face_store`` v1::
+
+    /                       attrs: layout, layout_version, config_hash, package_version,
+                                   shard, n_shards, face_size
+    /clips/<clip_id>/       one group per clip that yielded at least one face;
+                            attrs: source_path, source_sha256, label, subject, split,
+                                   fps, n_frames_read
+        faces        uint8   (n, S, S)   grayscale face crops, S = face_size (100)
+        frame_index  int32   (n,)        index of the source frame of each crop
+        box          float32 (n, 4)      x, y, w, h of the detected face in the frame
+        detector     uint8   (n,)        DETECTOR_CODES: 0 vj, 1 track, 2 mtcnn
+        score        float32 (n,)        detector confidence (VJ level weight, MTCNN prob)
+
+Feature store (``results/features/<layer>/shard_<k>.h5``), layout
+``videmotion.feature_store`` v1::
+
+    /                       attrs: layout, layout_version, config_hash, package_version,
+                                   shard, layer, feature_dim, convnet_sha256
+    /clips/<clip_id>/       attrs: label, subject, split
+        features     float32 (n, D)      per-frame ConvNet output (layer attr)
+        frame_index  int32   (n,)        aligned with the face store's frame_index
+
+Datasets are chunked and gzip-compressed. Writers build the file under a temporary
+name in the same folder and rename it when complete, so a killed job never leaves a
+store that looks finished. Readers check ``layout`` and ``layout_version`` and, when
+asked, the ``config_hash``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import h5py
+import numpy as np
+
+from . import __version__
+
+FACE_STORE_LAYOUT = "videmotion.face_store"
+FEATURE_STORE_LAYOUT = "videmotion.feature_store"
+LAYOUT_VERSION = 1
+DETECTOR_CODES = {"vj": 0, "track": 1, "mtcnn": 2}
+DETECTOR_NAMES = {v: k for k, v in DETECTOR_CODES.items()}
+
+
+class StoreError(Exception):
+    """A store that is missing, corrupt, of another layout, or built under another config."""
+
+
+def config_hash(section: object) -> str:
+    """A short stable hash of a JSON-able config section (key order does not matter)."""
+    text = json.dumps(section, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """Checksum of a source file (streamed); for a folder of frames, of its sorted file list and sizes."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    if path.is_dir():
+        for p in sorted(path.iterdir()):
+            digest.update(f"{p.name}:{p.stat().st_size}\n".encode())
+        return digest.hexdigest()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+@contextmanager
+def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Open `path` for writing under a temporary name; rename into place only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with h5py.File(tmp, "w") as fh:
+            yield fh
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _write_root_attrs(fh: h5py.File, layout: str, cfg_hash: str, **attrs) -> None:
+    fh.attrs["layout"] = layout
+    fh.attrs["layout_version"] = LAYOUT_VERSION
+    fh.attrs["config_hash"] = cfg_hash
+    fh.attrs["package_version"] = __version__
+    for key, value in attrs.items():
+        fh.attrs[key] = value
+    fh.create_group("clips")
+
+
+def _dataset(group: h5py.Group, name: str, data: np.ndarray) -> None:
+    chunks = (min(len(data), 64),) + data.shape[1:] if len(data) else None
+    group.create_dataset(name, data=data, chunks=chunks, compression="gzip" if len(data) else None, compression_opts=4 if len(data) else None)
+
+
+@dataclass
+class ClipFaces:
+    """The faces of one clip, frame by frame (only frames where a face was kept)."""
+
+    clip_id: str
+    faces: np.ndarray  # uint8 (n, S, S)
+    frame_index: np.ndarray  # int32 (n,)
+    box: np.ndarray  # float32 (n, 4)
+    detector: np.ndarray  # uint8 (n,)
+    score: np.ndarray  # float32 (n,)
+    attrs: dict
+
+    def __len__(self) -> int:
+        return len(self.frame_index)
+
+
+class FaceStoreWriter:
+    """Writes one face-store shard; use as a context manager."""
+
+    def __init__(self, path: str | os.PathLike, *, cfg_hash: str, shard: int, n_shards: int, face_size: int):
+        self._ctx = atomic_h5(path)
+        self._meta = dict(shard=shard, n_shards=n_shards, face_size=face_size)
+        self._hash = cfg_hash
+
+    def __enter__(self) -> "FaceStoreWriter":
+        self._fh = self._ctx.__enter__()
+        _write_root_attrs(self._fh, FACE_STORE_LAYOUT, self._hash, **self._meta)
+        return self
+
+    def __exit__(self, *exc) -> bool | None:
+        return self._ctx.__exit__(*exc)
+
+    def add(self, clip: ClipFaces) -> None:
+        group = self._fh["clips"].create_group(clip.clip_id)
+        _dataset(group, "faces", np.asarray(clip.faces, dtype=np.uint8))
+        _dataset(group, "frame_index", np.asarray(clip.frame_index, dtype=np.int32))
+        _dataset(group, "box", np.asarray(clip.box, dtype=np.float32).reshape(-1, 4))
+        _dataset(group, "detector", np.asarray(clip.detector, dtype=np.uint8))
+        _dataset(group, "score", np.asarray(clip.score, dtype=np.float32))
+        for key, value in clip.attrs.items():
+            group.attrs[key] = value
+
+
+def _open_checked(path: str | os.PathLike, layout: str, expected_hash: str | None) -> h5py.File:
+    path = Path(path)
+    try:
+        fh = h5py.File(path, "r")
+    except (OSError, FileNotFoundError) as err:
+        raise StoreError(f"{path}: cannot open as HDF5 ({err}); delete it and rerun the workflow to rebuild it") from err
+    found = fh.attrs.get("layout")
+    version = fh.attrs.get("layout_version")
+    if found != layout or version != LAYOUT_VERSION:
+        fh.close()
+        raise StoreError(f"{path}: layout {found!r} v{version}, expected {layout!r} v{LAYOUT_VERSION}")
+    if expected_hash is not None and fh.attrs.get("config_hash") != expected_hash:
+        got = fh.attrs.get("config_hash")
+        fh.close()
+        raise StoreError(
+            f"{path}: built under another config (hash {got}, expected {expected_hash}); "
+            "rerun snakemake so that it is rebuilt"
+        )
+    return fh
+
+
+def read_face_store(path: str | os.PathLike, expected_hash: str | None = None, with_faces: bool = True) -> Iterator[ClipFaces]:
+    """Yield each clip of a face-store shard (faces loaded one clip at a time)."""
+    with _open_checked(path, FACE_STORE_LAYOUT, expected_hash) as fh:
+        for clip_id, group in fh["clips"].items():
+            yield ClipFaces(
+                clip_id=clip_id,
+                faces=group["faces"][()] if with_faces else np.empty((0,), np.uint8),
+                frame_index=group["frame_index"][()],
+                box=group["box"][()],
+                detector=group["detector"][()],
+                score=group["score"][()],
+                attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in group.attrs.items()},
+            )
+
+
+def write_feature_store(
+    path: str | os.PathLike,
+    clips: dict[str, tuple[np.ndarray, np.ndarray, dict]],
+    *,
+    cfg_hash: str,
+    shard: int,
+    layer: str,
+    convnet_sha256: str,
+) -> None:
+    """Write {clip_id: (features (n,D), frame_index (n,), attrs)} as one feature-store shard."""
+    dims = {feats.shape[1] for feats, _, _ in clips.values() if feats.ndim == 2}
+    if len(dims) > 1:
+        raise ValueError(f"feature dimensions differ between clips: {sorted(dims)}")
+    with atomic_h5(path) as fh:
+        _write_root_attrs(
+            fh, FEATURE_STORE_LAYOUT, cfg_hash, shard=shard, layer=layer, feature_dim=dims.pop() if dims else 0, convnet_sha256=convnet_sha256
+        )
+        for clip_id, (feats, frame_index, attrs) in clips.items():
+            group = fh["clips"].create_group(clip_id)
+            _dataset(group, "features", np.asarray(feats, dtype=np.float32))
+            _dataset(group, "frame_index", np.asarray(frame_index, dtype=np.int32))
+            for key, value in attrs.items():
+                group.attrs[key] = value
+
+
+def read_feature_stores(paths: list[str | os.PathLike], expected_hash: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """{clip_id: (features (n,D) float32, frame_index (n,))} over several feature-store shards."""
+    out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    for path in paths:
+        with _open_checked(path, FEATURE_STORE_LAYOUT, expected_hash) as fh:
+            for clip_id, group in fh["clips"].items():
+                out[clip_id] = (group["features"][()], group["frame_index"][()])
+    return out

@@ -1,0 +1,144 @@
+"""Reading clips as a stream of frames, from a video file or a folder of frame images.
+
+CK+, Oulu-CASIA and MMI ship sequences as ordered frame images; AFEW, RAVDESS and
+CHEAVD ship video files. Both are read here through one interface that yields frames
+one at a time, so that memory does not grow with clip length. Problems with a clip
+(missing, empty, unreadable, not a video) raise :class:`ClipReadError` with a reason
+that the QC table records.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+# Frame rate assumed when a container reports none (or nonsense); recorded in the QC.
+FALLBACK_FPS = 25.0
+
+
+class ClipReadError(Exception):
+    """A clip that cannot be read; `reason` is a short machine-friendly code."""
+
+    def __init__(self, reason: str, detail: str):
+        super().__init__(f"{reason}: {detail}")
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    """What the container says about a clip before decoding it."""
+
+    path: str
+    kind: str  # "video" or "frames"
+    fps: float
+    fps_reported: float
+    n_frames_reported: int
+    width: int
+    height: int
+
+
+def _natural_key(name: str) -> list:
+    # frame_2.png sorts before frame_10.png
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]
+
+
+def list_frame_images(folder: Path) -> list[Path]:
+    """The image files of a frame folder in natural order."""
+    files = [p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    return sorted(files, key=lambda p: _natural_key(p.name))
+
+
+def probe_clip(path: str | os.PathLike) -> ClipInfo:
+    """Open a clip and read its header; raise ClipReadError when it is not a readable clip."""
+    path = Path(path)
+    if not path.exists():
+        raise ClipReadError("missing", f"{path} does not exist")
+    if path.is_dir():
+        files = list_frame_images(path)
+        if not files:
+            raise ClipReadError("no_frames", f"{path} holds no image files ({', '.join(IMAGE_SUFFIXES)})")
+        first = cv2.imread(str(files[0]), cv2.IMREAD_COLOR)
+        if first is None:
+            raise ClipReadError("unreadable", f"cannot decode frame image {files[0]}")
+        h, w = first.shape[:2]
+        return ClipInfo(str(path), "frames", FALLBACK_FPS, 0.0, len(files), w, h)
+    if not os.access(path, os.R_OK):
+        raise ClipReadError("unreadable", f"{path} is not readable (permissions)")
+    if path.stat().st_size == 0:
+        raise ClipReadError("empty_file", f"{path} is a zero-byte file")
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            raise ClipReadError("not_a_video", f"OpenCV cannot open {path} as a video")
+        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
+        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+        w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
+        h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+    finally:
+        cap.release()
+    usable_fps = fps if 0.5 <= fps <= 1000.0 else FALLBACK_FPS
+    return ClipInfo(str(path), "video", usable_fps, fps, max(n, 0), w, h)
+
+
+@dataclass
+class FrameStream:
+    """Iterates (frame_index, BGR uint8 frame) and counts what went wrong on the way."""
+
+    path: str
+    max_frames: int | None = None
+    frames_read: int = 0
+    decode_errors: int = 0
+
+    def __iter__(self) -> Iterator[tuple[int, np.ndarray]]:
+        path = Path(self.path)
+        if path.is_dir():
+            yield from self._iter_images(path)
+        else:
+            yield from self._iter_video(path)
+
+    def _accept(self, frame: np.ndarray) -> np.ndarray:
+        if frame.ndim == 2:  # grayscale sources are normalised to BGR
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        elif frame.shape[2] == 4:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        return frame
+
+    def _iter_images(self, folder: Path) -> Iterator[tuple[int, np.ndarray]]:
+        for index, file in enumerate(list_frame_images(folder)):
+            if self.max_frames is not None and index >= self.max_frames:
+                return
+            frame = cv2.imread(str(file), cv2.IMREAD_UNCHANGED)
+            if frame is None:
+                self.decode_errors += 1
+                continue
+            self.frames_read += 1
+            yield index, self._accept(frame)
+
+    def _iter_video(self, path: Path) -> Iterator[tuple[int, np.ndarray]]:
+        cap = cv2.VideoCapture(str(path))
+        if not cap.isOpened():
+            raise ClipReadError("not_a_video", f"OpenCV cannot open {path} as a video")
+        try:
+            index = 0
+            while self.max_frames is None or index < self.max_frames:
+                ok, frame = cap.read()
+                if not ok or frame is None:
+                    break  # end of stream, or a truncated file: what was decoded is kept
+                self.frames_read += 1
+                yield index, self._accept(frame)
+                index += 1
+        finally:
+            cap.release()
+
+
+def read_all_frames(path: str | os.PathLike, max_frames: int | None = None) -> list[np.ndarray]:
+    """All frames of a short clip in memory (for tests and the predict command)."""
+    return [f for _, f in FrameStream(str(path), max_frames=max_frames)]
