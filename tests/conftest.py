@@ -1,0 +1,61 @@
+"""Shared fixtures: small clips and frame folders written by the tests themselves."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_REAL = REPO.parent / "shared" / "data" / "real"
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def drawn_face_frame(width: int = 320, height: int = 240, center=(160, 120), half_height: int = 60, seed: int = 0) -> np.ndarray:
+    """One frame with a drawn frontal face (the synthetic corpus's own renderer)."""
+    from videmotion.synthetic import Identity, draw_face
+
+    rng = np.random.default_rng(seed)
+    canvas = np.full((height, width, 3), 150, np.uint8)
+    draw_face(canvas, center, 2 * half_height, Identity.sample(rng), "neutral", 0.0)
+    return canvas
+
+
+def write_video(path: Path, frames: list[np.ndarray], fps: float = 10.0) -> Path:
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (w, h))
+    for frame in frames:
+        writer.write(frame)
+    writer.release()
+    return path
+
+
+@pytest.fixture
+def face_video(tmp_path: Path) -> Path:
+    """A 12-frame video of a drawn face drifting right."""
+    frames = [drawn_face_frame(center=(120 + 6 * i, 120)) for i in range(12)]
+    return write_video(tmp_path / "face.avi", frames)
+
+
+@pytest.fixture
+def blank_video(tmp_path: Path) -> Path:
+    """A video with no face in it."""
+    frames = []
+    for i in range(6):
+        frame = np.full((240, 320, 3), 90 + 10 * i, np.uint8)
+        cv2.rectangle(frame, (40, 60), (120, 200), (200, 180, 60), -1)
+        cv2.line(frame, (0, 230), (319, 10), (30, 30, 30), 3)
+        frames.append(frame)
+    return write_video(tmp_path / "blank.avi", frames)
+
+
+@pytest.fixture
+def real_video() -> Path:
+    path = SHARED_REAL / "single_face.mp4"
+    if not path.is_file():
+        pytest.skip(f"real footage not available ({path} is absent: ../shared is not beside this clone)")
+    return path

@@ -1,0 +1,136 @@
+"""Dataset adapters on small files the tests write: manifests, frame folders, CHEAVD, FER."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+
+from videmotion.adapters import (
+    DatasetError,
+    assign_subject_splits,
+    fer_to_target,
+    load_cheavd_clips,
+    load_fer_csv,
+    load_fer_folders,
+    load_manifest_clips,
+    shard_of,
+)
+from videmotion.labels import CHEAVD_CLASSES, FER2013_CLASSES
+
+CLASSES = list(CHEAVD_CLASSES)
+
+
+def _manifest(tmp_path, rows, header="clip_id,path,label,subject,split"):
+    path = tmp_path / "manifest.csv"
+    path.write_text(header + "\n" + "\n".join(",".join(r) for r in rows) + "\n")
+    return path
+
+
+GOOD = [
+    ("c1", "clips/a.avi", "happy", "s1", "train"),
+    ("c2", "clips/b.avi", "sad", "s2", "val"),
+    ("c3", "frames/c", "angry", "s3", "test"),
+]
+
+
+def test_manifest_paths_are_resolved_under_the_data_root(tmp_path):
+    df = load_manifest_clips(_manifest(tmp_path, GOOD), tmp_path, classes=CLASSES)
+    assert list(df.columns) == ["clip_id", "path", "label", "subject", "split"]
+    assert df.loc[2, "path"] == str((tmp_path / "frames/c").resolve())
+
+
+def test_label_map_translates_raw_labels(tmp_path):
+    rows = [(c, p, {"happy": "HA", "sad": "SA", "angry": "AN"}[lab], s, sp) for c, p, lab, s, sp in GOOD]
+    df = load_manifest_clips(_manifest(tmp_path, rows), tmp_path, classes=CLASSES, label_map={"HA": "happy", "SA": "sad", "AN": "angry"})
+    assert list(df["label"]) == ["happy", "sad", "angry"]
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (GOOD + [("c1", "x.avi", "happy", "s9", "train")], "duplicate clip_id"),
+        (GOOD + [("c4", "x.avi", "contempt", "s1", "train")], "unknown label.*contempt.*row"),
+        (GOOD + [("c4", "x.avi", "happy", "s3", "train")], "more than one split"),
+        (GOOD + [("c4", "../../etc/passwd", "happy", "s1", "train")], "escapes the data root"),
+        (GOOD[:2], "no clip in split 'test'"),
+    ],
+)
+def test_bad_manifests_fail_before_any_work(tmp_path, rows, message):
+    with pytest.raises(DatasetError, match=message):
+        load_manifest_clips(_manifest(tmp_path, rows), tmp_path, classes=CLASSES)
+
+
+def test_manifest_without_split_gets_subject_disjoint_splits(tmp_path):
+    rows = [(f"c{i}", f"v{i}.avi", "happy", f"s{i % 10}") for i in range(40)]
+    df = load_manifest_clips(_manifest(tmp_path, rows, header="clip_id,path,label,subject"), tmp_path, classes=CLASSES, split_seed=3)
+    assert set(df["split"]) == {"train", "val", "test"}
+    assert (df.groupby("subject")["split"].nunique() == 1).all()
+
+
+def test_subject_split_assignment_is_seeded():
+    subjects = pd.Series([f"s{i}" for i in range(20)])
+    a = assign_subject_splits(subjects, {"val": 0.2, "test": 0.2}, seed=1)
+    assert a.equals(assign_subject_splits(subjects, {"val": 0.2, "test": 0.2}, seed=1))
+    assert not a.equals(assign_subject_splits(subjects, {"val": 0.2, "test": 0.2}, seed=2))
+    assert (a == "test").sum() == 4 and (a == "val").sum() == 4
+
+
+def test_cheavd_class_folder_layout(tmp_path):
+    for split, label, name in [("train", "happy", "spk01_001"), ("val", "sad", "spk02_001"), ("test", "angry", "spk03_004")]:
+        d = tmp_path / split / label
+        d.mkdir(parents=True)
+        (d / f"{name}.avi").write_bytes(b"x")
+    df = load_cheavd_clips(tmp_path, classes=CLASSES)
+    assert sorted(df["subject"]) == ["spk01", "spk02", "spk03"]
+    assert set(df["split"]) == {"train", "val", "test"}
+
+
+def test_shards_are_stable_and_in_range():
+    ids = [f"clip{i}" for i in range(100)]
+    shards = [shard_of(c, 4) for c in ids]
+    assert set(shards) == {0, 1, 2, 3}
+    assert shards == [shard_of(c, 4) for c in ids]
+
+
+def _fer_csv(tmp_path, rows):
+    path = tmp_path / "fer2013.csv"
+    path.write_text("emotion,pixels,Usage\n" + "\n".join(rows) + "\n")
+    return path
+
+
+def test_fer_csv_reads_images_labels_usage(tmp_path):
+    px = " ".join(str(i % 256) for i in range(2304))
+    fer = load_fer_csv(_fer_csv(tmp_path, [f"3,{px},Training", f"6,{px},PublicTest", f"0,{px},PrivateTest"]))
+    assert fer.images.shape == (3, 48, 48) and fer.images.dtype == np.uint8
+    assert list(fer.labels) == [3, 6, 0] and list(fer.usage) == ["Training", "PublicTest", "PrivateTest"]
+    assert fer.images[0, 0, 5] == 5
+
+
+def test_fer_csv_wrong_pixel_count_names_the_row(tmp_path):
+    px = " ".join("1" for _ in range(2304))
+    with pytest.raises(DatasetError, match="row 3: expected 2304 pixel values"):
+        load_fer_csv(_fer_csv(tmp_path, [f"3,{px},Training", "3,1 2 3,Training"]))
+
+
+def test_fer_folders(tmp_path):
+    for split in ("train", "test"):
+        for cls in ("happy", "sad"):
+            d = tmp_path / split / cls
+            d.mkdir(parents=True)
+            for i in range(10):
+                cv2.imwrite(str(d / f"{i}.png"), np.full((48, 48), i, np.uint8))
+    fer = load_fer_folders(tmp_path, seed=0, val_fraction=0.2)
+    assert fer.images.shape == (40, 48, 48)
+    assert (fer.usage == "PrivateTest").sum() == 20 and (fer.usage == "PublicTest").sum() == 4
+    assert set(fer.labels) == {FER2013_CLASSES.index("happy"), FER2013_CLASSES.index("sad")}
+
+
+def test_fer_to_target_mapping_is_checked(tmp_path):
+    px = " ".join("1" for _ in range(2304))
+    fer = load_fer_csv(_fer_csv(tmp_path, [f"3,{px},Training"]))
+    with pytest.raises(DatasetError, match="not a target class"):
+        fer_to_target(fer, {"happy": "joy"}, CLASSES)
+    with pytest.raises(DatasetError, match="not a FER2013 class"):
+        fer_to_target(fer, {"contempt": "angry"}, CLASSES)

@@ -1,0 +1,137 @@
+"""Frame streams (video files, frame folders, bad files) and the HDF5 store layouts."""
+
+from __future__ import annotations
+
+import os
+
+import cv2
+import h5py
+import numpy as np
+import pytest
+
+from videmotion.stores import (
+    FACE_STORE_LAYOUT,
+    ClipFaces,
+    FaceStoreWriter,
+    StoreError,
+    config_hash,
+    read_face_store,
+    read_feature_stores,
+    write_feature_store,
+)
+from videmotion.video import ClipReadError, FrameStream, probe_clip, read_all_frames
+
+
+def test_video_round_trip(face_video):
+    info = probe_clip(face_video)
+    assert info.kind == "video" and info.width == 320 and info.height == 240
+    assert info.fps == pytest.approx(10.0)
+    frames = read_all_frames(face_video)
+    assert len(frames) == 12 and frames[0].shape == (240, 320, 3)
+
+
+def test_frame_folder_in_natural_order(tmp_path):
+    folder = tmp_path / "seq"
+    folder.mkdir()
+    for i in (1, 2, 10):  # natural order: 1, 2, 10 (not 1, 10, 2)
+        img = np.full((20, 30), i * 20, np.uint8)  # grayscale frames become BGR
+        cv2.imwrite(str(folder / f"frame_{i}.png"), img)
+    (folder / "notes.txt").write_text("ignored")
+    frames = read_all_frames(folder)
+    assert [int(f[0, 0, 0]) for f in frames] == [20, 40, 200]
+    assert frames[0].shape == (20, 30, 3)
+    assert probe_clip(folder).kind == "frames"
+
+
+@pytest.mark.parametrize(
+    "make, reason",
+    [
+        (lambda p: p.write_bytes(b""), "empty_file"),
+        (lambda p: p.write_text("this is not a video"), "not_a_video"),
+        (lambda p: None, "missing"),
+    ],
+)
+def test_bad_clip_files_raise_with_reason(tmp_path, make, reason):
+    path = tmp_path / "clip.mp4"
+    make(path)
+    with pytest.raises(ClipReadError) as err:
+        probe_clip(path)
+    assert err.value.reason == reason
+
+
+def test_max_frames_caps_the_stream(face_video):
+    stream = FrameStream(str(face_video), max_frames=5)
+    assert [i for i, _ in stream] == [0, 1, 2, 3, 4]
+    assert stream.frames_read == 5
+
+
+def _clip(clip_id: str, n: int) -> ClipFaces:
+    rng = np.random.default_rng(n)
+    return ClipFaces(
+        clip_id=clip_id,
+        faces=rng.integers(0, 255, (n, 100, 100), dtype=np.uint8),
+        frame_index=np.arange(0, 2 * n, 2, dtype=np.int32),
+        box=rng.random((n, 4)).astype(np.float32),
+        detector=np.zeros(n, np.uint8),
+        score=np.ones(n, np.float32),
+        attrs={"label": "happy", "subject": "s1", "split": "train", "source_path": "/x.avi", "fps": 10.0},
+    )
+
+
+def test_face_store_layout_and_round_trip(tmp_path):
+    path = tmp_path / "shard_0.h5"
+    clips = [_clip("a", 5), _clip("b", 70)]
+    with FaceStoreWriter(path, cfg_hash="abc", shard=0, n_shards=2, face_size=100) as writer:
+        for clip in clips:
+            writer.add(clip)
+    with h5py.File(path, "r") as fh:  # readable with plain h5py, documented layout
+        assert fh.attrs["layout"] == FACE_STORE_LAYOUT and fh.attrs["layout_version"] == 1
+        ds = fh["clips/b/faces"]
+        assert ds.dtype == np.uint8 and ds.shape == (70, 100, 100)
+        assert ds.chunks == (64, 100, 100) and ds.compression == "gzip"
+        assert fh["clips/b/frame_index"].dtype == np.int32
+    back = {c.clip_id: c for c in read_face_store(path, expected_hash="abc")}
+    np.testing.assert_array_equal(back["b"].faces, clips[1].faces)
+    np.testing.assert_array_equal(back["a"].frame_index, clips[0].frame_index)
+    assert back["a"].attrs["label"] == "happy"
+
+
+def test_store_built_under_another_config_is_rejected(tmp_path):
+    path = tmp_path / "s.h5"
+    with FaceStoreWriter(path, cfg_hash=config_hash({"margin": 0.1}), shard=0, n_shards=1, face_size=100) as w:
+        w.add(_clip("a", 2))
+    with pytest.raises(StoreError, match="another config"):
+        list(read_face_store(path, expected_hash=config_hash({"margin": 0.2})))
+
+
+def test_corrupt_store_gives_clear_error(tmp_path):
+    path = tmp_path / "s.h5"
+    path.write_bytes(b"\x89HDF garbage" * 10)
+    with pytest.raises(StoreError, match="rerun the workflow"):
+        list(read_face_store(path))
+
+
+def test_failed_write_leaves_no_store(tmp_path):
+    path = tmp_path / "s.h5"
+    with pytest.raises(RuntimeError):
+        with FaceStoreWriter(path, cfg_hash="x", shard=0, n_shards=1, face_size=100) as w:
+            w.add(_clip("a", 2))
+            raise RuntimeError("killed mid-write")
+    assert not path.exists()
+    assert not [p for p in os.listdir(tmp_path)]  # temporary file cleaned too
+
+
+def test_feature_store_round_trip(tmp_path):
+    path = tmp_path / "f.h5"
+    feats = {"a": (np.ones((3, 8), np.float32), np.array([0, 2, 4]), {"label": "sad", "subject": "s", "split": "val"})}
+    write_feature_store(path, feats, cfg_hash="h", shard=0, layer="logits", convnet_sha256="0" * 64)
+    back = read_feature_stores([path], expected_hash="h")
+    np.testing.assert_array_equal(back["a"][0], feats["a"][0])
+    np.testing.assert_array_equal(back["a"][1], [0, 2, 4])
+    with h5py.File(path) as fh:
+        assert fh.attrs["feature_dim"] == 8 and fh.attrs["layer"] == "logits"
+
+
+def test_config_hash_ignores_key_order():
+    assert config_hash({"a": 1, "b": [1, 2]}) == config_hash({"b": [1, 2], "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
