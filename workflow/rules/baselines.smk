@@ -35,6 +35,6 @@ rule random_forest_baseline:
         classes=config["dataset"]["classes"],
     conda:
         "../../envs/ml.yaml"
-    threads: workflow.cores
+    threads: 1
     script:
         "../scripts/random_forest_baseline.py"

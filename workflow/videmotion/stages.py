@@ -267,7 +267,7 @@ def finetune_convnet(
 
     clips = read_clips(clips_csv)
     model, pre_meta = convnet.load_checkpoint(pretrained, device=device)
-    params = _convnet_params(convnet_cfg, "finetune")
+    params = dict(convnet_cfg["finetune"])
     frames, labels, splits = _sample_clip_frames(face_paths, clips, ("train", "val", "test"), params["frames_per_clip"])
     index = {c: i for i, c in enumerate(classes)}
     y = np.array([index[label] for label in labels])
@@ -276,7 +276,7 @@ def finetune_convnet(
     head_init = {index[t]: pre_meta["classes"].index(f) for f, t in fer_to_target.items() if t is not None}
     tuned, history = convnet.finetune_convnet(
         model, frames[fit], y[fit], split_arr[fit] == "val", n_classes=len(classes),
-        params={k: v for k, v in params.items() if k != "frames_per_clip"} | {"head_init": head_init},
+        params={k: v for k, v in params.items() if k != "frames_per_clip"},
         seed=convnet_cfg["seed"], device=device, log=log.info,
     )
     test = split_arr == "test"
@@ -386,7 +386,8 @@ def random_forest_baseline(
     summary = sample_summary(y[train], per_class if method == "baseline2" else 10**9, classes=classes)
     summary.insert(0, "method", method)
     summary.to_csv(out_training_set, sep="\t", index=False)
-    rf_params = dict(baselines_cfg["random_forest"]) | {"n_jobs": threads}
+    # n_jobs=1: parallel forests sum votes in thread order, so probabilities would differ in the last bits
+    rf_params = dict(baselines_cfg["random_forest"]) | {"n_jobs": 1}
     model = train_random_forest(X[train], y[train], params=rf_params, seed=seed)
     evaluated = clips["split"].isin(["val", "test"]).to_numpy()
     probs = predict_proba_full(model, X[evaluated], len(classes))

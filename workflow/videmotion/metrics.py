@@ -1,0 +1,170 @@
+"""Evaluation exactly as the paper writes it, plus the metrics its name suggests.
+
+With ``TP_i`` the clips of class ``i`` predicted as ``i`` and ``FN_i`` the clips of
+class ``i`` predicted as another class (rows of the confusion matrix are true classes,
+columns predicted classes):
+
+* **ACC** (eq. 5) ``= sum_i TP_i / sum_i (TP_i + FN_i)``: the overall accuracy.
+* **MAP** (eq. 6) ``= (1/s) sum_i TP_i / (TP_i + FN_i)``. The paper calls it "Macro
+  Average Precision", but ``TP_i / (TP_i + FN_i)`` is the *recall* of class ``i``, so
+  eq. 6 as written is the per-class recall averaged: the unweighted average recall
+  (UAR, sklearn's balanced accuracy). :func:`paper_map` computes it exactly so.
+* **Macro precision**: the true ``TP_i / (TP_i + FP_i)`` averaged, and **macro F1**, the
+  per-class F1 averaged, reported beside MAP so nobody mistakes one for the other.
+
+Decisions where eq. 6 leaves room:
+
+* ``s`` is "the number of emotion classes". A class with no clip in ``y_true`` has an
+  undefined recall (0/0), so every macro average here is taken over the classes that
+  are **present in y_true**; those absent get ``NaN`` recall/F1 in the per-class table
+  and ``in_macro = False``. (Predictions of an absent class still count: they are
+  errors that lower the recall of the clips' true classes.)
+* A present class that is never predicted has precision ``0/0``; like sklearn's
+  ``zero_division=0`` it counts as 0 (and so does its F1 when precision and recall
+  are both 0).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
+
+
+def as_class_indices(values: Sequence[Any] | np.ndarray, classes: Sequence[str]) -> np.ndarray:
+    """Turn class names (or integer indices) into indices ``0 .. len(classes)-1``, checking every value."""
+    arr = np.asarray(values)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional, got shape {arr.shape}")
+    if arr.size and np.issubdtype(arr.dtype, np.integer):
+        if arr.min() < 0 or arr.max() >= len(classes):
+            raise ValueError(f"class indices must lie in [0, {len(classes)}), got {arr.min()}..{arr.max()}")
+        return arr.astype(np.int64)
+    lookup = {name: i for i, name in enumerate(classes)}
+    unknown = sorted({str(v) for v in arr.tolist()} - set(lookup))
+    if unknown:
+        raise ValueError(f"unknown class names {unknown}; expected one of {list(classes)}")
+    return np.array([lookup[str(v)] for v in arr.tolist()], dtype=np.int64)
+
+
+def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> np.ndarray:
+    """Counts ``cm[i, j]`` of clips of true class ``i`` predicted as ``j`` (integer indices), shape (s, s)."""
+    return _sk_confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
+
+
+def paper_acc(cm: np.ndarray) -> float:
+    """Eq. 5: ``sum TP_i / sum (TP_i + FN_i)``, i.e. the overall accuracy."""
+    total = cm.sum()
+    if total == 0:
+        raise ValueError("ACC is undefined on an empty confusion matrix")
+    return float(np.trace(cm) / total)
+
+
+def per_class_recall(cm: np.ndarray) -> np.ndarray:
+    """``P_i = TP_i / (TP_i + FN_i)`` of eq. 6 for every class; NaN for classes absent from y_true."""
+    tp = np.diag(cm).astype(np.float64)
+    tp_plus_fn = cm.sum(axis=1).astype(np.float64)  # every clip whose true class is i
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(tp_plus_fn > 0, tp / tp_plus_fn, np.nan)
+
+
+def paper_map(cm: np.ndarray) -> float:
+    """Eq. 6, the paper's "MAP": ``(1/s) sum_i TP_i / (TP_i + FN_i)`` = per-class recall averaged (UAR).
+
+    ``s`` counts the classes present in y_true (see the module docstring).
+    """
+    recall = per_class_recall(cm)
+    present = ~np.isnan(recall)
+    if not present.any():
+        raise ValueError("MAP is undefined on an empty confusion matrix")
+    s = int(present.sum())
+    return float(recall[present].sum() / s)
+
+
+def per_class_precision(cm: np.ndarray) -> np.ndarray:
+    """True precision ``TP_i / (TP_i + FP_i)`` per class; 0 for a class never predicted (zero_division=0)."""
+    tp = np.diag(cm).astype(np.float64)
+    predicted = cm.sum(axis=0).astype(np.float64)
+    safe = np.where(predicted > 0, predicted, 1.0)
+    return np.where(predicted > 0, tp / safe, 0.0)
+
+
+def per_class_f1(cm: np.ndarray) -> np.ndarray:
+    """Per-class F1 = 2PR/(P+R); 0 when P+R = 0; NaN for classes absent from y_true."""
+    recall = per_class_recall(cm)
+    precision = per_class_precision(cm)
+    denom = precision + recall
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(denom > 0, 2 * precision * recall / np.where(denom > 0, denom, 1.0), 0.0)
+    return np.where(np.isnan(recall), np.nan, f1)
+
+
+def evaluate_predictions(
+    y_true: Sequence[Any] | np.ndarray,
+    y_pred: Sequence[Any] | np.ndarray,
+    classes: Sequence[str],
+) -> dict[str, Any]:
+    """All metrics of one run; labels are class names or indices into ``classes``.
+
+    Returns ``n``, ``acc`` (eq. 5), ``map`` (eq. 6 = UAR), ``uar`` (same value),
+    ``macro_precision``, ``macro_f1``, ``n_classes_present``, the ``confusion_matrix``
+    (s x s ints), and per-class dicts ``recall``, ``precision``, ``f1``, ``support``
+    keyed by class name (macro averages over classes present in y_true).
+    """
+    true_idx = as_class_indices(y_true, classes)
+    pred_idx = as_class_indices(y_pred, classes)
+    if true_idx.size != pred_idx.size:
+        raise ValueError(f"y_true has {true_idx.size} labels but y_pred has {pred_idx.size}")
+    if true_idx.size == 0:
+        raise ValueError("cannot evaluate zero predictions")
+    cm = confusion_matrix(true_idx, pred_idx, len(classes))
+    recall = per_class_recall(cm)
+    precision = per_class_precision(cm)
+    f1 = per_class_f1(cm)
+    present = cm.sum(axis=1) > 0
+    map_value = paper_map(cm)
+    return {
+        "n": int(true_idx.size),
+        "acc": paper_acc(cm),
+        "map": map_value,
+        "uar": map_value,
+        "macro_precision": float(precision[present].mean()),
+        "macro_f1": float(f1[present].mean()),
+        "n_classes_present": int(present.sum()),
+        "confusion_matrix": cm,
+        "recall": dict(zip(classes, recall.tolist())),
+        "precision": dict(zip(classes, precision.tolist())),
+        "f1": dict(zip(classes, f1.tolist())),
+        "support": dict(zip(classes, cm.sum(axis=1).tolist())),
+    }
+
+
+def per_class_table(
+    y_true: Sequence[Any] | np.ndarray,
+    y_pred: Sequence[Any] | np.ndarray,
+    classes: Sequence[str],
+) -> pd.DataFrame:
+    """One row per class: ``class, support, predicted, tp, recall, precision, f1, in_macro``.
+
+    ``support`` = TP + FN (clips of the class), ``predicted`` = TP + FP; ``in_macro`` tells
+    whether the class enters the macro averages (present in y_true).
+    """
+    true_idx = as_class_indices(y_true, classes)
+    pred_idx = as_class_indices(y_pred, classes)
+    cm = confusion_matrix(true_idx, pred_idx, len(classes))
+    support = cm.sum(axis=1)
+    return pd.DataFrame(
+        {
+            "class": pd.Series(list(classes), dtype="string"),
+            "support": pd.Series(support, dtype="int64"),
+            "predicted": pd.Series(cm.sum(axis=0), dtype="int64"),
+            "tp": pd.Series(np.diag(cm), dtype="int64"),
+            "recall": per_class_recall(cm),
+            "precision": per_class_precision(cm),
+            "f1": per_class_f1(cm),
+            "in_macro": support > 0,
+        }
+    )

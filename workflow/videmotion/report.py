@@ -1,0 +1,327 @@
+"""Predictions format, the metrics table and the paper's Table 1.
+
+Predictions (one Parquet file per method x seed; every method writes the same format)
+--------------------------------------------------------------------------------------
+=================  ========  =====================================================
+column             dtype     meaning
+=================  ========  =====================================================
+``clip_id``        str       clip identifier, unique within method x split x seed x fold
+``split``          str       ``"val"`` or ``"test"``
+``label``          str       true class name (one of ``classes``)
+``predicted``      str       predicted class name (one of ``classes``)
+``prob_<class>``   float     predicted probability of each class; a row sums to 1
+``method``         str       method id, e.g. ``baseline1``, ``attention_lstm``
+``seed``           int       the run's seed
+``fold``           int       optional cross-validation fold; 0 when absent
+=================  ========  =====================================================
+
+``results/metrics.parquet`` (:func:`metrics_table`): one row per method x split x seed x fold
+---------------------------------------------------------------------------------------------
+=====================  ========  ===================================================
+column                 dtype     meaning
+=====================  ========  ===================================================
+``method``             str       method id
+``split``              str       ``"val"`` or ``"test"``
+``seed``               int64     run seed
+``fold``               int64     fold (0 without cross-validation)
+``n``                  int64     number of clips evaluated
+``acc``                float64   eq. 5, overall accuracy, in [0, 1]
+``map``                float64   eq. 6, the paper's "MAP" = per-class recall averaged (UAR)
+``uar``                float64   the same value as ``map``, under its plain name
+``macro_precision``    float64   true TP/(TP+FP) averaged over classes present in ``label``
+``macro_f1``           float64   per-class F1 averaged over the same classes
+``recall_<class>``     float64   recall of each class; NaN when the class has no clip
+=====================  ========  ===================================================
+
+Scores are fractions in the Parquet file and percentages in the Markdown table.
+See :mod:`videmotion.metrics` for how classes absent from the labels are treated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from .metrics import as_class_indices, confusion_matrix, evaluate_predictions
+
+SPLITS: tuple[str, ...] = ("val", "test")
+RUN_KEYS: tuple[str, ...] = ("method", "split", "seed", "fold")
+SCORE_COLUMNS: tuple[str, ...] = ("acc", "map", "uar", "macro_precision", "macro_f1")
+
+# Rows of the paper's Table 1, in its order.
+PAPER_METHODS: tuple[str, ...] = ("baseline1", "baseline2", "lstm", "attention_lstm")
+METHOD_NAMES: dict[str, str] = {
+    "baseline1": "Baseline-1",
+    "baseline2": "Baseline-2",
+    "lstm": "ConvNet+LSTM",
+    "attention_lstm": "ConvNet+Attention LSTM",
+    "rf_convnet_mean": "RF on mean-pooled ConvNet features",
+}
+# Zheng, Table 1, CHEAVD test set: (ACC %, MAP %).
+PAPER_RESULTS: dict[str, tuple[float, float]] = {
+    "baseline1": (28.81, 11.46),
+    "baseline2": (12.35, 10.71),
+    "lstm": (37.85, 20.95),
+    "attention_lstm": (38.49, 23.04),
+}
+
+_PROB_TOLERANCE = 1e-3  # float32 softmax outputs sum to 1 only up to rounding
+
+
+def prob_column(name: str) -> str:
+    """Name of the probability column of class ``name``."""
+    return f"prob_{name}"
+
+
+def make_predictions_frame(
+    clip_ids: Sequence[str],
+    labels: Sequence[str] | np.ndarray,
+    probs: np.ndarray,
+    classes: Sequence[str],
+    *,
+    split: str,
+    method: str,
+    seed: int,
+    fold: int = 0,
+) -> pd.DataFrame:
+    """Build a predictions frame in the shared format; ``predicted`` is the most probable class.
+
+    ``labels`` are class names or indices into ``classes``; ``probs`` is ``(N, len(classes))``.
+    """
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape != (len(clip_ids), len(classes)):
+        raise ValueError(f"probs must have shape ({len(clip_ids)}, {len(classes)}), got {probs.shape}")
+    label_idx = as_class_indices(labels, classes)
+    if label_idx.size != len(clip_ids):
+        raise ValueError(f"{len(clip_ids)} clip ids but {label_idx.size} labels")
+    names = np.asarray(classes, dtype=object)
+    n = len(clip_ids)
+    frame = pd.DataFrame(
+        {
+            "clip_id": pd.Series([str(c) for c in clip_ids], dtype="string"),
+            "split": pd.Series([split] * n, dtype="string"),
+            "label": pd.Series(names[label_idx].tolist(), dtype="string"),
+            "predicted": pd.Series(names[probs.argmax(axis=1)].tolist() if n else [], dtype="string"),
+        }
+    )
+    for j, name in enumerate(classes):
+        frame[prob_column(name)] = probs[:, j]
+    frame["method"] = pd.Series([method] * n, dtype="string")
+    frame["seed"] = pd.Series([seed] * n, dtype="int64")
+    frame["fold"] = pd.Series([fold] * n, dtype="int64")
+    validate_predictions(frame, classes)
+    return frame
+
+
+def _check_string_column(df: pd.DataFrame, column: str) -> None:
+    """Raise unless ``column`` holds only non-missing strings."""
+    values = df[column]
+    if values.isna().any():
+        raise ValueError(f"predictions: column {column!r} has {int(values.isna().sum())} missing values")
+    if not all(isinstance(v, str) for v in values.tolist()):
+        raise ValueError(f"predictions: column {column!r} must hold strings")
+
+
+def validate_predictions(df: pd.DataFrame, classes: Sequence[str]) -> None:
+    """Raise ValueError naming the first problem that keeps ``df`` from the predictions format."""
+    classes = list(classes)
+    probs = [prob_column(c) for c in classes]
+    required = ["clip_id", "split", "label", "predicted", *probs, "method", "seed"]
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        raise ValueError(f"predictions: missing columns {missing}")
+    extra_probs = [c for c in df.columns if str(c).startswith("prob_") and c not in probs]
+    if extra_probs:
+        raise ValueError(f"predictions: probability columns {extra_probs} are not classes {classes}")
+    if df.empty:
+        raise ValueError("predictions: no rows")
+    for column in ("clip_id", "split", "label", "predicted", "method"):
+        _check_string_column(df, column)
+    bad_split = sorted(set(df["split"].tolist()) - set(SPLITS))
+    if bad_split:
+        raise ValueError(f"predictions: split values {bad_split} are not in {list(SPLITS)}")
+    for column in ("label", "predicted"):
+        unknown = sorted(set(df[column].tolist()) - set(classes))
+        if unknown:
+            raise ValueError(f"predictions: {column} values {unknown} are not classes {classes}")
+    for column in ("seed", "fold"):
+        if column in df.columns and not pd.api.types.is_integer_dtype(df[column]):
+            raise ValueError(f"predictions: column {column!r} must be integer, got {df[column].dtype}")
+    p = df[probs]
+    if not all(pd.api.types.is_float_dtype(p[c]) or pd.api.types.is_integer_dtype(p[c]) for c in probs):
+        raise ValueError("predictions: probability columns must be numeric")
+    values = p.to_numpy(dtype=np.float64)
+    if np.isnan(values).any():
+        raise ValueError("predictions: probability columns have missing values")
+    if (values < -_PROB_TOLERANCE).any() or (values > 1 + _PROB_TOLERANCE).any():
+        raise ValueError("predictions: probabilities must lie in [0, 1]")
+    sums = values.sum(axis=1)
+    bad_rows = np.flatnonzero(np.abs(sums - 1.0) > _PROB_TOLERANCE)
+    if bad_rows.size:
+        raise ValueError(f"predictions: {bad_rows.size} rows' probabilities do not sum to 1 (first: row {bad_rows[0]})")
+    keys = [k for k in RUN_KEYS if k in df.columns] + ["clip_id"]
+    duplicated = df.duplicated(subset=keys)
+    if duplicated.any():
+        first = df.loc[duplicated, "clip_id"].iloc[0]
+        raise ValueError(f"predictions: clip_id {first!r} appears twice within one {'/'.join(keys[:-1])} run")
+
+
+def with_default_fold(df: pd.DataFrame) -> pd.DataFrame:
+    """The predictions with a ``fold`` column (0 when the file has none)."""
+    if "fold" in df.columns:
+        return df
+    return df.assign(fold=pd.Series(np.zeros(len(df), dtype=np.int64), index=df.index))
+
+
+def load_predictions(paths: Iterable[str | Path], classes: Sequence[str]) -> pd.DataFrame:
+    """Read and concatenate predictions Parquet files, filling ``fold`` and validating the result."""
+    frames = [with_default_fold(pd.read_parquet(path)) for path in paths]
+    if not frames:
+        raise ValueError("load_predictions: no files given")
+    predictions = pd.concat(frames, ignore_index=True)
+    validate_predictions(predictions, classes)
+    return predictions
+
+
+def metrics_table(predictions: pd.DataFrame, classes: Sequence[str]) -> pd.DataFrame:
+    """Metrics of every method x split x seed x fold run; the schema is in the module docstring."""
+    predictions = with_default_fold(predictions)
+    validate_predictions(predictions, classes)
+    rows = []
+    for keys, run in predictions.groupby(list(RUN_KEYS), sort=True):
+        result = evaluate_predictions(run["label"].tolist(), run["predicted"].tolist(), classes)
+        row = dict(zip(RUN_KEYS, keys))
+        row["n"] = result["n"]
+        row.update({column: result[column] for column in SCORE_COLUMNS})
+        row.update({f"recall_{c}": result["recall"][c] for c in classes})
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    return table.astype(
+        {
+            "method": "string",
+            "split": "string",
+            "seed": "int64",
+            "fold": "int64",
+            "n": "int64",
+            **{c: "float64" for c in SCORE_COLUMNS},
+            **{f"recall_{c}": "float64" for c in classes},
+        }
+    )
+
+
+def pooled_confusion(
+    predictions: pd.DataFrame, classes: Sequence[str], *, method: str, split: str = "test"
+) -> np.ndarray:
+    """Confusion matrix of one method on one split, summed over its seeds and folds."""
+    rows = predictions[(predictions["method"] == method) & (predictions["split"] == split)]
+    if rows.empty:
+        raise ValueError(f"no predictions for method {method!r} on split {split!r}")
+    true_idx = as_class_indices(rows["label"].tolist(), classes)
+    pred_idx = as_class_indices(rows["predicted"].tolist(), classes)
+    return confusion_matrix(true_idx, pred_idx, len(classes))
+
+
+def display_name(method: str) -> str:
+    """The results-table name of a method id (the id itself when it has none)."""
+    return METHOD_NAMES.get(method, method)
+
+
+def _mean_std(values: pd.Series) -> str:
+    """``mean ± std`` in percent; sample std (ddof=1) over runs, no ``±`` for a single run."""
+    pct = values.to_numpy(dtype=np.float64) * 100
+    if pct.size == 1:
+        return f"{pct[0]:.2f}"
+    return f"{pct.mean():.2f} ± {pct.std(ddof=1):.2f}"
+
+
+def _runs_label(runs: pd.DataFrame) -> str:
+    """How many seeds (and folds) a row averages, e.g. ``3 seeds`` or ``3 seeds × 5 folds``."""
+    n_seeds = runs["seed"].nunique()
+    n_folds = runs["fold"].nunique()
+    label = f"{n_seeds} seed{'s' if n_seeds != 1 else ''}"
+    if n_folds > 1:
+        label += f" × {n_folds} folds"
+    return label
+
+
+def results_table_markdown(metrics: pd.DataFrame, *, split: str = "test", notes: Sequence[str] = ()) -> str:
+    """The paper's Table 1 with our scores beside its numbers, as Markdown.
+
+    Rows: Baseline-1, Baseline-2, ConvNet+LSTM, ConvNet+Attention LSTM (always, with
+    "not run" when a method has no metrics), then any other method in ``metrics``
+    (``rf_convnet_mean`` first, the rest alphabetically) with "—" in the paper columns.
+    Ours are mean ± std over seeds (and folds) on ``split``; ``notes`` become footnotes.
+    """
+    missing = [c for c in (*RUN_KEYS, "acc", "map", "macro_precision", "macro_f1") if c not in metrics.columns]
+    if missing:
+        raise ValueError(f"metrics table lacks columns {missing}")
+    runs = metrics[metrics["split"] == split]
+    present = [str(m) for m in runs["method"].unique()]
+    extras = sorted((m for m in present if m not in PAPER_METHODS), key=lambda m: (m != "rf_convnet_mean", m))
+    header = (
+        "| Methods | ACC (%) | MAP (%) | Paper ACC (%) | Paper MAP (%) | Macro precision (%) | Macro F1 (%) | Runs |\n"
+        "|---|---|---|---|---|---|---|---|"
+    )
+    lines = [header]
+    for method in (*PAPER_METHODS, *extras):
+        paper = PAPER_RESULTS.get(method)
+        paper_acc, paper_map = (f"{paper[0]:.2f}", f"{paper[1]:.2f}") if paper else ("—", "—")
+        mine = runs[runs["method"] == method]
+        if mine.empty:
+            ours = ["not run"] * 4 + ["—"]
+        else:
+            ours = [_mean_std(mine[c]) for c in ("acc", "map", "macro_precision", "macro_f1")] + [_runs_label(mine)]
+        cells = [display_name(method), ours[0], ours[1], paper_acc, paper_map, ours[2], ours[3], ours[4]]
+        lines.append("| " + " | ".join(cells) + " |")
+    footnotes = [
+        "",
+        f"Ours: {split} split, mean ± sample standard deviation over runs (seeds × folds). "
+        "Paper: Zheng, Table 1 (CHEAVD test set).",
+        "",
+        "ACC is eq. 5, the overall accuracy. MAP is eq. 6 exactly as written: P_i = TP_i / (TP_i + FN_i) "
+        "averaged over the classes, which is the per-class recall averaged (unweighted average recall, UAR), "
+        "not a precision; it is averaged over the classes present in the evaluated labels. Macro precision "
+        "(TP / (TP + FP), 0 for a class never predicted) and macro F1 are ours, averaged over the same classes.",
+    ]
+    if notes:
+        footnotes += ["", "Notes:", *(f"- {note}" for note in notes)]
+    return "\n".join(lines + footnotes) + "\n"
+
+
+def plot_confusion(cm: np.ndarray, classes: Sequence[str], title: str, path: str | Path) -> Path:
+    """Save a PNG of the confusion matrix: colour = row-normalised share (recall), cells show count and %.
+
+    Rows are true classes, columns predicted ones; a class with no clip has an empty row.
+    Uses matplotlib's Agg canvas directly, so no GUI backend or pyplot state is involved.
+    """
+    cm = np.asarray(cm)
+    if cm.shape != (len(classes), len(classes)):
+        raise ValueError(f"confusion matrix shape {cm.shape} does not match {len(classes)} classes")
+    row_sums = cm.sum(axis=1, keepdims=True)
+    share = np.divide(cm, row_sums, out=np.zeros(cm.shape, dtype=np.float64), where=row_sums > 0)
+    size = 1.0 + 0.75 * len(classes)
+    fig = Figure(figsize=(size + 1.5, size))
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    image = ax.imshow(share, cmap="Blues", vmin=0.0, vmax=1.0)
+    fig.colorbar(image, ax=ax, label="share of true class")
+    ticks = np.arange(len(classes))
+    ax.set_xticks(ticks, labels=list(classes), rotation=45, ha="right")
+    ax.set_yticks(ticks, labels=list(classes))
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            colour = "white" if share[i, j] > 0.5 else "black"
+            ax.text(j, i, f"{cm[i, j]}\n{share[i, j]:.0%}", ha="center", va="center", fontsize=8, color=colour)
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    return path
