@@ -6,6 +6,7 @@ rule train_temporal:
     input:
         clips=f"{RESULTS}/data/clips.csv",
         features=feature_stores(),
+        convnet=f"{RESULTS}/convnet/finetuned.pt",
     output:
         model=f"{RESULTS}/temporal/{{model}}/seed_{{seed}}/model.pt",
         history=f"{RESULTS}/temporal/{{model}}/seed_{{seed}}/history.csv",
@@ -18,6 +19,8 @@ rule train_temporal:
     params:
         temporal=get_temporal_params,
         classes=config["dataset"]["classes"],
+        faces=get_face_params,
+        layer=LAYER,
         device=config["device"],
     conda:
         "../../envs/torch.yaml"

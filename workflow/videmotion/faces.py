@@ -1,7 +1,9 @@
 """Face extraction: Viola-Jones per frame, MTCNN as the fallback, 100x100 crops.
 
-As in the paper's preprocessing, OpenCV's Viola-Jones detector finds the face; where it
-fails, facenet-pytorch's MTCNN (weights bundled in the package, nothing downloaded)
+As in the paper's preprocessing, OpenCV's Viola-Jones detector finds the face and
+initialises a tracker (here: Viola-Jones re-run only in a window around the last face, at
+sizes near it, with a full-frame detection every ``redetect_every`` frames or when the
+track is lost); where both fail, facenet-pytorch's MTCNN (weights bundled in the package, nothing downloaded)
 re-examines the frame. Frames are decoded and processed as a stream, so peak memory
 does not grow with clip length; only the 100x100 crops are kept.
 
@@ -28,8 +30,12 @@ DEFAULT_FACE_PARAMS: dict = {
     "vj_scale_factor": 1.1,
     "vj_min_neighbors": 4,
     "vj_min_size_fraction": 0.12,  # smallest face, as a fraction of the downscaled frame height
+    "tracking": True,  # between full-frame detections, re-detect only in a window around the last face
+    "redetect_every": 10,  # full-frame Viola-Jones at least every k processed frames
+    "track_window": 2.0,  # search window side, in face-box sides
     "mtcnn_fallback": True,
     "mtcnn_min_prob": 0.9,
+    "mtcnn_min_face_size": 40,  # px in the downscaled frame; larger = fewer pyramid levels = faster
     "margin": 0.15,  # crop = detected box enlarged by this fraction on each side
     "frame_step": 1,  # process every k-th frame
     "max_frames": None,  # cap per clip (None = all)
@@ -68,7 +74,7 @@ class FaceDetector:
             # imported lazily: facenet-pytorch pulls in torch, which costs seconds
             from facenet_pytorch import MTCNN
 
-            self._mtcnn = MTCNN(keep_all=True, device=self.device, post_process=False)
+            self._mtcnn = MTCNN(keep_all=True, device=self.device, post_process=False, min_face_size=self.params["mtcnn_min_face_size"])
         return self._mtcnn
 
     def _scale(self, frame: np.ndarray) -> float:
@@ -91,7 +97,51 @@ class FaceDetector:
             for r, w in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1))
         ]
 
-    def mtcnn_detect(self, bgr: np.ndarray) -> list[Detection]:
+    def track(self, gray: np.ndarray, previous: np.ndarray) -> list[Detection]:
+        """Viola-Jones in a window around the previous face, at sizes near the previous size.
+
+        Much cheaper than a full-frame pass (a small image, few scales); found faces are
+        labelled "track" in the provenance.
+        """
+        x, y, w, h = (float(v) for v in previous)
+        side = max(w, h) * self.params["track_window"]
+        cx, cy = x + w / 2, y + h / 2
+        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+        x1, y1 = int(min(gray.shape[1], cx + side / 2)), int(min(gray.shape[0], cy + side / 2))
+        if x1 - x0 < w * 0.8 or y1 - y0 < h * 0.8:
+            return []
+        window = gray[y0:y1, x0:x1]
+        # detect at ~64 px faces: the window is rescaled so that the previous face is that size
+        scale = min(1.0, 64.0 / max(w, 1.0))
+        small = cv2.resize(window, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else window
+        small = cv2.equalizeHist(small)
+        lo, hi = int(0.7 * max(w, h) * scale), int(1.4 * max(w, h) * scale) + 1
+        rects, _, weights = self.cascade.detectMultiScale3(
+            small,
+            scaleFactor=self.params["vj_scale_factor"],
+            minNeighbors=self.params["vj_min_neighbors"],
+            minSize=(max(lo, 20), max(lo, 20)),
+            maxSize=(hi, hi),
+            outputRejectLevels=True,
+        )
+        out = []
+        for r, wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
+            box = np.asarray(r, dtype=np.float32) / scale
+            box[:2] += (x0, y0)
+            out.append(Detection(box, float(wt), "track"))
+        return out
+
+    def mtcnn_detect(self, bgr: np.ndarray, near: np.ndarray | None = None) -> list[Detection]:
+        """MTCNN on the frame, or only on a window around `near` (the last face) when given."""
+        x0 = y0 = 0
+        if near is not None:
+            x, y, w, h = (float(v) for v in near)
+            side = max(w, h) * self.params["track_window"]
+            x0, y0 = int(max(0, x + w / 2 - side / 2)), int(max(0, y + h / 2 - side / 2))
+            x1, y1 = int(min(bgr.shape[1], x0 + side)), int(min(bgr.shape[0], y0 + side))
+            bgr = bgr[y0:y1, x0:x1]
+            if min(bgr.shape[:2]) < 24:
+                return []
         scale = self._scale(bgr)
         small = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else bgr
         rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
@@ -103,7 +153,7 @@ class FaceDetector:
             if prob < self.params["mtcnn_min_prob"]:
                 continue
             x1, y1, x2, y2 = box / scale
-            out.append(Detection(np.array([x1, y1, x2 - x1, y2 - y1], np.float32), float(prob), "mtcnn"))
+            out.append(Detection(np.array([x1 + x0, y1 + y0, x2 - x1, y2 - y1], np.float32), float(prob), "mtcnn"))
         return out
 
 
@@ -149,6 +199,7 @@ class ClipQC:
     decode_errors: int = 0
     faces_kept: int = 0
     faces_vj: int = 0
+    faces_track: int = 0
     faces_mtcnn: int = 0
     fallback_used: bool = False
     multi_face_frames: int = 0
@@ -171,14 +222,23 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
         stream = FrameStream(str(clip["path"]), max_frames=params["max_frames"])
         faces, index, boxes, dets, scores = [], [], [], [], []
         previous = None
+        since_full = 0
         for frame_index, frame in stream:
             if frame_index % params["frame_step"]:
                 continue
             qc.frames_processed += 1
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            candidates = detector.viola_jones(gray)
+            candidates = []
+            if params["tracking"] and previous is not None and since_full < params["redetect_every"]:
+                candidates = detector.track(gray, previous)
+                since_full += 1
+            if not candidates:
+                candidates = detector.viola_jones(gray)
+                since_full = 0
             if not candidates and params["mtcnn_fallback"]:
-                candidates = detector.mtcnn_detect(frame)
+                # near the last face first (a small image: fast), the whole frame otherwise
+                candidates = detector.mtcnn_detect(frame, near=previous) if previous is not None else []
+                candidates = candidates or detector.mtcnn_detect(frame)
             if not candidates:
                 continue
             qc.multi_face_frames += len(candidates) > 1
@@ -197,6 +257,7 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
         dets_arr = np.asarray(dets, dtype=np.uint8)
         qc.faces_kept = len(faces)
         qc.faces_vj = int((dets_arr == DETECTOR_CODES["vj"]).sum())
+        qc.faces_track = int((dets_arr == DETECTOR_CODES["track"]).sum())
         qc.faces_mtcnn = int((dets_arr == DETECTOR_CODES["mtcnn"]).sum())
         qc.fallback_used = qc.faces_mtcnn > 0
         if qc.faces_kept < max(1, params["min_faces"]):

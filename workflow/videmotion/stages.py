@@ -277,7 +277,7 @@ def finetune_convnet(
     tuned, history = convnet.finetune_convnet(
         model, frames[fit], y[fit], split_arr[fit] == "val", n_classes=len(classes),
         params={k: v for k, v in params.items() if k != "frames_per_clip"},
-        seed=convnet_cfg["seed"], device=device, log=log.info,
+        seed=convnet_cfg["seed"], device=device, log=log.info, head_init=head_init,
     )
     test = split_arr == "test"
     feats = convnet.extract_features(tuned, frames[test], layer="logits", device=device)
@@ -415,11 +415,11 @@ def build_sequences(clips: pd.DataFrame, seqs: dict[str, tuple[np.ndarray, np.nd
 
 
 def train_temporal(
-    model_kind: str, seed: int, clips_csv: str, feature_paths: list[str], temporal_cfg: dict, classes: list[str], device: str,
-    out_model: str, out_history: str, out_attention: str, out_predictions: str,
+    model_kind: str, seed: int, clips_csv: str, feature_paths: list[str], convnet_path: str, temporal_cfg: dict, classes: list[str],
+    face_cfg: dict, feature_layer: str, device: str, out_model: str, out_history: str, out_attention: str, out_predictions: str,
 ) -> None:
     from . import temporal
-    from .torch_utils import save_state, seed_everything
+    from .torch_utils import seed_everything
 
     clips = read_clips(clips_csv)
     seqs = read_feature_stores(feature_paths)
@@ -432,8 +432,19 @@ def train_temporal(
     train_params = {k: v for k, v in temporal_cfg.items() if k not in ("hidden_size", "dropout", "max_frames")}
     model, history = temporal.train_temporal(model, sets["train"][0], sets["val"][0], params=train_params, seed=seed, device=device, log=log.info)
     history.to_csv(out_history, index=False)
-    save_state(out_model, model.state_dict(), {"kind": model_kind, "arch": arch, "classes": list(classes), "params": temporal_cfg, "seed": seed,
-                                               "best_epoch": int(history.attrs.get("best_epoch", -1))})
+    # Everything the predict command needs to run this model on a new video.
+    meta = {
+        "kind": model_kind,
+        "classes": list(classes),
+        "params": temporal_cfg,
+        "seed": seed,
+        "best_epoch": int(history.attrs.get("best_epoch", -1)),
+        "face_params": face_cfg,
+        "feature_layer": feature_layer,
+        "convnet_path": str(convnet_path),
+        "convnet_sha256": file_sha256(convnet_path),
+    }
+    temporal.save_temporal_checkpoint(out_model, model, meta)
     pred_frames, attention_rows = [], []
     for split in ("val", "test"):
         seqset, frame_indexes = sets[split]

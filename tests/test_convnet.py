@@ -1,0 +1,234 @@
+"""Tests for the ConvNet: shapes, the documented layer table, frozen fine-tuning, checkpoints, pretraining."""
+
+from __future__ import annotations
+
+import pickle
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from videmotion import convnet
+from videmotion.convnet import (
+    ConvNet,
+    count_parameters,
+    extract_features,
+    finetune_convnet,
+    format_layer_table,
+    load_checkpoint,
+    pretrain_convnet,
+    save_checkpoint,
+    upsample_faces,
+)
+from videmotion.torch_utils import resolve_device
+
+torch.set_num_threads(1)
+
+TINY = {"width": 4, "fc_sizes": (32, 16), "dropout": 0.2}
+
+
+def test_feature_shapes_for_both_layers() -> None:
+    torch.manual_seed(0)
+    model = ConvNet(8, width=4, fc_sizes=(32, 16)).eval()
+    x = torch.rand(3, 1, 100, 100)
+    assert model(x).shape == (3, 8)
+    assert model.features(x, "logits").shape == (3, 8)
+    assert model.features(x, "penultimate").shape == (3, 16)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 100, 100), dtype=np.uint8)
+    feats = extract_features(model, frames, layer="penultimate", batch_size=2, device="cpu")
+    assert feats.shape == (5, 16) and feats.dtype == np.float32
+    logits = extract_features(model, frames, batch_size=4, device="cpu")
+    torch.testing.assert_close(torch.from_numpy(logits), model(torch.from_numpy(frames).float()[:, None] / 255))
+    with pytest.raises(ValueError):
+        model.features(x, "conv5")  # type: ignore[arg-type]
+
+
+def test_parameter_count_matches_docstring_table() -> None:
+    model = ConvNet(8, width=64, fc_sizes=(1024, 512), batch_norm=True)
+    table = format_layer_table(model)
+    documented = "\n".join(line.strip() for line in convnet.__doc__.splitlines())
+    for line in table.splitlines():
+        assert line.strip() in documented, f"docstring table is missing or wrong: {line.strip()!r}"
+    total = int(re.search(r"total\s+([\d,]+)", documented).group(1).replace(",", ""))
+    assert total == count_parameters(model) == 6_504_136
+    assert count_parameters(ConvNet(8, width=16, fc_sizes=(256, 128))) == 407_992
+
+
+def test_upsample_faces_keeps_constant_images_constant() -> None:
+    images = np.full((2, 48, 48), 77, dtype=np.uint8)
+    out = upsample_faces(images)
+    assert out.shape == (2, 100, 100) and out.dtype == np.uint8 and np.all(out == 77)
+
+
+def _trunk_state(model: ConvNet) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if k.startswith("conv_blocks.")}
+
+
+def _fc_state(model: ConvNet) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items() if k.startswith("hidden_fcs.")}
+
+
+def _frames(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Random 100x100 frames whose label is the brightness of the top half (2 classes)."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 2
+    frames = rng.integers(0, 120, (n, 100, 100), dtype=np.uint8)
+    frames[labels == 1, :50] += 120
+    return frames, labels
+
+
+@pytest.mark.parametrize("augment", [False, True])
+def test_finetune_keeps_conv_weights_and_bn_buffers_bit_identical(augment: bool) -> None:
+    torch.manual_seed(0)
+    pretrained = ConvNet(7, **TINY)
+    pretrained.train()
+    with torch.no_grad():  # give BatchNorm non-trivial running statistics
+        pretrained(torch.rand(8, 1, 100, 100))
+    before_trunk, before_fc = _trunk_state(pretrained), _fc_state(pretrained)
+    frames, labels = _frames(24, seed=1)
+    is_val = np.arange(24) >= 18
+    params = {"epochs": 2, "batch_size": 8, "augment": augment}
+    tuned, history = finetune_convnet(
+        pretrained, frames, labels, is_val, n_classes=2, params=params, seed=0, device="cpu"
+    )
+    assert history.attrs["cached_trunk"] is (not augment)
+    after_trunk = _trunk_state(tuned)
+    assert after_trunk.keys() == before_trunk.keys()
+    assert any("running_mean" in k for k in after_trunk)
+    for key, value in before_trunk.items():
+        assert torch.equal(after_trunk[key], value), key
+    after_fc = _fc_state(tuned)
+    assert any(not torch.equal(after_fc[k], before_fc[k]) for k in before_fc)
+    assert tuned.n_classes == 2 and tuned.config["n_classes"] == 2
+    assert pretrained.n_classes == 7  # the input model is left alone
+    assert all(not p.requires_grad for p in tuned.conv_parameters())
+
+
+def test_unfreezing_the_last_conv_block_trains_only_that_block() -> None:
+    torch.manual_seed(0)
+    pretrained = ConvNet(7, **TINY)
+    before = _trunk_state(pretrained)
+    frames, labels = _frames(16, seed=2)
+    params = {"epochs": 1, "batch_size": 8, "unfreeze_last_conv_blocks": 1}
+    tuned, history = finetune_convnet(
+        pretrained, frames, labels, np.arange(16) >= 12, n_classes=2, params=params, seed=0, device="cpu"
+    )
+    assert history.attrs["cached_trunk"] is False
+    after = _trunk_state(tuned)
+    for key, value in before.items():
+        changed = not torch.equal(after[key], value)
+        if key.startswith("conv_blocks.4.") and "num_batches_tracked" not in key:
+            assert changed, key
+        elif not key.startswith("conv_blocks.4."):
+            assert not changed, key
+
+
+def test_frozen_trunk_stays_in_eval_mode() -> None:
+    model = ConvNet(3, **TINY)
+    model.freeze_conv()
+    model.train()
+    assert all(not block.training for block in model.conv_blocks)
+    assert model.head.training and model.dropout.training
+
+
+def test_checkpoint_round_trip(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    model = ConvNet(5, width=4, fc_sizes=(16, 8), batch_norm=False, dropout=0.1).eval()
+    path = tmp_path / "sub" / "convnet.pt"
+    save_checkpoint(path, model, {"stage": "pretrain", "classes": ["a", "b"]})
+    assert path.exists() and not list(path.parent.glob("*.tmp"))
+    payload = torch.load(path, weights_only=True)
+    assert set(payload) == {"state_dict", "meta"}
+    loaded, meta = load_checkpoint(path, device="cpu")
+    assert meta["stage"] == "pretrain" and meta["model_config"] == model.config
+    assert not loaded.training
+    x = torch.rand(2, 1, 100, 100)
+    torch.testing.assert_close(loaded(x), model(x), rtol=0, atol=0)
+    with pytest.raises(TypeError):
+        save_checkpoint(tmp_path / "bad.pt", model, {"shape": (1, 2)})  # tuples do not survive JSON
+
+
+class _Exploit:
+    """Unpickling this calls open(marker, "w"): a visible side effect, as code execution would have."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # noqa: ANN204
+        return (open, (str(self.marker), "w"))
+
+
+def test_malicious_pickle_checkpoint_is_refused(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = tmp_path / "evil.pt"
+    torch.save({"state_dict": {}, "meta": {"x": _Exploit(marker)}}, path)
+    with pytest.raises(pickle.UnpicklingError):
+        load_checkpoint(path, device="cpu")
+    assert not marker.exists()
+
+
+def test_resolve_device() -> None:
+    assert resolve_device("cpu") == torch.device("cpu")
+    assert resolve_device("auto").type == ("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def _shapes(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """48x48 noisy faces of 3 flip-invariant classes: horizontal stripes, vertical stripes, a central blob."""
+    rng = np.random.default_rng(seed)
+    labels = np.arange(n) % 3
+    images = rng.normal(110, 25, (n, 48, 48))
+    rows, cols = np.mgrid[:48, :48]
+    patterns = [
+        ((rows // 6) % 2) * 90.0,
+        ((cols // 6) % 2) * 90.0,
+        ((rows - 24) ** 2 + (cols - 24) ** 2 < 12**2) * 90.0,
+    ]
+    for label, pattern in enumerate(patterns):
+        images[labels == label] += pattern
+    return np.clip(images, 0, 255).astype(np.uint8), labels
+
+
+@pytest.mark.parametrize("class_balance", ["loss", "sampler"])
+def test_pretraining_learns_a_separable_toy_set(class_balance: str) -> None:
+    images, labels = _shapes(180, seed=0)
+    usage = np.array(["Training"] * 120 + ["PublicTest"] * 30 + ["PrivateTest"] * 30)
+    params = {**TINY, "epochs": 4, "batch_size": 20, "lr": 3e-3, "class_balance": class_balance}
+    model, history = pretrain_convnet(images, labels, usage, n_classes=3, params=params, seed=0, device="cpu")
+    assert list(history.columns) == ["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"]
+    assert len(history) == 4
+    assert history["val_acc"].max() >= 0.8
+    assert history.attrs["test_acc"] >= 0.8
+    best = history.attrs["best_epoch"]
+    assert history.loc[history["epoch"] == best, "val_acc"].item() == history["val_acc"].max()
+    assert not model.training
+
+
+def test_pretraining_is_deterministic() -> None:
+    images, labels = _shapes(60, seed=1)
+    usage = np.array(["Training"] * 40 + ["PublicTest"] * 10 + ["PrivateTest"] * 10)
+    params = {**TINY, "epochs": 1, "batch_size": 20}
+    runs = [pretrain_convnet(images, labels, usage, n_classes=3, params=params, seed=5, device="cpu") for _ in range(2)]
+    (model_a, hist_a), (model_b, hist_b) = runs
+    assert hist_a.drop(columns="seconds").equals(hist_b.drop(columns="seconds"))
+    for (key, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+
+
+def test_unknown_pretraining_parameter_is_refused() -> None:
+    images, labels = _shapes(6, seed=2)
+    usage = np.array(["Training", "PublicTest"] * 3)
+    with pytest.raises(ValueError, match="unknown parameter"):
+        pretrain_convnet(images, labels, usage, n_classes=3, params={"epoch": 1}, seed=0, device="cpu")
+
+
+def test_new_head_starts_from_the_mapped_pretraining_units():
+    from videmotion.convnet import ConvNet
+
+    net = ConvNet(7, width=4, fc_sizes=(8,), batch_norm=False, dropout=0.0)
+    old_w, old_b = net.head.weight.detach().clone(), net.head.bias.detach().clone()
+    net.replace_head(8, init_from={2: 3, 0: 6})  # happy <- FER Happy (3), neutral <- FER Neutral (6)
+    assert net.head.out_features == 8
+    assert torch.equal(net.head.weight[2], old_w[3]) and torch.equal(net.head.bias[0], old_b[6])
+    assert not torch.equal(net.head.weight[1], old_w[1])  # unmapped rows are fresh

@@ -1,0 +1,650 @@
+"""The paper's ConvNet: an AlexNet-like network with 3x3 kernels on 100x100 face crops.
+
+Zheng modifies AlexNet for small data: input 100x100, every convolution 3x3, and "the
+last full connection layer output dimension is set to the emotional type space
+dimension"; that last FC output is the per-frame feature fed to the LSTMs. The network is
+pretrained on FER2013 (48x48 faces upsampled to 100x100) and then, on the video frames,
+"the weight of the fixed convolutional layer" is kept while the fully connected layers are
+retrained (:func:`finetune_convnet`).
+
+Layout (AlexNet's five convolutions and three FC layers; pooling after conv1, conv2, conv3
+and conv5 so that the flattened map stays small). Each conv block is
+Conv2d(3x3, padding 1) -> BatchNorm2d (optional; conv bias dropped when present) -> ReLU
+[-> MaxPool2d(2)]. Channels are (w, 2w, 4w, 4w, 2w) for ``width=w``. Between FC layers:
+ReLU then Dropout. The input is grayscale in [0, 1]; ``forward`` maps it to [-1, 1] first
+(so the network also behaves without BatchNorm).
+
+Layer table for ``ConvNet(n_classes=8, width=64, fc_sizes=(1024, 512), batch_norm=True)``
+(output shapes per sample; produced by :func:`format_layer_table`, checked by the tests)::
+
+    layer   output            params
+    input   1x100x100              0
+    conv1   64x50x50             704
+    conv2   128x25x25         73,984
+    conv3   256x12x12        295,424
+    conv4   256x12x12        590,336
+    conv5   128x6x6          295,168
+    fc1     1024           4,719,616
+    fc2     512              524,800
+    fc3     8                  4,104
+    total                  6,504,136
+
+The FER2013 pretraining head has 7 outputs instead of 8 (fc3: 3,591 parameters; total
+6,503,623). The demo configuration ``width=16, fc_sizes=(256, 128)`` (channels 16-32-64-64-32,
+flattened map 32x6x6) has 407,992 parameters with 8 outputs, so it trains on two CPU cores.
+
+Result objects: :func:`pretrain_convnet` and :func:`finetune_convnet` return
+``(model, history)``; ``history`` has one row per epoch with columns ``epoch, train_loss,
+train_acc, val_loss, val_acc, lr, seconds`` and ``history.attrs`` holds ``best_epoch``
+(the epoch whose weights were kept) and, for pretraining, ``test_acc`` / ``test_loss`` on
+FER2013's PrivateTest split (NaN when that split is empty).
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import v2
+
+from .torch_utils import load_state, resolve_device, save_state, seed_everything
+
+FACE_SIZE = 100
+FeatureLayer = Literal["logits", "penultimate"]
+LogFn = Callable[[str], None] | None
+
+# Blocks after which a 2x2 max-pool halves the map (AlexNet pools after conv1, conv2, conv5;
+# the extra pool after conv3 keeps fc1 at a size that trains on small data).
+_POOL_AFTER = (True, True, True, False, True)
+_CHANNEL_MULTIPLIERS = (1, 2, 4, 4, 2)
+
+PRETRAIN_DEFAULTS: dict[str, Any] = {
+    "width": 64,  # conv channels (w, 2w, 4w, 4w, 2w)
+    "fc_sizes": (1024, 512),  # hidden FC layers; the head (n_classes) is added after them
+    "batch_norm": True,
+    "dropout": 0.5,
+    "epochs": 30,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "lr_decay": 0.95,  # ExponentialLR gamma, applied once per epoch
+    "weight_decay": 1e-4,
+    "optimizer": "adam",  # "adam" | "sgd" (SGD uses momentum 0.9, Nesterov)
+    "class_balance": "loss",  # "loss": inverse-frequency weights | "sampler": weighted sampling | "none"
+    "augment": True,  # random horizontal flip, small affine, brightness (torchvision.transforms.v2)
+}
+
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    "epochs": 20,
+    "batch_size": 128,
+    "lr": 1e-3,
+    "lr_decay": 1.0,
+    "weight_decay": 1e-4,
+    "optimizer": "adam",
+    "class_balance": "loss",
+    "augment": False,
+    "unfreeze_last_conv_blocks": 0,  # 0 = the paper: every convolution layer stays fixed
+    # Trunk outputs are cached (computed once) when nothing needs gradients through the
+    # convolutions and augmentation is off; above this size the frames go through the trunk
+    # at every step instead.
+    "cache_max_bytes": 2 * 1024**3,
+}
+
+
+class ConvNet(nn.Module):
+    """AlexNet-like ConvNet on 1x100x100 grayscale faces in [0, 1]; outputs class logits.
+
+    ``ConvNet(n_classes, width=64, fc_sizes=(1024, 512), batch_norm=True, dropout=0.5)``:
+    five 3x3 conv blocks with channels (w, 2w, 4w, 4w, 2w), then FC layers ``fc_sizes``
+    and a last FC with ``n_classes`` outputs (the paper's per-frame feature).
+    """
+
+    def __init__(
+        self,
+        n_classes: int,
+        width: int = 64,
+        fc_sizes: Sequence[int] = (1024, 512),
+        batch_norm: bool = True,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if n_classes < 1 or width < 1 or any(size < 1 for size in fc_sizes):
+            raise ValueError("n_classes, width and fc_sizes must be positive")
+        self.config: dict[str, Any] = {
+            "n_classes": int(n_classes),
+            "width": int(width),
+            "fc_sizes": [int(size) for size in fc_sizes],
+            "batch_norm": bool(batch_norm),
+            "dropout": float(dropout),
+        }
+        blocks: list[nn.Module] = []
+        in_channels, side = 1, FACE_SIZE
+        for multiplier, pool in zip(_CHANNEL_MULTIPLIERS, _POOL_AFTER, strict=True):
+            out_channels = width * multiplier
+            layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm)]
+            if batch_norm:
+                layers.append(nn.BatchNorm2d(out_channels))
+            layers.append(nn.ReLU(inplace=True))
+            if pool:
+                layers.append(nn.MaxPool2d(2))
+                side //= 2
+            blocks.append(nn.Sequential(*layers))
+            in_channels = out_channels
+        self.conv_blocks = nn.ModuleList(blocks)
+        # channels_last is 1.3-2x faster for these small convolutions and 2x2 pools on CPU
+        # (measured) and is the layout cuDNN prefers; it changes strides, not results' meaning.
+        self.conv_blocks.to(memory_format=torch.channels_last)
+        self.trunk_dim = in_channels * side * side
+        sizes = [self.trunk_dim, *self.config["fc_sizes"]]
+        self.hidden_fcs = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(sizes[-1], n_classes)
+        self.n_frozen_blocks = 0
+
+    @property
+    def n_classes(self) -> int:
+        """Number of outputs of the last FC layer."""
+        return self.head.out_features
+
+    def trunk(self, x: torch.Tensor) -> torch.Tensor:
+        """Convolution trunk: (B, 1, 100, 100) in [0, 1] -> flattened map (B, trunk_dim)."""
+        x = ((x - 0.5) / 0.5).contiguous(memory_format=torch.channels_last)
+        for block in self.conv_blocks:
+            x = block(x)
+        return x.flatten(1)
+
+    def classify(self, flat: torch.Tensor, layer: FeatureLayer = "logits") -> torch.Tensor:
+        """FC layers on a trunk output; `layer` picks the last FC ("logits") or the one before it."""
+        for fc in self.hidden_fcs:
+            flat = self.dropout(F.relu(fc(flat)))
+        if layer == "penultimate":
+            return flat
+        if layer != "logits":
+            raise ValueError(f"unknown feature layer {layer!r}; use 'logits' or 'penultimate'")
+        return self.head(flat)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 1, 100, 100) float in [0, 1] -> logits (B, n_classes)."""
+        return self.classify(self.trunk(x))
+
+    def features(self, x: torch.Tensor, layer: FeatureLayer = "logits") -> torch.Tensor:
+        """Per-frame feature: the last FC output ("logits", the paper's choice) or the penultimate FC."""
+        return self.classify(self.trunk(x), layer)
+
+    def conv_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the five conv blocks (convolutions and BatchNorm affine terms)."""
+        return self.conv_blocks.parameters()
+
+    def fc_parameters(self) -> Iterator[nn.Parameter]:
+        """Parameters of the fully connected layers, head included."""
+        yield from self.hidden_fcs.parameters()
+        yield from self.head.parameters()
+
+    def freeze_conv(self, trainable_last_blocks: int = 0) -> None:
+        """Fix the conv trunk: no gradients, and BatchNorm running statistics frozen.
+
+        The first ``5 - trainable_last_blocks`` blocks get ``requires_grad=False`` and stay
+        in eval mode even when ``model.train()`` is called (so BatchNorm neither updates its
+        running statistics nor normalises with batch statistics); the last
+        ``trainable_last_blocks`` blocks are trainable.
+        """
+        n_blocks = len(self.conv_blocks)
+        if not 0 <= trainable_last_blocks <= n_blocks:
+            raise ValueError(f"trainable_last_blocks must be in [0, {n_blocks}]")
+        self.n_frozen_blocks = n_blocks - trainable_last_blocks
+        for index, block in enumerate(self.conv_blocks):
+            for parameter in block.parameters():
+                parameter.requires_grad_(index >= self.n_frozen_blocks)
+        self.train(self.training)
+
+    def train(self, mode: bool = True) -> ConvNet:
+        """Set training mode, keeping frozen conv blocks in eval mode (see :meth:`freeze_conv`)."""
+        super().train(mode)
+        for block in self.conv_blocks[: self.n_frozen_blocks]:
+            block.eval()
+        return self
+
+    def replace_head(self, n_classes: int, init_from: dict[int, int] | None = None) -> None:
+        """Replace the last FC layer by a freshly initialised one with `n_classes` outputs.
+
+        `init_from` maps a new class index to an old output unit whose weights it starts
+        from (the explicit FER2013 -> target label map); other rows stay random.
+        """
+        old = self.head
+        self.head = nn.Linear(old.in_features, n_classes).to(device=old.weight.device, dtype=old.weight.dtype)
+        with torch.no_grad():
+            for new, source in (init_from or {}).items():
+                self.head.weight[new] = old.weight[source]
+                self.head.bias[new] = old.bias[source]
+        self.config["n_classes"] = int(n_classes)
+
+
+def layer_table(model: ConvNet) -> list[tuple[str, str, int]]:
+    """Rows (layer, output shape per sample, parameter count) for `model`, by a dry forward pass."""
+    rows: list[tuple[str, str, int]] = [("input", f"1x{FACE_SIZE}x{FACE_SIZE}", 0)]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        x = torch.zeros(1, 1, FACE_SIZE, FACE_SIZE, device=device)
+        for index, block in enumerate(model.conv_blocks, start=1):
+            x = block(x)
+            shape = "x".join(str(n) for n in x.shape[1:])
+            rows.append((f"conv{index}", shape, sum(p.numel() for p in block.parameters())))
+    model.train(was_training)
+    fcs = [*model.hidden_fcs, model.head]
+    for index, fc in enumerate(fcs, start=1):
+        rows.append((f"fc{index}", str(fc.out_features), sum(p.numel() for p in fc.parameters())))
+    return rows
+
+
+def format_layer_table(model: ConvNet) -> str:
+    """The layer table as aligned text, ending with the total parameter count."""
+    rows = layer_table(model)
+    lines = [f"{'layer':<8}{'output':<14}{'params':>10}"]
+    lines += [f"{name:<8}{shape:<14}{count:>10,}" for name, shape, count in rows]
+    lines.append(f"{'total':<8}{'':<14}{sum(count for *_, count in rows):>10,}")
+    return "\n".join(lines)
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Total number of parameters (trainable or not)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+# ----------------------------------------------------------------------------- data helpers
+
+
+def merge_params(defaults: dict[str, Any], params: dict[str, Any] | None) -> dict[str, Any]:
+    """Defaults overridden by `params`; unknown keys raise ValueError (catches config typos)."""
+    params = dict(params or {})
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(defaults)}")
+    return {**defaults, **params}
+
+
+def upsample_faces(images: np.ndarray, size: int = FACE_SIZE, chunk: int = 2048) -> np.ndarray:
+    """Bilinearly resize uint8 faces (N, h, w) to (N, size, size) uint8 (FER2013's 48x48 -> 100x100)."""
+    images = np.asarray(images)
+    if images.ndim != 3:
+        raise ValueError(f"expected images of shape (N, H, W), got {images.shape}")
+    if images.shape[1:] == (size, size):
+        return images.astype(np.uint8, copy=False)
+    out = np.empty((len(images), size, size), dtype=np.uint8)
+    for start in range(0, len(images), chunk):
+        batch = torch.from_numpy(images[start : start + chunk].astype(np.float32)).unsqueeze(1)
+        resized = F.interpolate(batch, size=(size, size), mode="bilinear", align_corners=False)
+        out[start : start + chunk] = resized.squeeze(1).round().clamp(0, 255).to(torch.uint8).numpy()
+    return out
+
+
+def _augmenter() -> v2.Compose:
+    """Per-face augmentation: horizontal flip, small rotation/shift/zoom, brightness change."""
+    return v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomAffine(degrees=10, translate=(0.06, 0.06), scale=(0.94, 1.06)),
+            v2.ColorJitter(brightness=0.25),
+        ]
+    )
+
+
+def _frames_to_input(frames: torch.Tensor, augment: v2.Compose | None) -> torch.Tensor:
+    """uint8 (B, H, W) -> float (B, 1, H, W) in [0, 1], each face augmented independently."""
+    x = frames.unsqueeze(1).float().div_(255.0)
+    if augment is not None:
+        # v2 transforms draw one set of random parameters per call, so call once per face.
+        x = torch.stack([augment(face) for face in x])
+    return x
+
+
+def _class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Inverse-frequency weights N / (C * n_c), normalised over present classes; 0 for absent ones."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
+def _check_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    labels = np.asarray(labels).astype(np.int64)
+    if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
+        raise ValueError(f"labels must lie in [0, {n_classes}); got range [{labels.min()}, {labels.max()}]")
+    return labels
+
+
+def _make_optimizer(parameters: list[nn.Parameter], params: dict[str, Any]) -> torch.optim.Optimizer:
+    name = params["optimizer"]
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=params["lr"], weight_decay=params["weight_decay"])
+    if name == "sgd":
+        return torch.optim.SGD(
+            parameters, lr=params["lr"], momentum=0.9, nesterov=True, weight_decay=params["weight_decay"]
+        )
+    raise ValueError(f"unknown optimizer {name!r}; use 'adam' or 'sgd'")
+
+
+# ----------------------------------------------------------------------------- training loop
+
+
+def _epoch_order(labels: np.ndarray, n_classes: int, balance: str, rng: np.random.Generator) -> np.ndarray:
+    """Sample order for one epoch: a permutation, or (balance="sampler") class-balanced draws with replacement."""
+    if balance == "sampler":
+        per_sample = _class_weights(labels, n_classes)[labels]
+        return rng.choice(len(labels), size=len(labels), replace=True, p=per_sample / per_sample.sum())
+    return rng.permutation(len(labels))
+
+
+@torch.no_grad()
+def _evaluate(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    inputs: torch.Tensor,
+    labels: torch.Tensor,
+    prepare: Callable[[torch.Tensor, bool], torch.Tensor],
+    batch_size: int,
+) -> tuple[float, float]:
+    """Mean unweighted cross-entropy and accuracy of `forward` on (inputs, labels)."""
+    if len(labels) == 0:
+        return math.nan, math.nan
+    total_loss, correct = 0.0, 0
+    for start in range(0, len(labels), batch_size):
+        logits = forward(prepare(inputs[start : start + batch_size], False))
+        target = labels[start : start + batch_size].to(logits.device)
+        total_loss += F.cross_entropy(logits, target, reduction="sum").item()
+        correct += (logits.argmax(1) == target).sum().item()
+    return total_loss / len(labels), correct / len(labels)
+
+
+def _fit(
+    model: ConvNet,
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    prepare: Callable[[torch.Tensor, bool], torch.Tensor],
+    train: tuple[torch.Tensor, np.ndarray],
+    val: tuple[torch.Tensor, np.ndarray],
+    *,
+    n_classes: int,
+    params: dict[str, Any],
+    seed: int,
+    device: torch.device,
+    log: LogFn,
+) -> pd.DataFrame:
+    """Train the trainable parameters of `model`; keep the best-validation epoch's weights.
+
+    `prepare(batch, training)` turns stored inputs into network inputs on `device`;
+    `forward` maps them to logits. Selection: highest validation accuracy, ties broken by
+    lower validation loss; with no validation data the last epoch is kept.
+    """
+    train_x, train_y_np = train
+    val_x, val_y_np = val
+    train_y = torch.from_numpy(train_y_np)
+    val_y = torch.from_numpy(val_y_np)
+    rng = np.random.default_rng(seed)
+    balance = params["class_balance"]
+    if balance not in ("loss", "sampler", "none"):
+        raise ValueError(f"class_balance must be 'loss', 'sampler' or 'none', got {balance!r}")
+    weight = None
+    if balance == "loss":
+        weight = torch.tensor(_class_weights(train_y_np, n_classes), dtype=torch.float32, device=device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = _make_optimizer(trainable, params)
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
+    batch_size = int(params["batch_size"])
+    rows: list[dict[str, float]] = []
+    best: tuple[float, float] | None = None
+    best_state: dict[str, torch.Tensor] | None = None
+    best_epoch = 0
+    for epoch in range(1, int(params["epochs"]) + 1):
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        order = _epoch_order(train_y_np, n_classes, balance, rng)
+        loss_sum, correct = 0.0, 0
+        for start in range(0, len(order), batch_size):
+            index = torch.from_numpy(order[start : start + batch_size])
+            logits = forward(prepare(train_x[index], True))
+            target = train_y[index].to(device)
+            loss = F.cross_entropy(logits, target, weight=weight)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            loss_sum += loss.item() * len(index)
+            correct += (logits.argmax(1) == target).sum().item()
+        scheduler.step()
+        model.eval()
+        val_loss, val_acc = _evaluate(forward, val_x, val_y, prepare, batch_size)
+        rows.append(
+            {
+                "epoch": epoch,
+                "train_loss": loss_sum / len(order),
+                "train_acc": correct / len(order),
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "lr": lr,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        score = (val_acc, -val_loss) if len(val_y) else (float(epoch), 0.0)
+        if best is None or score > best:
+            best, best_epoch = score, epoch
+            best_state = copy.deepcopy(model.state_dict())
+        if log is not None:
+            row = rows[-1]
+            log(
+                f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
+                f"val loss {val_loss:.4f} acc {val_acc:.3f} | {row['seconds']:.1f} s"
+            )
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    model.eval()
+    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"])
+    history.attrs["best_epoch"] = best_epoch
+    return history
+
+
+def _image_prepare(device: torch.device, augment: bool) -> Callable[[torch.Tensor, bool], torch.Tensor]:
+    """Batch preparation for uint8 face tensors: to float, augment when training, move to device."""
+    augmenter = _augmenter() if augment else None
+
+    def prepare(frames: torch.Tensor, training: bool) -> torch.Tensor:
+        return _frames_to_input(frames, augmenter if training else None).to(device, non_blocking=True)
+
+    return prepare
+
+
+def pretrain_convnet(
+    images: np.ndarray,
+    labels: np.ndarray,
+    usage: np.ndarray,
+    *,
+    n_classes: int,
+    params: dict[str, Any] | None,
+    seed: int,
+    device: str = "auto",
+    log: LogFn = None,
+) -> tuple[ConvNet, pd.DataFrame]:
+    """Pretrain a ConvNet on FER2013-format faces (uint8 (N, 48, 48), labels, usage strings).
+
+    Faces are upsampled to 100x100 (bilinear); "Training" rows train, "PublicTest" rows
+    select the best epoch, "PrivateTest" rows give ``history.attrs["test_acc"]``.
+    `params` overrides :data:`PRETRAIN_DEFAULTS`. Returns the model (best epoch's weights,
+    eval mode, on `device`) and the per-epoch history.
+    """
+    params = merge_params(PRETRAIN_DEFAULTS, params)
+    labels = _check_labels(labels, n_classes)
+    usage = np.asarray(usage).astype(str)
+    if not (len(images) == len(labels) == len(usage)):
+        raise ValueError("images, labels and usage must have the same length")
+    is_train, is_val, is_test = (usage == name for name in ("Training", "PublicTest", "PrivateTest"))
+    if not is_train.any() or not is_val.any():
+        raise ValueError("pretraining needs 'Training' rows and 'PublicTest' rows (validation)")
+    torch_device = resolve_device(device)
+    seed_everything(seed)
+    faces = torch.from_numpy(upsample_faces(images))
+    model = ConvNet(
+        n_classes,
+        width=params["width"],
+        fc_sizes=params["fc_sizes"],
+        batch_norm=params["batch_norm"],
+        dropout=params["dropout"],
+    ).to(torch_device)
+    prepare = _image_prepare(torch_device, params["augment"])
+    history = _fit(
+        model,
+        model,
+        prepare,
+        (faces[torch.from_numpy(is_train)], labels[is_train]),
+        (faces[torch.from_numpy(is_val)], labels[is_val]),
+        n_classes=n_classes,
+        params=params,
+        seed=seed,
+        device=torch_device,
+        log=log,
+    )
+    test_loss, test_acc = _evaluate(
+        model, faces[torch.from_numpy(is_test)], torch.from_numpy(labels[is_test]), prepare, params["batch_size"]
+    )
+    history.attrs["test_loss"] = test_loss
+    history.attrs["test_acc"] = test_acc
+    if log is not None:
+        log(f"best epoch {history.attrs['best_epoch']}; PrivateTest accuracy {test_acc:.3f}")
+    return model, history
+
+
+@torch.no_grad()
+def _trunk_cache(model: ConvNet, frames: torch.Tensor, device: torch.device, batch_size: int) -> torch.Tensor:
+    """Conv-trunk outputs (N, trunk_dim) float32 on CPU for uint8 frames, computed in eval mode."""
+    model.eval()
+    chunks = [
+        model.trunk(_frames_to_input(frames[start : start + batch_size], None).to(device)).cpu()
+        for start in range(0, len(frames), batch_size)
+    ]
+    return torch.cat(chunks) if chunks else torch.empty(0, model.trunk_dim)
+
+
+def finetune_convnet(
+    model: ConvNet,
+    frames: np.ndarray,
+    labels: np.ndarray,
+    is_val: np.ndarray,
+    *,
+    n_classes: int,
+    params: dict[str, Any] | None,
+    seed: int,
+    device: str = "auto",
+    log: LogFn = None,
+    head_init: dict[int, int] | None = None,
+) -> tuple[ConvNet, pd.DataFrame]:
+    """Retrain the FC layers of a copy of `model` on video face frames (uint8 (N, 100, 100)).
+
+    As in the paper, the convolution layers keep their pretrained weights (and BatchNorm
+    statistics) and a new last FC layer with `n_classes` outputs is trained together with
+    the other FC layers; ``params["unfreeze_last_conv_blocks"]`` lets the last conv blocks
+    train too. Frames with ``is_val`` select the best epoch. When nothing needs gradients
+    through the trunk and augmentation is off, trunk outputs are computed once and cached.
+    `head_init` maps target class -> pretraining output unit whose weights start that row
+    of the new head (from the explicit FER2013 -> target label map).
+    The input `model` is not modified. Returns (fine-tuned model, history).
+    """
+    params = merge_params(FINETUNE_DEFAULTS, params)
+    labels = _check_labels(labels, n_classes)
+    is_val = np.asarray(is_val, dtype=bool)
+    frames = upsample_faces(frames)
+    if not (len(frames) == len(labels) == len(is_val)):
+        raise ValueError("frames, labels and is_val must have the same length")
+    if not (~is_val).any():
+        raise ValueError("fine-tuning needs at least one training frame (is_val False)")
+    torch_device = resolve_device(device)
+    seed_everything(seed)
+    model = copy.deepcopy(model).to(torch_device)
+    model.replace_head(n_classes, init_from={int(k): int(v) for k, v in (head_init or {}).items()})
+    model.freeze_conv(trainable_last_blocks=int(params["unfreeze_last_conv_blocks"]))
+    frames_t = torch.from_numpy(frames)
+    train_mask, val_mask = torch.from_numpy(~is_val), torch.from_numpy(is_val)
+    cache_bytes = len(frames) * model.trunk_dim * 4
+    use_cache = model.n_frozen_blocks == len(model.conv_blocks) and not params["augment"]
+    use_cache = use_cache and cache_bytes <= params["cache_max_bytes"]
+    if use_cache:
+        cached = _trunk_cache(model, frames_t, torch_device, params["batch_size"])
+
+        def forward(flat: torch.Tensor) -> torch.Tensor:
+            return model.classify(flat)
+
+        def prepare(flat: torch.Tensor, training: bool) -> torch.Tensor:
+            return flat.to(torch_device, non_blocking=True)
+
+        train_inputs, val_inputs = cached[train_mask], cached[val_mask]
+    else:
+        forward = model
+        prepare = _image_prepare(torch_device, params["augment"])
+        train_inputs, val_inputs = frames_t[train_mask], frames_t[val_mask]
+    if log is not None:
+        log(f"fine-tuning on {int(train_mask.sum())} frames ({'cached trunk' if use_cache else 'full forward'})")
+    history = _fit(
+        model,
+        forward,
+        prepare,
+        (train_inputs, labels[~is_val]),
+        (val_inputs, labels[is_val]),
+        n_classes=n_classes,
+        params=params,
+        seed=seed,
+        device=torch_device,
+        log=log,
+    )
+    history.attrs["cached_trunk"] = use_cache
+    return model, history
+
+
+@torch.no_grad()
+def extract_features(
+    model: ConvNet,
+    frames: np.ndarray,
+    *,
+    layer: FeatureLayer = "logits",
+    batch_size: int = 256,
+    device: str = "auto",
+) -> np.ndarray:
+    """Per-frame features float32 (N, D) for uint8 faces (N, 100, 100), batched, in eval mode."""
+    torch_device = resolve_device(device)
+    frames = np.asarray(frames)
+    if frames.ndim != 3:
+        raise ValueError(f"expected frames of shape (N, H, W), got {frames.shape}")
+    frames = upsample_faces(frames)
+    was_training = model.training
+    model.to(torch_device).eval()
+    out_dim = model.n_classes if layer == "logits" else (model.config["fc_sizes"] or [model.trunk_dim])[-1]
+    chunks = [np.empty((0, out_dim), dtype=np.float32)]
+    for start in range(0, len(frames), batch_size):
+        batch = _frames_to_input(torch.from_numpy(frames[start : start + batch_size]), None).to(torch_device)
+        chunks.append(model.features(batch, layer).float().cpu().numpy())
+    model.train(was_training)
+    return np.concatenate(chunks)
+
+
+def save_checkpoint(path: str | Path, model: ConvNet, meta: dict[str, Any]) -> None:
+    """Atomically save `model`'s weights with JSON-able `meta` plus its constructor args (meta["model_config"])."""
+    save_state(path, model.state_dict(), {**meta, "model_config": copy.deepcopy(model.config)})
+
+
+def load_checkpoint(path: str | Path, device: str = "auto") -> tuple[ConvNet, dict[str, Any]]:
+    """Load a checkpoint written by :func:`save_checkpoint` (weights_only: pickled code is refused).
+
+    Returns the model in eval mode on `device` and the stored meta (with "model_config").
+    """
+    torch_device = resolve_device(device)
+    state_dict, meta = load_state(path, map_location=torch_device)
+    if "model_config" not in meta:
+        raise ValueError(f"{path}: checkpoint meta lacks 'model_config'")
+    model = ConvNet(**meta["model_config"])
+    model.load_state_dict(state_dict)
+    return model.to(torch_device).eval(), meta

@@ -1,0 +1,614 @@
+"""The paper's temporal models: a peephole LSTM (eq. 1) and the attention LSTM (eqs. 2-4).
+
+Both read a clip as a sequence of per-frame ConvNet features x_1..x_N (the last FC output)
+and predict the clip's emotion.
+
+* :class:`LSTMClassifier` ("ConvNet+LSTM"): y = softmax(W h_N + b) on the last hidden state.
+* :class:`AttentionLSTMClassifier` ("ConvNet+Attention LSTM"): attention over all hidden
+  states H = [h_1..h_N] (eq. 2), h* = tanh(W_p r + W_x h_N) (eq. 3), y = softmax(W_s h* + b_s)
+  (eq. 4).
+
+Clips have different lengths; a batch is zero-padded to the longest clip (:func:`pad_batch`)
+and every model takes the true ``lengths``: padded steps never change the LSTM state, and
+attention gives them weight exactly 0. Models return logits; the paper's softmax is applied
+by the loss (cross-entropy) and by :func:`predict_temporal`.
+
+:func:`train_temporal` follows the paper's protocol: learning rate 0.005 decayed by 0.99
+per epoch, L1 penalty 0.0001 on the weights, early stopping on the validation set, at most
+100,000 iterations (optimizer steps). Feature standardisation (mean/std fitted on the
+training frames) is stored in the model's buffers, so prediction uses the same transform.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .torch_utils import load_state, resolve_device, save_state, seed_everything
+
+LogFn = Callable[[str], None] | None
+
+TRAIN_DEFAULTS: dict[str, Any] = {
+    "lr": 0.005,  # the paper's learning rate
+    "lr_decay": 0.99,  # the paper's "learning rate attenuation ratio", applied per epoch (ExponentialLR)
+    "l1": 1e-4,  # the paper's L1 coefficient: l1 * sum(|w|) over all weights (biases excluded) added to the loss
+    "max_iterations": 100_000,  # the paper's iteration count, as optimizer steps
+    "max_epochs": 300,
+    "patience": 30,  # early stopping: epochs without a better validation score
+    "select_by": "map",  # validation score for early stopping: "map" (= UAR) | "acc" | "loss"
+    "optimizer": "adam",  # "adam" | "sgd" (momentum 0.9) | "rmsprop"
+    "batch_size": 32,
+    "class_weighting": "none",  # "none" | "inverse" (inverse-frequency weighted cross-entropy)
+    "grad_clip": 5.0,  # max global gradient norm; 0 or None disables clipping
+    "standardize": True,  # fit per-feature mean/std on the training frames
+}
+
+
+# ----------------------------------------------------------------------------- data
+
+
+@dataclass
+class SequenceSet:
+    """Clips as feature sequences: ``sequences[i]`` is float32 (T_i, F), ``labels[i]`` its class."""
+
+    sequences: list[np.ndarray]
+    labels: np.ndarray
+    clip_ids: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sequences = [np.asarray(seq, dtype=np.float32) for seq in self.sequences]
+        self.labels = np.asarray(self.labels, dtype=np.int64).reshape(-1)
+        if not self.clip_ids:
+            self.clip_ids = [str(i) for i in range(len(self.sequences))]
+        self.clip_ids = [str(clip) for clip in self.clip_ids]
+        if not (len(self.sequences) == len(self.labels) == len(self.clip_ids)):
+            raise ValueError("sequences, labels and clip_ids must have the same length")
+        dims = {seq.shape[1] for seq in self.sequences if seq.ndim == 2}
+        if any(seq.ndim != 2 or len(seq) == 0 for seq in self.sequences) or len(dims) > 1:
+            raise ValueError("every sequence must be a non-empty (T, F) array with the same F")
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def n_features(self) -> int:
+        """Feature dimension F (0 for an empty set)."""
+        return self.sequences[0].shape[1] if self.sequences else 0
+
+    def subset(self, index: Sequence[int] | np.ndarray) -> SequenceSet:
+        """The clips at positions `index`, in that order."""
+        index = np.asarray(index, dtype=np.int64)
+        return SequenceSet([self.sequences[i] for i in index], self.labels[index], [self.clip_ids[i] for i in index])
+
+
+def pad_batch(seqs: Sequence[np.ndarray | torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Zero-pad (T_i, F) sequences into x (B, T_max, F) float32 and lengths (B,) int64."""
+    if not seqs:
+        raise ValueError("pad_batch needs at least one sequence")
+    tensors = [torch.as_tensor(np.asarray(seq) if not isinstance(seq, torch.Tensor) else seq).float() for seq in seqs]
+    lengths = torch.tensor([len(t) for t in tensors], dtype=torch.int64)
+    x = torch.zeros(len(tensors), int(lengths.max()), tensors[0].shape[1])
+    for row, tensor in enumerate(tensors):
+        x[row, : len(tensor)] = tensor
+    return x, lengths
+
+
+def _check_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+    """Lengths as a CPU int64 tensor, each in [1, T]."""
+    lengths = torch.as_tensor(lengths).to("cpu", torch.int64)
+    if lengths.shape != (x.shape[0],) or bool((lengths < 1).any()) or bool((lengths > x.shape[1]).any()):
+        raise ValueError(f"lengths must be (B,) with values in [1, {x.shape[1]}]")
+    return lengths
+
+
+# ----------------------------------------------------------------------------- models
+
+
+class PeepholeLSTM(nn.Module):
+    """LSTM with peephole connections (eq. 1), batch-first, masked for padded sequences.
+
+    For each valid step t (gates stacked in the order i, f, c, o)::
+
+        i_t = sigmoid(W_xi x_t + W_hi h_{t-1} + w_ci * c_{t-1} + b_i)
+        f_t = sigmoid(W_xf x_t + W_hf h_{t-1} + w_cf * c_{t-1} + b_f)
+        c_t = f_t * c_{t-1} + i_t * tanh(W_xc x_t + W_hc h_{t-1} + b_c)
+        o_t = sigmoid(W_xo x_t + W_ho h_{t-1} + w_co * c_t + b_o)
+        h_t = o_t * tanh(c_t)
+
+    Deviation from eq. 1 as printed: the paper's c_t line has an extra ``W_ci h_{t-1}`` term
+    inside the tanh; this is a typo (W_ci is the input gate's peephole on the cell), so the
+    standard Gers/Graves form above is used. The peephole weights w_ci, w_cf, w_co are
+    diagonal (stored as vectors, applied elementwise). h_0 = c_0 = 0.
+
+    Parameters: ``weight_x`` (4d, F) and ``bias`` (4d) for the input projections, computed
+    for all steps in one matmul; ``weight_h`` (4d, d) for the recurrence; ``peephole_i``,
+    ``peephole_f``, ``peephole_o`` (d). Initialisation as torch.nn.LSTM, U(-1/sqrt(d),
+    1/sqrt(d)), except the forget-gate bias, which starts at 1 so that early training keeps memory.
+    """
+
+    def __init__(self, input_size: int, hidden_size: int) -> None:
+        super().__init__()
+        self.input_size, self.hidden_size = input_size, hidden_size
+        self.weight_x = nn.Parameter(torch.empty(4 * hidden_size, input_size))
+        self.weight_h = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
+        self.bias = nn.Parameter(torch.empty(4 * hidden_size))
+        self.peephole_i = nn.Parameter(torch.empty(hidden_size))
+        self.peephole_f = nn.Parameter(torch.empty(hidden_size))
+        self.peephole_o = nn.Parameter(torch.empty(hidden_size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """nn.LSTM-style uniform initialisation; forget-gate bias set to 1."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for parameter in self.parameters():
+            nn.init.uniform_(parameter, -bound, bound)
+        with torch.no_grad():
+            self.bias[self.hidden_size : 2 * self.hidden_size].fill_(1.0)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, F), lengths (B,) -> H (B, T, d) (zeros at padded steps), h_last (B, d).
+
+        h_last[b] is the hidden state at step lengths[b] (each sequence's own last valid step).
+        """
+        lengths = _check_lengths(x, lengths)
+        batch, steps, _ = x.shape
+        d = self.hidden_size
+        # Input projections of every step at once; only the recurrence runs per step.
+        projected = F.linear(x, self.weight_x, self.bias)
+        weight_h_t = self.weight_h.t()
+        h = x.new_zeros(batch, d)
+        c = x.new_zeros(batch, d)
+        always_valid = int(lengths.min())
+        valid = (torch.arange(steps).unsqueeze(0) < lengths.unsqueeze(1)).to(x.device)
+        outputs: list[torch.Tensor] = []
+        for t in range(int(lengths.max())):
+            gates = torch.addmm(projected[:, t], h, weight_h_t)
+            g_i, g_f, g_c, g_o = gates.split(d, dim=1)
+            i = torch.sigmoid(g_i + self.peephole_i * c)
+            f = torch.sigmoid(g_f + self.peephole_f * c)
+            c_new = f * c + i * torch.tanh(g_c)
+            o = torch.sigmoid(g_o + self.peephole_o * c_new)
+            h_new = o * torch.tanh(c_new)
+            if t < always_valid:
+                h, c = h_new, c_new
+                outputs.append(h_new)
+            else:
+                # Sequences that have ended keep their state; their output is zero.
+                mask = valid[:, t : t + 1]
+                h = torch.where(mask, h_new, h)
+                c = torch.where(mask, c_new, c)
+                outputs.append(torch.where(mask, h_new, torch.zeros_like(h_new)))
+        hidden = torch.stack(outputs, dim=1)
+        if hidden.shape[1] < steps:
+            hidden = F.pad(hidden, (0, 0, 0, steps - hidden.shape[1]))
+        return hidden, h
+
+
+class _SequenceClassifier(nn.Module):
+    """Shared parts: feature standardisation buffers and the config used by checkpoints.
+
+    Subclasses provide ``logits_and_attention(x, lengths) -> (logits, alpha or None)`` so
+    that training and prediction treat both classifiers alike.
+    """
+
+    kind: str = ""
+
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int, dropout: float) -> None:
+        super().__init__()
+        self.config: dict[str, Any] = {
+            "kind": self.kind,
+            "input_size": int(input_size),
+            "hidden_size": int(hidden_size),
+            "n_classes": int(n_classes),
+            "dropout": float(dropout),
+        }
+        self.register_buffer("feature_mean", torch.zeros(input_size))
+        self.register_buffer("feature_std", torch.ones(input_size))
+        self.lstm = PeepholeLSTM(input_size, hidden_size)
+        self.dropout = nn.Dropout(dropout)
+
+    def set_standardization(self, mean: np.ndarray | torch.Tensor, std: np.ndarray | torch.Tensor) -> None:
+        """Store the per-feature mean/std applied to every input frame (std clipped away from 0)."""
+        std = torch.as_tensor(std, dtype=torch.float32)
+        std = torch.where(std > 1e-6, std, torch.ones_like(std))
+        self.feature_mean.copy_(torch.as_tensor(mean, dtype=torch.float32))
+        self.feature_std.copy_(std)
+
+    def _encode(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Standardise the frames and run the peephole LSTM: H (B, T, d), h_N (B, d)."""
+        return self.lstm((x - self.feature_mean) / self.feature_std, lengths)
+
+
+class LSTMClassifier(_SequenceClassifier):
+    """ConvNet+LSTM: y = softmax(W h_N + b) on the last valid hidden state; forward returns logits."""
+
+    kind = "lstm"
+
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int, dropout: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size, n_classes, dropout)
+        self.output = nn.Linear(hidden_size, n_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """x (B, T, F), lengths (B,) -> logits (B, n_classes)."""
+        _, h_last = self._encode(x, lengths)
+        return self.output(self.dropout(h_last))
+
+    def logits_and_attention(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, None]:
+        """Logits and no attention."""
+        return self(x, lengths), None
+
+
+class AttentionLSTMClassifier(_SequenceClassifier):
+    """ConvNet+Attention LSTM, eqs. 2-4; forward returns (logits, alpha (B, T)).
+
+    With H = [h_1..h_N] the LSTM outputs (one row per frame here, columns in the paper)::
+
+        M  = tanh(W_h H)                  (eq. 2)
+        alpha = softmax(w^T M)            over the valid frames only (padding: weight 0)
+        r  = H alpha^T
+        h* = tanh(W_p r + W_x h_N)        (eq. 3)
+        y  = softmax(W_s h* + b_s)        (eq. 4; the logits W_s h* + b_s are returned)
+
+    W_h, w, W_p and W_x have no bias, as in the paper; dropout (if any) acts on h*.
+    """
+
+    kind = "attention"
+
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int, dropout: float = 0.0) -> None:
+        super().__init__(input_size, hidden_size, n_classes, dropout)
+        self.W_h = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.w = nn.Linear(hidden_size, 1, bias=False)
+        self.W_p = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.W_x = nn.Linear(hidden_size, hidden_size, bias=False)
+        self.W_s = nn.Linear(hidden_size, n_classes)
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x (B, T, F), lengths (B,) -> logits (B, n_classes), alpha (B, T) summing to 1 over valid frames."""
+        hidden, h_last = self._encode(x, lengths)
+        lengths = _check_lengths(x, lengths).to(x.device)
+        m = torch.tanh(self.W_h(hidden))
+        scores = self.w(m).squeeze(-1)
+        valid = torch.arange(x.shape[1], device=x.device).unsqueeze(0) < lengths.unsqueeze(1)
+        alpha = torch.softmax(scores.masked_fill(~valid, float("-inf")), dim=1)
+        r = torch.bmm(alpha.unsqueeze(1), hidden).squeeze(1)
+        h_star = torch.tanh(self.W_p(r) + self.W_x(h_last))
+        return self.W_s(self.dropout(h_star)), alpha
+
+    def logits_and_attention(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Same as forward."""
+        return self(x, lengths)
+
+
+TemporalModel = LSTMClassifier | AttentionLSTMClassifier
+_MODEL_KINDS: dict[str, type[_SequenceClassifier]] = {"lstm": LSTMClassifier, "attention": AttentionLSTMClassifier}
+
+
+def build_temporal_model(
+    kind: str, input_size: int, hidden_size: int, n_classes: int, dropout: float = 0.0
+) -> TemporalModel:
+    """Construct "lstm" (ConvNet+LSTM) or "attention" (ConvNet+Attention LSTM)."""
+    if kind not in _MODEL_KINDS:
+        raise ValueError(f"unknown temporal model {kind!r}; use one of {sorted(_MODEL_KINDS)}")
+    return _MODEL_KINDS[kind](input_size, hidden_size, n_classes, dropout)  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- training
+
+
+def unweighted_average_recall(y_true: np.ndarray, y_pred: np.ndarray) -> float:
+    """The paper's "MAP" (eq. 6): recall per class, averaged over the classes present in y_true."""
+    y_true, y_pred = np.asarray(y_true), np.asarray(y_pred)
+    classes = np.unique(y_true)
+    if classes.size == 0:
+        return math.nan
+    return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
+
+
+def _l1_penalty(model: nn.Module) -> torch.Tensor:
+    """Sum of |w| over every weight (biases excluded; peephole vectors included: they are weights)."""
+    terms = [p.abs().sum() for name, p in model.named_parameters() if not name.endswith("bias")]
+    return torch.stack(terms).sum()
+
+
+def _make_optimizer(parameters: list[nn.Parameter], name: str, lr: float) -> torch.optim.Optimizer:
+    if name == "adam":
+        return torch.optim.Adam(parameters, lr=lr)
+    if name == "sgd":
+        return torch.optim.SGD(parameters, lr=lr, momentum=0.9)
+    if name == "rmsprop":
+        return torch.optim.RMSprop(parameters, lr=lr)
+    raise ValueError(f"unknown optimizer {name!r}; use 'adam', 'sgd' or 'rmsprop'")
+
+
+def _inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """N / (C_present * n_c) for present classes, 0 for absent ones."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
+@torch.no_grad()
+def _forward_all(
+    model: TemporalModel, seqs: SequenceSet, device: torch.device, batch_size: int
+) -> tuple[torch.Tensor, list[np.ndarray] | None]:
+    """Logits (N, C) on CPU and per-clip attention weights (or None) for every clip, in order."""
+    logits_parts: list[torch.Tensor] = []
+    alphas: list[np.ndarray] | None = [] if isinstance(model, AttentionLSTMClassifier) else None
+    for start in range(0, len(seqs), batch_size):
+        x, lengths = pad_batch(seqs.sequences[start : start + batch_size])
+        logits, alpha = model.logits_and_attention(x.to(device), lengths)
+        logits_parts.append(logits.float().cpu())
+        if alphas is not None and alpha is not None:
+            alpha_np = alpha.float().cpu().numpy()
+            alphas.extend(alpha_np[row, :n].copy() for row, n in enumerate(lengths.tolist()))
+    n_classes = model.config["n_classes"]
+    logits_all = torch.cat(logits_parts) if logits_parts else torch.empty(0, n_classes)
+    return logits_all, alphas
+
+
+def _better(score: tuple[float, float], best: tuple[float, float] | None) -> bool:
+    """Lexicographic comparison (primary score, tie-break), both oriented so that larger is better."""
+    return best is None or score > best
+
+
+def train_temporal(
+    model: TemporalModel,
+    train: SequenceSet,
+    val: SequenceSet | None,
+    *,
+    params: dict[str, Any] | None,
+    seed: int,
+    device: str = "auto",
+    log: LogFn = None,
+) -> tuple[TemporalModel, pd.DataFrame]:
+    """Train a temporal model with the paper's protocol; restore the best validation epoch.
+
+    `params` overrides :data:`TRAIN_DEFAULTS`. The loss is cross-entropy (optionally
+    inverse-frequency weighted) plus ``l1 * sum|w|``. After each epoch the validation set is
+    scored; the epoch with the best ``select_by`` score (ties: lower validation loss) is
+    kept, and training stops after ``patience`` epochs without improvement, after
+    ``max_epochs`` epochs or after ``max_iterations`` optimizer steps. With no (or an
+    empty) validation set the last epoch is kept. The model is trained in place and returned (on
+    `device`, eval mode) with a history: epoch, steps, lr, train_loss, train_acc, val_loss,
+    val_acc, val_map, seconds; ``history.attrs`` has best_epoch and stop_reason.
+    """
+    unknown = sorted(set(params or {}) - set(TRAIN_DEFAULTS))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(TRAIN_DEFAULTS)}")
+    params = {**TRAIN_DEFAULTS, **(params or {})}
+    if params["select_by"] not in ("map", "acc", "loss"):
+        raise ValueError("select_by must be 'map', 'acc' or 'loss'")
+    if len(train) == 0:
+        raise ValueError("train_temporal needs at least one training clip")
+    if val is None:
+        val = SequenceSet([], np.empty(0, dtype=np.int64))
+    n_classes = model.config["n_classes"]
+    for name, seqs in (("train", train), ("val", val)):
+        if len(seqs) and (seqs.labels.min() < 0 or seqs.labels.max() >= n_classes):
+            raise ValueError(f"{name} labels must lie in [0, {n_classes})")
+    torch_device = resolve_device(device)
+    seed_everything(seed)
+    rng = np.random.default_rng(seed)
+    model.to(torch_device)
+    if params["standardize"]:
+        frames = np.concatenate(train.sequences)
+        model.set_standardization(frames.mean(axis=0), frames.std(axis=0))
+    weight = None
+    if params["class_weighting"] == "inverse":
+        weight = torch.tensor(
+            _inverse_frequency_weights(train.labels, n_classes), dtype=torch.float32, device=torch_device
+        )
+    elif params["class_weighting"] != "none":
+        raise ValueError("class_weighting must be 'none' or 'inverse'")
+    optimizer = _make_optimizer([p for p in model.parameters() if p.requires_grad], params["optimizer"], params["lr"])
+    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
+    batch_size = int(params["batch_size"])
+    labels_t = torch.from_numpy(train.labels)
+    rows: list[dict[str, float]] = []
+    best: tuple[float, float] | None = None
+    best_state = copy.deepcopy(model.state_dict())
+    best_epoch, steps, stale, stop_reason = 0, 0, 0, "max_epochs"
+    for epoch in range(1, int(params["max_epochs"]) + 1):
+        started = time.perf_counter()
+        lr = optimizer.param_groups[0]["lr"]
+        model.train()
+        order = rng.permutation(len(train))
+        loss_sum, correct, seen = 0.0, 0, 0
+        for start in range(0, len(order), batch_size):
+            if steps >= params["max_iterations"]:
+                break
+            index = order[start : start + batch_size]
+            x, lengths = pad_batch([train.sequences[i] for i in index])
+            target = labels_t[index].to(torch_device)
+            logits, _ = model.logits_and_attention(x.to(torch_device), lengths)
+            loss = F.cross_entropy(logits, target, weight=weight)
+            if params["l1"]:
+                loss = loss + params["l1"] * _l1_penalty(model)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if params["grad_clip"]:
+                nn.utils.clip_grad_norm_(model.parameters(), params["grad_clip"])
+            optimizer.step()
+            steps += 1
+            loss_sum += loss.item() * len(index)
+            correct += (logits.argmax(1) == target).sum().item()
+            seen += len(index)
+        scheduler.step()
+        model.eval()
+        val_loss = val_acc = val_map = math.nan
+        if len(val):
+            val_logits, _ = _forward_all(model, val, torch_device, max(batch_size, 64))
+            val_target = torch.from_numpy(val.labels)
+            val_loss = F.cross_entropy(val_logits, val_target).item()
+            predicted = val_logits.argmax(1).numpy()
+            val_acc = float(np.mean(predicted == val.labels))
+            val_map = unweighted_average_recall(val.labels, predicted)
+        rows.append(
+            {
+                "epoch": epoch,
+                "steps": steps,
+                "lr": lr,
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
+                "val_loss": val_loss,
+                "val_acc": val_acc,
+                "val_map": val_map,
+                "seconds": time.perf_counter() - started,
+            }
+        )
+        if len(val):
+            primary = {"map": val_map, "acc": val_acc, "loss": -val_loss}[params["select_by"]]
+            score = (primary, -val_loss)
+        else:
+            score = (float(epoch), 0.0)
+        if _better(score, best):
+            best, best_epoch, stale = score, epoch, 0
+            best_state = copy.deepcopy(model.state_dict())
+        else:
+            stale += 1
+        if log is not None:
+            log(
+                f"epoch {epoch} ({steps} steps): train loss {rows[-1]['train_loss']:.4f} "
+                f"acc {rows[-1]['train_acc']:.3f} | val loss {val_loss:.4f} acc {val_acc:.3f} map {val_map:.3f}"
+            )
+        if steps >= params["max_iterations"]:
+            stop_reason = "max_iterations"
+            break
+        if len(val) and stale >= params["patience"]:
+            stop_reason = "early_stopping"
+            break
+    model.load_state_dict(best_state)
+    model.eval()
+    history = pd.DataFrame(
+        rows,
+        columns=["epoch", "steps", "lr", "train_loss", "train_acc", "val_loss", "val_acc", "val_map", "seconds"],
+    )
+    history.attrs["best_epoch"] = best_epoch
+    history.attrs["stop_reason"] = stop_reason
+    return model, history
+
+
+@torch.no_grad()
+def predict_temporal(
+    model: TemporalModel, seqs: SequenceSet, device: str = "auto", batch_size: int = 64
+) -> tuple[np.ndarray, list[np.ndarray] | None]:
+    """Class probabilities float32 (N, C) and, for the attention model, each clip's alpha (T_i,)."""
+    torch_device = resolve_device(device)
+    model.to(torch_device).eval()
+    logits, alphas = _forward_all(model, seqs, torch_device, batch_size)
+    return torch.softmax(logits, dim=1).numpy().astype(np.float32), alphas
+
+
+# ----------------------------------------------------------------------------- checkpoints
+
+
+def save_temporal_checkpoint(path: str | Path, model: TemporalModel, meta: dict[str, Any]) -> None:
+    """Atomically save a temporal model (weights, standardisation buffers) with meta["model_config"]."""
+    save_state(path, model.state_dict(), {**meta, "model_config": dict(model.config)})
+
+
+def load_temporal_checkpoint(path: str | Path, device: str = "auto") -> tuple[TemporalModel, dict[str, Any]]:
+    """Load a checkpoint from :func:`save_temporal_checkpoint` (weights_only) in eval mode on `device`."""
+    torch_device = resolve_device(device)
+    state_dict, meta = load_state(path, map_location=torch_device)
+    config = dict(meta.get("model_config") or {})
+    if "kind" not in config:
+        raise ValueError(f"{path}: checkpoint meta lacks 'model_config' with a 'kind'")
+    model = build_temporal_model(config.pop("kind"), **config)
+    model.load_state_dict(state_dict)
+    return model.to(torch_device).eval(), meta
+
+
+# ----------------------------------------------------------------------------- benchmark
+
+
+def _time_ms(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    """Median wall time of fn() in milliseconds (CUDA synchronised)."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - started) * 1000.0)
+    return float(np.median(times))
+
+
+def benchmark_peephole_vs_nn_lstm(
+    batch: int = 32,
+    steps: int = 100,
+    input_size: int = 8,
+    hidden: int = 128,
+    repeats: int = 20,
+    *,
+    compile: bool = False,
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time PeepholeLSTM against torch.nn.LSTM (forward under no_grad; forward+backward).
+
+    Returns milliseconds (median over `repeats`, after 2 warm-up runs) for both models, the
+    ratios peephole/nn.LSTM, and with ``compile=True`` the seconds torch.compile took on its
+    first call (compile time is real cost for a short run).
+    """
+    torch_device = resolve_device(device)
+    torch.manual_seed(seed)
+    x = torch.randn(batch, steps, input_size, device=torch_device)
+    lengths = torch.full((batch,), steps, dtype=torch.int64)
+    peephole = PeepholeLSTM(input_size, hidden).to(torch_device)
+    reference = nn.LSTM(input_size, hidden, batch_first=True).to(torch_device)
+    peephole_call: Callable[[], torch.Tensor] = lambda: peephole(x, lengths)[0]  # noqa: E731
+    result: dict[str, Any] = {
+        "batch": batch,
+        "steps": steps,
+        "input_size": input_size,
+        "hidden": hidden,
+        "repeats": repeats,
+        "device": str(torch_device),
+        "threads": torch.get_num_threads(),
+        "compiled": compile,
+    }
+    if compile:
+        compiled = torch.compile(peephole)
+        peephole_call = lambda: compiled(x, lengths)[0]  # noqa: E731
+        started = time.perf_counter()
+        peephole_call().sum().backward()
+        result["compile_s"] = time.perf_counter() - started
+
+    def forward_only(call: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                call()
+
+        return run
+
+    def forward_backward(call: Callable[[], torch.Tensor], module: nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            module.zero_grad(set_to_none=True)
+            call().sum().backward()
+
+        return run
+
+    reference_call: Callable[[], torch.Tensor] = lambda: reference(x)[0]  # noqa: E731
+    for name, call, module in (("peephole", peephole_call, peephole), ("nn_lstm", reference_call, reference)):
+        for label, fn in (("forward", forward_only(call)), ("fwd_bwd", forward_backward(call, module))):
+            _time_ms(fn, 2, torch_device)
+            result[f"{name}_{label}_ms"] = _time_ms(fn, repeats, torch_device)
+    result["ratio_forward"] = result["peephole_forward_ms"] / result["nn_lstm_forward_ms"]
+    result["ratio_fwd_bwd"] = result["peephole_fwd_bwd_ms"] / result["nn_lstm_fwd_bwd_ms"]
+    return result

@@ -1,0 +1,91 @@
+"""Small PyTorch helpers shared by the models: device choice, seeding, safe checkpoints.
+
+Checkpoints are plain dictionaries ``{"state_dict": ..., "meta": ...}`` written with
+``torch.save`` and read back ONLY with ``torch.load(..., weights_only=True)``, which refuses
+arbitrary pickled objects: a checkpoint downloaded from elsewhere cannot run code on load.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+
+def resolve_device(device: str | torch.device = "auto") -> torch.device:
+    """Turn "auto" / "cpu" / "cuda" / "cuda:N" into a torch.device ("auto": CUDA when available)."""
+    if isinstance(device, torch.device):
+        return device
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    resolved = torch.device(device)
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"device {device!r} requested but CUDA is not available")
+    return resolved
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) and ask torch for deterministic kernels.
+
+    ``warn_only=True`` because a few CUDA kernels have no deterministic variant; on CPU
+    every kernel used by this package is deterministic, so the same seed gives the same
+    numbers there.
+    """
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    torch.manual_seed(seed)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    if torch.cuda.is_available():
+        # cuBLAS needs this workspace setting for deterministic matmuls; set it only if unset.
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.backends.cudnn.benchmark = False
+
+
+def check_json_able(meta: dict[str, Any]) -> None:
+    """Raise TypeError unless `meta` survives a JSON round trip unchanged (so weights_only can load it)."""
+    try:
+        text = json.dumps(meta, allow_nan=True)
+    except TypeError as err:
+        raise TypeError(f"checkpoint meta must be plain JSON-able data: {err}") from err
+    if json.loads(text) != meta:
+        raise TypeError("checkpoint meta must be plain JSON data (use lists, not tuples; str keys only)")
+
+
+def save_state(path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Atomically write ``{"state_dict": state_dict, "meta": meta}`` to `path` (temp file + os.replace)."""
+    check_json_able(meta)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cpu_state = {name: tensor.detach().cpu() for name, tensor in state_dict.items()}
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save({"state_dict": cpu_state, "meta": meta}, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, path)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+
+
+def load_state(
+    path: str | Path, map_location: torch.device | str = "cpu"
+) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+    """Read a checkpoint written by :func:`save_state`; never unpickles anything but tensors and plain data.
+
+    Raises ``pickle.UnpicklingError`` (from torch) for a file holding other objects, and
+    ValueError for a file that is not laid out as ``{"state_dict", "meta"}``.
+    """
+    payload = torch.load(path, weights_only=True, map_location=map_location)
+    if not isinstance(payload, dict) or set(payload) != {"state_dict", "meta"}:
+        raise ValueError(f"{path}: not a videmotion checkpoint (expected keys 'state_dict' and 'meta')")
+    if not isinstance(payload["meta"], dict):
+        raise ValueError(f"{path}: checkpoint meta is not a dict")
+    return payload["state_dict"], payload["meta"]
