@@ -59,3 +59,15 @@ def real_video() -> Path:
     if not path.is_file():
         pytest.skip(f"real footage not available ({path} is absent: ../shared is not beside this clone)")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """One local run of the whole `tiny` workflow (about 1.5 minutes), shared by the tests."""
+    from workflow_runs import copy_workflow, snakemake
+
+    workdir = copy_workflow(tmp_path_factory.mktemp("tiny"))
+    result = snakemake(workdir)
+    assert result.returncode == 0, result.stderr[-4000:]
+    return workdir
+

@@ -7,41 +7,15 @@ the table and the metrics hold every method, every clip is accounted for, a seco
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from workflow_runs import planned_jobs, snakemake
 
 from videmotion.report import METHOD_NAMES
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake"]
-TINY = ["--configfile", "workflow/config/tiny.yaml"]
-
 pytestmark = pytest.mark.slow
-
-
-def copy_workflow(dest: Path) -> Path:
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, dest / name)
-    for name in ("workflow", "profiles", "envs"):
-        shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    return dest
-
-
-def snakemake(workdir: Path, *args: str, timeout: int = 600) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, "--cores", "2", *TINY, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    workdir = copy_workflow(tmp_path_factory.mktemp("tiny"))
-    result = snakemake(workdir)
-    assert result.returncode == 0, result.stderr[-4000:]
-    return workdir
 
 
 def test_table_and_metrics_hold_all_methods(tiny_run):
@@ -81,35 +55,22 @@ def test_finished_run_has_nothing_to_do(tiny_run):
 
 
 def test_a_temporal_parameter_reruns_only_temporal_and_evaluation(tiny_run):
-    result = snakemake(tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", _override(tiny_run, "temporal:\n  hidden_size: 12\n"))
+    result = snakemake(tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", override_file(tiny_run, "temporal:\n  hidden_size: 12\n"))
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
-    jobs = _planned_jobs(out)
+    jobs = planned_jobs(out)
     assert {"train_temporal", "evaluate"} <= jobs
     assert jobs.isdisjoint({"extract_faces", "pretrain_convnet", "finetune_convnet", "extract_features", "lbptop_features", "render_synthetic_corpus"})
 
 
 def test_a_face_parameter_reruns_faces_and_everything_after(tiny_run):
-    result = snakemake(tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", _override(tiny_run, "faces:\n  margin: 0.2\n"))
-    jobs = _planned_jobs(result.stdout + result.stderr)
+    result = snakemake(tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", override_file(tiny_run, "faces:\n  margin: 0.2\n"))
+    jobs = planned_jobs(result.stdout + result.stderr)
     assert {"extract_faces", "finetune_convnet", "extract_features", "lbptop_features", "train_temporal", "evaluate"} <= jobs
     assert jobs.isdisjoint({"render_synthetic_corpus", "prepare_clips", "prepare_fer", "pretrain_convnet"})
 
 
-def _override(workdir: Path, text: str) -> str:
+def override_file(workdir: Path, text: str) -> str:
     path = workdir / "override.yaml"
     path.write_text(text)
     return str(path)
-
-
-def _planned_jobs(output: str) -> set[str]:
-    """Rule names from the 'Job stats' table of a dry run."""
-    lines = output.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
-    jobs = set()
-    for line in lines[start + 3 :]:
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].isdigit():
-            break
-        jobs.add(parts[0])
-    return jobs - {"all", "total"}

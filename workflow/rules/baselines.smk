@@ -10,11 +10,13 @@ rule lbptop_features:
         store=f"{RESULTS}/lbptop/shard_{{shard}}.h5",
     log:
         f"{RESULTS}/logs/lbptop_features/shard_{{shard}}.log",
-    params:
-        lbptop=config["baselines"]["lbptop"],
+    benchmark:
+        f"{RESULTS}/benchmarks/lbptop_features/shard_{{shard}}.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
+    params:
+        lbptop=config["baselines"]["lbptop"],
     script:
         "../scripts/lbptop_features.py"
 
@@ -28,13 +30,15 @@ rule random_forest_baseline:
         training_set=f"{RESULTS}/baselines/{{method}}/seed_{{seed}}_training_set.tsv",
     log:
         f"{RESULTS}/logs/random_forest_baseline/{{method}}_seed_{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/random_forest_baseline/{{method}}_seed_{{seed}}.tsv"
     wildcard_constraints:
         method="baseline1|baseline2|rf_convnet_mean",
-    params:
-        baselines=config["baselines"],
-        classes=config["dataset"]["classes"],
     conda:
         "../../envs/ml.yaml"
     threads: 1
+    params:
+        baselines=config["baselines"],
+        classes=config["dataset"]["classes"],
     script:
         "../scripts/random_forest_baseline.py"

@@ -4,7 +4,6 @@
 
 from snakemake.utils import validate
 
-
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 

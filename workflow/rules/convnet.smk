@@ -16,12 +16,14 @@ rule pretrain_convnet:
         ),
     log:
         f"{RESULTS}/logs/pretrain_convnet.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pretrain_convnet.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["training_threads"]
     params:
         convnet=get_convnet_params,
         device=config["device"],
-    conda:
-        "../../envs/torch.yaml"
-    threads: workflow.cores
     script:
         "../scripts/pretrain_convnet.py"
 
@@ -41,14 +43,16 @@ rule finetune_convnet:
         ),
     log:
         f"{RESULTS}/logs/finetune_convnet.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/finetune_convnet.tsv"
+    conda:
+        "../../envs/torch.yaml"
+    threads: config["training_threads"]
     params:
         convnet=get_convnet_params,
         classes=config["dataset"]["classes"],
         fer_to_target=config["pretrain_data"]["fer_to_target"],
         device=config["device"],
-    conda:
-        "../../envs/torch.yaml"
-    threads: workflow.cores
     script:
         "../scripts/finetune_convnet.py"
 
@@ -61,11 +65,13 @@ rule extract_features:
         store=f"{RESULTS}/features/{{layer}}/shard_{{shard}}.h5",
     log:
         f"{RESULTS}/logs/extract_features/{{layer}}_shard_{{shard}}.log",
-    params:
-        batch_size=config["features"]["batch_size"],
-        device=config["device"],
+    benchmark:
+        f"{RESULTS}/benchmarks/extract_features/{{layer}}_shard_{{shard}}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
+    params:
+        batch_size=config["features"]["batch_size"],
+        device=config["device"],
     script:
         "../scripts/extract_features.py"

@@ -10,11 +10,13 @@ rule render_synthetic_corpus:
         clips=directory(f"{RESULTS}/corpus/clips"),
     log:
         f"{RESULTS}/logs/render_synthetic_corpus.log",
-    params:
-        synthetic=config["dataset"]["synthetic"],
+    benchmark:
+        f"{RESULTS}/benchmarks/render_synthetic_corpus.tsv"
     conda:
         "../../envs/corpus.yaml"
     threads: 1
+    params:
+        synthetic=config["dataset"]["synthetic"],
     script:
         "../scripts/render_synthetic_corpus.py"
 
@@ -26,12 +28,14 @@ rule prepare_clips:
         clips=f"{RESULTS}/data/clips.csv",
     log:
         f"{RESULTS}/logs/prepare_clips.log",
-    params:
-        dataset=get_dataset_params,
-        n_shards=config["faces"]["n_shards"],
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_clips.tsv"
     conda:
         "../../envs/corpus.yaml"
     threads: 1
+    params:
+        dataset=get_dataset_params,
+        n_shards=config["faces"]["n_shards"],
     script:
         "../scripts/prepare_clips.py"
 
@@ -43,11 +47,13 @@ rule prepare_fer:
         fer=f"{RESULTS}/data/fer2013.h5",
     log:
         f"{RESULTS}/logs/prepare_fer.log",
-    params:
-        pretrain_data=config["pretrain_data"],
-        classes=config["dataset"]["classes"],
+    benchmark:
+        f"{RESULTS}/benchmarks/prepare_fer.tsv"
     conda:
         "../../envs/corpus.yaml"
     threads: 1
+    params:
+        pretrain_data=config["pretrain_data"],
+        classes=config["dataset"]["classes"],
     script:
         "../scripts/prepare_fer.py"

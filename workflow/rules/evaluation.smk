@@ -25,13 +25,15 @@ rule evaluate:
         ),
     log:
         f"{RESULTS}/logs/evaluate.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/evaluate.tsv"
+    conda:
+        "../../envs/ml.yaml"
+    threads: 1
     params:
         classes=config["dataset"]["classes"],
         methods=METHODS,
         baseline2_per_class=config["baselines"]["baseline2_per_class"],
-    conda:
-        "../../envs/ml.yaml"
-    threads: 1
     script:
         "../scripts/evaluate.py"
 
@@ -51,11 +53,13 @@ rule plot_attention:
         ),
     log:
         f"{RESULTS}/logs/plot_attention.log",
-    params:
-        classes=config["dataset"]["classes"],
-        per_class=1,
+    benchmark:
+        f"{RESULTS}/benchmarks/plot_attention.tsv"
     conda:
         "../../envs/ml.yaml"
     threads: 1
+    params:
+        classes=config["dataset"]["classes"],
+        per_class=1,
     script:
         "../scripts/plot_attention.py"

@@ -10,12 +10,14 @@ rule extract_faces:
         qc=f"{RESULTS}/faces/qc_shard_{{shard}}.parquet",
     log:
         f"{RESULTS}/logs/extract_faces/shard_{{shard}}.log",
-    params:
-        faces=get_face_params,
-        device=config["device"],
+    benchmark:
+        f"{RESULTS}/benchmarks/extract_faces/shard_{{shard}}.tsv"
     conda:
         "../../envs/faces.yaml"
     threads: 1
+    params:
+        faces=get_face_params,
+        device=config["device"],
     script:
         "../scripts/extract_faces.py"
 
@@ -33,6 +35,8 @@ rule face_qc:
         summary=f"{RESULTS}/qc/faces_summary.tsv",
     log:
         f"{RESULTS}/logs/face_qc.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/face_qc.tsv"
     conda:
         "../../envs/faces.yaml"
     threads: 1

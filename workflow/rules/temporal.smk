@@ -14,16 +14,18 @@ rule train_temporal:
         predictions=f"{RESULTS}/predictions/{{model}}/seed_{{seed}}.parquet",
     log:
         f"{RESULTS}/logs/train_temporal/{{model}}_seed_{{seed}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_temporal/{{model}}_seed_{{seed}}.tsv"
     wildcard_constraints:
         model="lstm|attention_lstm",
+    conda:
+        "../../envs/torch.yaml"
+    threads: 1
     params:
         temporal=get_temporal_params,
         classes=config["dataset"]["classes"],
         faces=get_face_params,
         layer=LAYER,
         device=config["device"],
-    conda:
-        "../../envs/torch.yaml"
-    threads: 1
     script:
         "../scripts/train_temporal.py"
