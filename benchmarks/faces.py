@@ -1,27 +1,39 @@
 """Face stage benchmark: MTCNN on every frame vs this workflow's face stage (Viola-Jones +
-tracking + MTCNN fallback), measured in the same run on the same clips.
+template tracking + MTCNN fallback + alignment), measured in the same run on the same clips.
 
-    python benchmarks/faces.py                                  # the demo corpus (renders it if absent)
+    python benchmarks/faces.py --max-clips 40                   # the demo corpus (renders it if absent)
     python benchmarks/faces.py --manifest my.csv                # any manifest (no ground truth: MTCNN is the reference)
-    python benchmarks/faces.py --video ../shared/data/real/single_face.mp4
+    python benchmarks/faces.py --video ../shared/data/real/single_face.mp4 --rss-lengths 250,1000,4000
 
 Prints frames per second, recall and precision against the renderer's ground-truth boxes
 (IoU >= 0.5; on footage without ground truth, against MTCNN-every-frame boxes), the
-throughput ratio, and peak RSS growth per clip against clip length (sampled by a thread).
+throughput ratio, faces by detector, the aligned fraction, and peak RSS growth per clip
+against clip length (sampled by a thread). ``--rss-lengths`` also loops one clip into
+videos of those lengths and measures the stage's peak RSS on each: flat = streaming.
+Rows and a figure of peak RSS against clip length go to ``--out``.
+
+"This stage" runs with the ``faces`` section of ``--config`` (the demo's config.yaml),
+plus ``--set key=value`` overrides. The reference is MTCNN with the package's default
+MTCNN settings (frames downscaled to 320 px wide, smallest face 40 px, probability >= 0.9),
+the same settings the stage's own fallback uses by default.
 """
 
 from __future__ import annotations
 
 import argparse
+import platform
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pandas as pd
 import psutil
 import torch
+import yaml
 
 from videmotion.faces import FaceDetector, extract_clip, face_params
 from videmotion.video import FrameStream
@@ -30,6 +42,7 @@ IOU_MIN = 0.5
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two x, y, w, h boxes."""
     x1, y1 = max(a[0], b[0]), max(a[1], b[1])
     x2, y2 = min(a[0] + a[2], b[0] + b[2]), min(a[1] + a[3], b[1] + b[3])
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
@@ -40,7 +53,7 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
 class PeakRss:
     """Peak resident memory above the starting level while the block runs (sampled every 5 ms)."""
 
-    def __enter__(self):
+    def __enter__(self) -> "PeakRss":
         self.proc = psutil.Process()
         self.base = self.peak = self.proc.memory_info().rss
         self.running = True
@@ -48,12 +61,12 @@ class PeakRss:
         self.thread.start()
         return self
 
-    def _sample(self):
+    def _sample(self) -> None:
         while self.running:
             self.peak = max(self.peak, self.proc.memory_info().rss)
             time.sleep(0.005)
 
-    def __exit__(self, *exc):
+    def __exit__(self, *exc) -> None:
         self.running = False
         self.thread.join()
         self.growth_mb = (self.peak - self.base) / 2**20
@@ -75,9 +88,21 @@ def score(found: dict[int, np.ndarray], truth: dict[int, np.ndarray]) -> tuple[i
     return tp, len(found), len(truth)
 
 
+def warm_up(detector: FaceDetector, path: str, params: dict) -> None:
+    """Load MTCNN and run both paths once, so that one-off model loading is not charged to a clip."""
+    for _, frame in FrameStream(path, max_frames=1):
+        detector.mtcnn_detect(frame)
+        detector.landmarks(frame, np.array([0, 0, 48, 48], np.float32))
+    extract_clip(detector, dict(clip_id="warm-up", path=path, label="", subject="", split=""), {**params, "max_frames": 3})
+
+
 def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, params: dict) -> pd.DataFrame:
+    """Both methods on every clip, interleaved clip by clip so that machine load hits both alike."""
     ours_detector = FaceDetector(params)
-    reference = FaceDetector(face_params({**params, "mtcnn_min_prob": 0.9}))
+    reference = FaceDetector(face_params())
+    first = str(clips["path"].iloc[0])
+    warm_up(ours_detector, first, params)
+    warm_up(reference, first, face_params())
     rows = []
     for clip in clips.to_dict("records"):
         t0 = time.perf_counter()
@@ -94,29 +119,98 @@ def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, par
         tp_r, n_r, _ = score(ref, gt) if truth is not None else (len(ref), len(ref), len(ref))
         rows.append(dict(clip_id=clip["clip_id"], frames=qc.frames_read, gt_faces=n_gt, ours_s=t_ours, mtcnn_s=t_ref,
                          ours_tp=tp_o, ours_n=n_o, mtcnn_tp=tp_r, mtcnn_n=n_r, ours_rss_mb=rss_ours.growth_mb, mtcnn_rss_mb=rss_ref.growth_mb,
-                         faces_vj=qc.faces_vj, faces_track=qc.faces_track, faces_mtcnn=qc.faces_mtcnn))
+                         faces_vj=qc.faces_vj, faces_track=qc.faces_track, faces_mtcnn=qc.faces_mtcnn, faces_aligned=qc.faces_aligned))
         print(f"{clip['clip_id']}: {qc.frames_read} frames, ours {t_ours:.2f} s, MTCNN {t_ref:.2f} s", file=sys.stderr)
     return pd.DataFrame(rows)
 
 
+def loop_video(source: str, n_frames: int, out: Path) -> Path:
+    """A video of `n_frames` frames: `source` played forwards and backwards until long enough (no jump cut)."""
+    frames = [f for _, f in FrameStream(source, max_frames=min(n_frames, 300))]
+    cycle = frames + frames[-2:0:-1] if len(frames) > 2 else frames
+    h, w = frames[0].shape[:2]
+    writer = cv2.VideoWriter(str(out), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (w, h))
+    for i in range(n_frames):
+        writer.write(cycle[i % len(cycle)])
+    writer.release()
+    return out
+
+
+def rss_vs_length(source: str, lengths: list[int], params: dict) -> pd.DataFrame:
+    """Peak RSS growth of the face stage on `source` looped to each length (the stage keeps only crops)."""
+    detector = FaceDetector(params)
+    warm_up(detector, source, params)
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for n in lengths:
+            path = loop_video(source, n, Path(tmp) / f"loop_{n}.avi")
+            t0 = time.perf_counter()
+            with PeakRss() as rss:
+                faces, qc = extract_clip(detector, dict(clip_id=f"loop_{n}", path=str(path), label="", subject="", split=""), params)
+            seconds = time.perf_counter() - t0
+            crops_mb = 0.0 if faces is None else faces.faces.nbytes / 2**20
+            frames_mb = qc.frames_read * qc.width * qc.height * 3 / 2**20  # what holding the decoded clip would take
+            rows.append(dict(frames=qc.frames_read, rss_mb=rss.growth_mb, crops_mb=crops_mb, frames_mb=frames_mb, fps=qc.frames_read / seconds))
+            print(f"loop {n}: {qc.frames_read} frames, peak RSS +{rss.growth_mb:.1f} MB (crops {crops_mb:.1f} MB)", file=sys.stderr)
+    return pd.DataFrame(rows)
+
+
 def summarize(df: pd.DataFrame, reference_name: str) -> str:
+    """The printed figures: a Markdown table and the ratios."""
     frames = df["frames"].sum()
     fps_ours, fps_ref = frames / df["ours_s"].sum(), frames / df["mtcnn_s"].sum()
     r_ours, r_ref = df["ours_tp"].sum() / df["gt_faces"].sum(), df["mtcnn_tp"].sum() / df["gt_faces"].sum()
     p_ours = df["ours_tp"].sum() / max(df["ours_n"].sum(), 1)
     p_ref = df["mtcnn_tp"].sum() / max(df["mtcnn_n"].sum(), 1)
-    slope = np.polyfit(df["frames"], df["ours_rss_mb"], 1)[0] * 100 if len(df) > 2 else float("nan")
+    slope = np.polyfit(df["frames"], df["ours_rss_mb"], 1)[0] * 100 if len(df) > 2 and df["frames"].nunique() > 1 else float("nan")
+    kept = max(df["ours_n"].sum(), 1)
     lines = [
         f"clips {len(df)}, frames {frames}, reference: {reference_name}, IoU >= {IOU_MIN}",
         "| method | frames/s | recall | precision | peak RSS growth per clip (MB, median / max) |",
         "|---|---|---|---|---|",
         f"| MTCNN every frame | {fps_ref:.1f} | {r_ref:.3f} | {p_ref:.3f} | {df['mtcnn_rss_mb'].median():.1f} / {df['mtcnn_rss_mb'].max():.1f} |",
-        f"| VJ + tracking + MTCNN fallback | {fps_ours:.1f} | {r_ours:.3f} | {p_ours:.3f} | {df['ours_rss_mb'].median():.1f} / {df['ours_rss_mb'].max():.1f} |",
+        f"| VJ + tracking + MTCNN fallback (+ alignment) | {fps_ours:.1f} | {r_ours:.3f} | {p_ours:.3f} | {df['ours_rss_mb'].median():.1f} / {df['ours_rss_mb'].max():.1f} |",
         f"throughput ratio (ours / MTCNN every frame): {fps_ours / fps_ref:.1f}x; recall difference: {100 * (r_ours - r_ref):+.1f} points",
         f"peak RSS growth vs clip length: {slope:+.2f} MB per 100 frames (flat = streaming)",
-        f"faces kept by detector: vj {df['faces_vj'].sum()}, track {df['faces_track'].sum()}, mtcnn {df['faces_mtcnn'].sum()}",
+        f"faces kept by detector: vj {df['faces_vj'].sum()}, track {df['faces_track'].sum()}, mtcnn {df['faces_mtcnn'].sum()}; "
+        f"aligned {df['faces_aligned'].sum()} ({100 * df['faces_aligned'].sum() / kept:.1f} %)",
     ]
     return "\n".join(lines)
+
+
+def plot_rss(df: pd.DataFrame, loops: pd.DataFrame | None, out_png: Path) -> None:
+    """Peak RSS growth against clip length, both methods, plus the looped long clips."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    floor = 0.1  # MB; a log axis, and growth below this is noise of the RSS sampler
+    fig, ax = plt.subplots(figsize=(5.5, 3.5))
+    ax.scatter(df["frames"], df["mtcnn_rss_mb"].clip(lower=floor), s=12, label="MTCNN every frame (benchmarked clips)", marker="x")
+    ax.scatter(df["frames"], df["ours_rss_mb"].clip(lower=floor), s=12, label="this stage (benchmarked clips)")
+    if loops is not None and len(loops):
+        ax.plot(loops["frames"], loops["rss_mb"].clip(lower=floor), "o-", color="C2", label="this stage (one clip looped)")
+        ax.plot(loops["frames"], 2 * loops["crops_mb"], ":", color="C2", label="2 x the kept 100x100 crops (list + stacked copy)")
+        ax.plot(loops["frames"], loops["frames_mb"], "--", color="C3", label="the decoded frames, were they held")
+        ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("clip length (frames)")
+    ax.set_ylabel("peak RSS growth (MB)")
+    ax.set_title("Face stage memory against clip length", fontsize=9)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out_png, dpi=120)
+    plt.close(fig)
+
+
+def stage_params(config: str, overrides: list[str]) -> dict:
+    """The face stage's parameters: the config file's `faces` section plus key=value overrides."""
+    section = yaml.safe_load(Path(config).read_text()).get("faces", {}) if config else {}
+    section.update({k: yaml.safe_load(v) for k, v in (o.split("=", 1) for o in overrides)})
+    section.pop("n_shards", None)
+    return face_params({**section, "min_faces": 1})
 
 
 def main() -> int:
@@ -126,9 +220,13 @@ def main() -> int:
     parser.add_argument("--video", help="one video (MTCNN every frame is the reference)")
     parser.add_argument("--max-clips", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--config", default="config.yaml", help="the face stage runs with this file's faces section ('' = package defaults)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="face parameter overrides")
+    parser.add_argument("--rss-lengths", default="", help="comma-separated lengths (frames) to loop the first clip to, for peak RSS vs length")
+    parser.add_argument("--out", default="results/benchmarks/faces", help="folder for the per-clip rows and the RSS figure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    params = face_params({"vj_min_size_fraction": 0.12, "min_faces": 1})
+    params = stage_params(args.config, args.set)
     truth = None
     if args.video:
         clips = pd.DataFrame([dict(clip_id=Path(args.video).stem, path=args.video, label="", subject="", split="")])
@@ -144,15 +242,30 @@ def main() -> int:
 
             render_corpus(corpus, CorpusSpec.preset("demo"), seed=2024)
         manifest = pd.read_csv(corpus / "manifest.csv", dtype=str)
-        # every clip length is represented: take clips spread over the sorted lengths
-        clips = manifest.sample(n=min(args.max_clips, len(manifest)), random_state=0)
+        clips = manifest.sample(n=min(args.max_clips, len(manifest)), random_state=0)  # a seeded draw over all lengths
         clips["path"] = [str(corpus / p) for p in clips["path"]]
         gt = pd.read_parquet(corpus / "ground_truth.parquet")
         gt = gt[gt["face_visible"] & gt["clip_id"].isin(clips["clip_id"])]
         truth = {cid: {int(r.frame): np.array([r.x, r.y, r.w, r.h], float) for r in g.itertuples()} for cid, g in gt.groupby("clip_id")}
         reference = "renderer ground truth (visible faces)"
     df = run(clips, truth, params)
+    loops = None
+    if args.rss_lengths:
+        loops = rss_vs_length(str(clips["path"].iloc[0]), [int(n) for n in args.rss_lengths.split(",")], params)
+    print(f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} CPUs, torch threads {args.threads}; "
+          f"stage config: {args.config or 'package defaults'} {' '.join(args.set)}")
     print(summarize(df, reference))
+    if loops is not None:
+        print("| clip length (frames) | peak RSS growth (MB) | kept crops (MB) | decoded frames, if held (MB) | frames/s |")
+        print("|---|---|---|---|---|")
+        for r in loops.itertuples():
+            print(f"| {r.frames} | {r.rss_mb:.1f} | {r.crops_mb:.1f} | {r.frames_mb:.0f} | {r.fps:.0f} |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    name = Path(args.video).stem if args.video else "corpus"
+    df.to_csv(out / f"{name}_clips.csv", index=False)
+    plot_rss(df, loops, out / f"{name}_rss.png")
+    print(f"rows: {out / f'{name}_clips.csv'}; figure: {out / f'{name}_rss.png'}")
     return 0
 
 

@@ -44,6 +44,20 @@ class SlurmCluster:
         return jobs
 
 
+SYSTEM_CONF = Path("/etc/slurm/slurm.conf")
+MARKER = "# written by videmotion's test fixture"
+
+
+def _install_system_conf(conf: Path) -> None:
+    """Point /etc/slurm/slurm.conf at our config: `srun` inside a job step ignores
+    SLURM_CONF from the submitting shell and reads the default path. Only a missing file
+    or one this fixture wrote earlier is replaced, never a real cluster's config."""
+    if SYSTEM_CONF.exists() and MARKER not in SYSTEM_CONF.read_text(errors="replace"):
+        raise RuntimeError(f"{SYSTEM_CONF} belongs to another SLURM installation; not touching it")
+    SYSTEM_CONF.parent.mkdir(parents=True, exist_ok=True)
+    SYSTEM_CONF.write_text(conf.read_text())
+
+
 def _write_conf(root: Path) -> Path:
     cpus = os.cpu_count() or 1
     mem_mb = int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**20 * 0.85)
@@ -51,7 +65,8 @@ def _write_conf(root: Path) -> Path:
     (root / "spool").mkdir(parents=True, exist_ok=True)
     conf = root / "slurm.conf"
     conf.write_text(
-        f"""ClusterName=videmotion-test
+        f"""{MARKER}
+ClusterName=videmotion-test
 SlurmctldHost=localhost
 SlurmUser=root
 AuthType=auth/munge
@@ -91,6 +106,7 @@ def start(root: Path, timeout: float = 60.0) -> SlurmCluster:
     """Start munge, slurmctld and slurmd; wait until the node is idle."""
     conf = _write_conf(root)
     cluster = SlurmCluster(root, conf, root / "jobcomp.log")
+    _install_system_conf(conf)
     _start_munge()
     env = cluster.env
     subprocess.run(["/usr/sbin/slurmctld", "-f", str(conf)], check=True, env=env)
@@ -108,7 +124,7 @@ def start(root: Path, timeout: float = 60.0) -> SlurmCluster:
 
 
 def stop(cluster: SlurmCluster) -> None:
-    """Stop the daemons this cluster started (munge is left running: it is shared)."""
+    """Stop the daemons this cluster started and remove our system config (munge is left running: it is shared)."""
     for name in ("slurmd", "slurmctld"):
         pid_file = cluster.root / f"{name}.pid"
         if pid_file.exists():
@@ -117,3 +133,5 @@ def stop(cluster: SlurmCluster) -> None:
             except (ProcessLookupError, ValueError):
                 pass
     time.sleep(1)
+    if SYSTEM_CONF.exists() and MARKER in SYSTEM_CONF.read_text(errors="replace"):
+        SYSTEM_CONF.unlink()

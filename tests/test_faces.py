@@ -1,16 +1,52 @@
-"""Face extraction: detector choice, fallback, crop geometry, QC accounting for bad clips."""
+"""Face extraction: detector choice, tracking hand-off, fallback, alignment geometry, store v2, QC accounting."""
 
 from __future__ import annotations
 
+import math
+
+import cv2
+import h5py
 import numpy as np
 import pytest
+from conftest import drawn_face_frame, write_video
 
-from videmotion.faces import Detection, FaceDetector, choose_face, crop_face, extract_clip, face_params
-from videmotion.stores import DETECTOR_CODES
+from videmotion.faces import (
+    Detection,
+    FaceDetector,
+    align_face,
+    alignment_matrix,
+    choose_face,
+    crop_face,
+    detect_frame,
+    extract_clip,
+    eye_roll,
+    face_params,
+)
+from videmotion.stores import DETECTOR_CODES, FACE_STORE_LAYOUT, FaceStoreWriter, StoreError, read_face_store
+
+VJ, TRACK, MTCNN = DETECTOR_CODES["vj"], DETECTOR_CODES["track"], DETECTOR_CODES["mtcnn"]
 
 
 def _clip(path, clip_id="c1"):
     return {"clip_id": clip_id, "path": str(path), "label": "happy", "subject": "s1", "split": "train"}
+
+
+def _apply(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
+    return points @ matrix[:, :2].T + matrix[:, 2]
+
+
+def _rotated_face(angle: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A drawn face at (160, 120), the frame rotated by `angle` degrees (counter-clockwise on screen)
+    about the face centre; with the true eye centres after the rotation (from the renderer's geometry)."""
+    from videmotion.synthetic import Identity
+
+    frame = drawn_face_frame(center=(160, 120), half_height=60, seed=seed)
+    ident = Identity.sample(np.random.default_rng(seed))
+    a, b = 60 * ident.aspect, 60
+    eyes = np.array([[160 - ident.eye_spacing * a, 120 - 0.14 * b], [160 + ident.eye_spacing * a, 120 - 0.14 * b]])
+    rot = cv2.getRotationMatrix2D((160.0, 120.0), angle, 1.0)
+    rotated = cv2.warpAffine(frame, rot, (320, 240), borderMode=cv2.BORDER_REPLICATE)
+    return rotated, _apply(rot, eyes)
 
 
 def test_choose_face_prefers_the_track_then_the_largest():
@@ -36,24 +72,126 @@ def test_crop_at_the_frame_edge_is_padded_not_shifted():
     assert crop.shape == (30, 30) and (crop == 7).all()
 
 
-def test_viola_jones_extracts_the_drawn_face(face_video):
-    params = face_params({"mtcnn_fallback": False})
+def test_alignment_matrix_levels_the_eyes_at_the_eye_line():
+    # eyes 40 px apart on a line at 30 degrees (clockwise on screen), box side 80
+    left = np.array([100.0, 100.0])
+    right = left + 40 * np.array([math.cos(math.radians(30)), math.sin(math.radians(30))])
+    landmarks = np.vstack([left, right, np.full((3, 2), np.nan)])
+    assert eye_roll(landmarks) == pytest.approx(30.0)
+    matrix, side = alignment_matrix(np.array([80, 70, 80, 80]), landmarks, margin=0.25, eye_line=0.4)
+    assert side == 120  # 80 * (1 + 2 * 0.25)
+    mapped = _apply(matrix, landmarks[:2])
+    # level, 40 px apart, centred horizontally, at 40 % of the height
+    np.testing.assert_allclose(mapped, [[40.0, 48.0], [80.0, 48.0]], atol=1e-6)
+
+
+@pytest.mark.parametrize("angle", [15.0, -12.0])
+def test_aligned_crop_of_a_rotated_drawn_face_has_level_eyes(angle):
+    frame, true_eyes = _rotated_face(angle)
+    params = face_params()
+    detector = FaceDetector(params)
+    gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+    found = detect_frame(detector, frame, gray, previous=None, full_pass=True)
+    assert found, "neither detector found the rotated drawn face"
+    face, _ = choose_face(found, None)
+    landmarks = face.landmarks if face.landmarks is not None else detector.landmarks(frame, face.box)
+    assert landmarks is not None
+    # the landmarks see the roll (cv2's positive angle is counter-clockwise: the right eye goes up)
+    assert eye_roll(landmarks) == pytest.approx(-angle, abs=4.0)
+    matrix, side = alignment_matrix(face.box, landmarks, params["margin"], params["eye_line"])
+    left, right = _apply(matrix, true_eyes)
+    assert abs(math.degrees(math.atan2(right[1] - left[1], right[0] - left[0]))) < 3.0
+    # and the aligned crop looks like the upright face's aligned crop (blurred: the boxes differ by a few px)
+    upright = drawn_face_frame(center=(160, 120), half_height=60)
+    upright_gray = cv2.cvtColor(upright, cv2.COLOR_BGR2GRAY)
+    up_face, _ = choose_face(detect_frame(detector, upright, upright_gray, None, True), None)
+    up_landmarks = up_face.landmarks if up_face.landmarks is not None else detector.landmarks(upright, up_face.box)
+    reference = align_face(upright_gray, up_face.box, up_landmarks, 100, params["margin"], params["eye_line"])
+    aligned = align_face(gray, face.box, landmarks, 100, params["margin"], params["eye_line"])
+    unaligned = crop_face(gray, face.box, 100, params["margin"])
+
+    def similarity(x: np.ndarray, y: np.ndarray) -> float:
+        blur = lambda im: cv2.GaussianBlur(im, (0, 0), 3).astype(float).ravel()  # noqa: E731
+        return float(np.corrcoef(blur(x), blur(y))[0, 1])
+
+    assert similarity(aligned, reference) > 0.85
+    assert similarity(aligned, reference) > similarity(unaligned, reference) + 0.2
+
+
+def test_tracking_follows_between_detections_at_the_set_cadence(face_video):
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 4})
     faces, qc = extract_clip(FaceDetector(params), _clip(face_video), params)
-    assert qc.status == "used", qc
-    assert qc.frames_read == 12 and qc.faces_vj >= 9 and qc.faces_mtcnn == 0
-    assert faces.faces.shape[1:] == (100, 100) and faces.faces.dtype == np.uint8
-    # the face drifts right by 6 px per frame: the boxes follow it
+    assert qc.status == "used" and qc.faces_kept == 12, qc
+    # detectors at frame 0 and then every 5th frame (4 tracked frames in between)
+    np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 5, 10])
+    assert qc.faces_track == 9 and qc.faces_vj == 3
+    # the face drifts right by 6 px per frame: the tracked boxes follow it
     centers = faces.box[:, 0] + faces.box[:, 2] / 2
-    assert np.corrcoef(faces.frame_index, centers)[0, 1] > 0.9
+    np.testing.assert_allclose(np.diff(centers), 6.0, atol=3.0)
+    # tracked faces carry the landmarks of their detection, moved with the box
+    shifts = faces.landmarks[1:5, :, 0] - faces.landmarks[0, :, 0]
+    np.testing.assert_allclose(shifts, np.repeat(np.diff(centers)[:4].cumsum()[:, None], 5, axis=1), atol=1e-3)
+
+
+def test_a_face_that_jumps_is_re_detected_on_track_loss(tmp_path):
+    frames = [drawn_face_frame(center=(85, 120), half_height=55)] * 6 + [drawn_face_frame(center=(235, 120), half_height=55)] * 6
+    path = write_video(tmp_path / "jump.avi", frames)
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 50})
+    faces, qc = extract_clip(FaceDetector(params), _clip(path), params)
+    assert qc.faces_kept == 12, qc
+    centers = faces.box[:, 0] + faces.box[:, 2] / 2
+    assert np.abs(centers[:6] - 85).max() < 10 and np.abs(centers[6:] - 235).max() < 10
+    # the track was lost at the jump (not stuck on the empty place) and a detector took over
+    assert faces.detector[6] == VJ and (faces.detector[7:] == TRACK).all() and (faces.detector[1:6] == TRACK).all()
 
 
 def test_mtcnn_fallback_finds_faces_viola_jones_misses(face_video):
     # a Viola-Jones that can never fire: every face kept must come from MTCNN
-    params = face_params({"vj_min_neighbors": 500, "max_frames": 3})
+    params = face_params({"vj_min_neighbors": 500, "max_frames": 3, "tracking": False})
     faces, qc = extract_clip(FaceDetector(params), _clip(face_video), params)
     assert qc.status == "used" and qc.fallback_used
-    assert qc.faces_vj == 0 and qc.faces_mtcnn == qc.faces_kept >= 2
-    assert set(faces.detector) == {DETECTOR_CODES["mtcnn"]}
+    assert qc.faces_vj == 0 and qc.faces_mtcnn == qc.faces_kept == 3
+    assert set(faces.detector) == {MTCNN}
+    # MTCNN's own 5 landmarks, eyes left to right, nearly level on the upright face
+    assert np.isfinite(faces.landmarks).all() and (faces.landmarks[:, 1, 0] > faces.landmarks[:, 0, 0]).all()
+    assert all(abs(eye_roll(lm)) < 5 for lm in faces.landmarks) and faces.aligned.all()
+
+
+def test_missing_landmarks_fall_back_to_the_unaligned_crop(face_video):
+    params = face_params({"mtcnn_fallback": False, "max_frames": 4})
+    detector = FaceDetector(params)
+    detector.landmarks = lambda frame, box: None  # ONet sees no face: no landmarks
+    faces, qc = extract_clip(detector, _clip(face_video), params)
+    assert qc.faces_kept == 4 and qc.faces_aligned == 0 and not faces.aligned.any()
+    assert np.isnan(faces.landmarks).all()
+    first = cv2.cvtColor(drawn_face_frame(center=(120, 120)), cv2.COLOR_BGR2GRAY)
+    expected = crop_face(first, faces.box[0], 100, params["margin"])
+    assert np.abs(faces.faces[0].astype(int) - expected.astype(int)).mean() < 4  # same crop up to the codec
+
+
+def test_qc_accounting_and_store_layout_v2(face_video, tmp_path):
+    params = face_params({"frame_step": 2})
+    faces, qc = extract_clip(FaceDetector(params), _clip(face_video), params)
+    assert qc.frames_read == 12 and qc.frames_processed == 6 and qc.decode_errors == 0
+    assert qc.faces_kept == qc.faces_vj + qc.faces_track + qc.faces_mtcnn == qc.choice_track + qc.choice_largest == 6
+    assert qc.choice_largest == 1 and qc.faces_aligned == int(faces.aligned.sum()) == 6
+    np.testing.assert_array_equal(faces.frame_index, [0, 2, 4, 6, 8, 10])
+    path = tmp_path / "shard_0.h5"
+    with FaceStoreWriter(path, cfg_hash="h", shard=0, n_shards=1, face_size=100) as writer:
+        writer.add(faces)
+    with h5py.File(path, "r") as fh:  # plain h5py: the documented v2 layout
+        assert fh.attrs["layout"] == FACE_STORE_LAYOUT and fh.attrs["layout_version"] == 2
+        group = fh["clips/c1"]
+        assert group["landmarks"].dtype == np.float32 and group["landmarks"].shape == (6, 5, 2)
+        assert group["aligned"].dtype == np.uint8 and group["score"].shape == (6,)
+    (back,) = read_face_store(path, expected_hash="h")
+    np.testing.assert_array_equal(back.landmarks, faces.landmarks)
+    np.testing.assert_array_equal(back.aligned, faces.aligned)
+    np.testing.assert_array_equal(back.detector, faces.detector)
+    with h5py.File(path, "r+") as fh:  # a v1 store is refused with the fix named
+        fh.attrs["layout_version"] = 1
+    with pytest.raises(StoreError, match="v1, expected .* v2.*rerun"):
+        list(read_face_store(path))
 
 
 @pytest.mark.parametrize("kind, reason", [("blank", "no_face"), ("text", "not_a_video"), ("empty", "empty_file")])
@@ -66,10 +204,12 @@ def test_bad_clips_are_excluded_with_a_reason(tmp_path, blank_video, kind, reaso
     params = face_params({"mtcnn_fallback": kind != "blank"})
     faces, qc = extract_clip(FaceDetector(params), _clip(path), params)
     assert faces is None and qc.status == "excluded" and qc.reason == reason
+    assert qc.faces_kept == qc.faces_aligned == 0
 
 
-def test_real_footage_faces_found(real_video):
+def test_real_footage_faces_found_and_aligned(real_video):
     params = face_params({"max_frames": 24})
     faces, qc = extract_clip(FaceDetector(params), _clip(real_video), params)
     assert qc.status == "used"
     assert qc.faces_kept >= 22, qc  # one real face in every frame
+    assert qc.faces_aligned >= 20 and np.isfinite(faces.landmarks[faces.aligned == 1]).all()

@@ -85,7 +85,7 @@ def test_face_store_layout_and_round_trip(tmp_path):
         for clip in clips:
             writer.add(clip)
     with h5py.File(path, "r") as fh:  # readable with plain h5py, documented layout
-        assert fh.attrs["layout"] == FACE_STORE_LAYOUT and fh.attrs["layout_version"] == 1
+        assert fh.attrs["layout"] == FACE_STORE_LAYOUT and fh.attrs["layout_version"] == 2
         ds = fh["clips/b/faces"]
         assert ds.dtype == np.uint8 and ds.shape == (70, 100, 100)
         assert ds.chunks == (64, 100, 100) and ds.compression == "gzip"

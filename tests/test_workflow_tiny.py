@@ -7,6 +7,9 @@ the table and the metrics hold every method, every clip is accounted for, a seco
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -25,10 +28,16 @@ def test_table_and_metrics_hold_all_methods(tiny_run):
     assert "28.81" in table and "±" in table  # the paper's figures beside ours
     metrics = pd.read_parquet(tiny_run / "results/metrics.parquet")
     assert {"baseline1", "baseline2", "lstm", "attention_lstm"} <= set(metrics["method"])
+    convnet_rows = metrics[metrics["method"].isin(["convnet_fer", "convnet_frames"])]
+    metrics = metrics[~metrics.index.isin(convnet_rows.index)]
     assert set(metrics["split"]) == {"val", "test"} and set(metrics["seed"]) == {0, 1}
     for col in ("acc", "map", "macro_precision", "macro_f1", "n"):
         assert col in metrics
     assert metrics[["acc", "map"]].apply(lambda s: s.between(0, 1)).all().all()
+    # The ConvNet alone: FER PrivateTest accuracy and video test frame accuracy, in their own table.
+    assert sorted(zip(convnet_rows["method"], convnet_rows["split"])) == [("convnet_fer", "fer_test"), ("convnet_frames", "test")]
+    assert convnet_rows["acc"].between(0, 1).all() and (convnet_rows["n"] > 0).all()
+    assert "| Pretrained ConvNet | FER2013 PrivateTest images |" in table
     for method in ("baseline1", "lstm", "attention_lstm"):
         assert (tiny_run / f"results/plots/confusion_{method}.png").stat().st_size > 1000
     assert METHOD_NAMES["attention_lstm"] == "ConvNet+Attention LSTM"
@@ -74,3 +83,48 @@ def override_file(workdir: Path, text: str) -> str:
     path = workdir / "override.yaml"
     path.write_text(text)
     return str(path)
+
+
+def test_report_builds_with_table_and_plots(tiny_run):
+    result = snakemake(tiny_run, "--report", "report.html", timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    html = (tiny_run / "report.html").read_text(errors="replace")
+    for name in ("table.md", "attention_examples.png", "confusion_attention_lstm.png", "convnet_pretrain_curve.png", "faces_summary.tsv"):
+        assert name in html, name
+
+
+def _predict(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "videmotion.cli", "predict", *args], cwd=workdir, capture_output=True, text=True, timeout=300)
+
+
+def test_predict_command_on_a_demo_clip(tiny_run):
+    clips = pd.read_csv(tiny_run / "results/data/clips.csv")
+    clip = clips[clips["split"] == "test"].iloc[0]
+    model = "results/temporal/attention_lstm/seed_0/model.pt"
+    result = _predict(tiny_run, clip["path"], "--model", model, "--json", "--strip", "strip.png")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["label"] in out["probabilities"] and abs(sum(out["probabilities"].values()) - 1) < 1e-4
+    assert len(out["attention"]) == len(out["frame_index"]) and abs(sum(out["attention"]) - 1) < 1e-4
+    assert out["top_attention"][0]["alpha"] == max(out["attention"])
+    assert (tiny_run / "strip.png").stat().st_size > 1000
+    # the same clip gets the same prediction as the evaluation stage made
+    preds = pd.read_parquet(tiny_run / "results/predictions/attention_lstm/seed_0.parquet")
+    assert preds.set_index("clip_id").loc[clip["clip_id"], "predicted"] == out["label"]
+    plain = _predict(tiny_run, clip["path"], "--model", model)
+    assert "label:" in plain.stdout and "top-attention frames" in plain.stdout
+
+
+def test_predict_command_rejects_a_non_video(tiny_run, tmp_path):
+    fake = tmp_path / "notes.mp4"
+    fake.write_text("not a video")
+    result = _predict(tiny_run, str(fake), "--model", "results/temporal/lstm/seed_0/model.pt")
+    assert result.returncode == 2
+    assert "error:" in result.stderr and "not_a_video" in result.stderr
+
+
+def test_predict_command_on_real_footage(tiny_run, real_video):
+    result = _predict(tiny_run, str(real_video), "--model", "results/temporal/attention_lstm/seed_0/model.pt", "--json")
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)
+    assert out["frames_with_face"] >= 0.9 * out["frames_read"]

@@ -17,6 +17,7 @@ rule lbptop_features:
     threads: 1
     params:
         lbptop=config["baselines"]["lbptop"],
+        faces=get_face_params,
     script:
         "../scripts/lbptop_features.py"
 

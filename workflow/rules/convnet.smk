@@ -1,6 +1,8 @@
 # The paper's ConvNet: pretrained on FER2013-format images, fine-tuned on the video
 # faces with the convolutional layers frozen; its last FC output is the per-frame
-# feature written to one HDF5 feature store per shard.
+# feature written to one HDF5 feature store per shard. Both trainings checkpoint every
+# epoch into a folder given as a param (not an output, so Snakemake keeps it when a job
+# is killed): rerunning a killed job resumes after its last finished epoch.
 
 
 rule pretrain_convnet:
@@ -24,6 +26,7 @@ rule pretrain_convnet:
     params:
         convnet=get_convnet_params,
         device=config["device"],
+        checkpoints=f"{RESULTS}/convnet/checkpoints/pretrain",
     script:
         "../scripts/pretrain_convnet.py"
 
@@ -53,6 +56,7 @@ rule finetune_convnet:
         classes=config["dataset"]["classes"],
         fer_to_target=config["pretrain_data"]["fer_to_target"],
         device=config["device"],
+        checkpoints=f"{RESULTS}/convnet/checkpoints/finetune",
     script:
         "../scripts/finetune_convnet.py"
 
@@ -73,5 +77,6 @@ rule extract_features:
     params:
         batch_size=config["features"]["batch_size"],
         device=config["device"],
+        faces=get_face_params,
     script:
         "../scripts/extract_features.py"

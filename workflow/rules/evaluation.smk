@@ -11,6 +11,8 @@ rule evaluate:
             method=BASELINES,
             seed=SEEDS,
         ),
+        pretrain_history=f"{RESULTS}/convnet/pretrain_history.csv",
+        finetune_history=f"{RESULTS}/convnet/finetune_history.csv",
     output:
         metrics=f"{RESULTS}/metrics.parquet",
         table=report(
@@ -34,6 +36,7 @@ rule evaluate:
         classes=config["dataset"]["classes"],
         methods=METHODS,
         baseline2_per_class=config["baselines"]["baseline2_per_class"],
+        convnet_seed=config["convnet"]["seed"],
     script:
         "../scripts/evaluate.py"
 

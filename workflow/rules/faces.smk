@@ -27,12 +27,12 @@ rule face_qc:
         clips=f"{RESULTS}/data/clips.csv",
         qc=expand(f"{RESULTS}/faces/qc_shard_{{shard}}.parquet", shard=SHARDS),
     output:
-        qc=report(
-            f"{RESULTS}/qc/faces.parquet",
+        qc=f"{RESULTS}/qc/faces.parquet",
+        summary=report(
+            f"{RESULTS}/qc/faces_summary.tsv",
             caption="../report/face_qc.rst",
             category="Quality control",
         ),
-        summary=f"{RESULTS}/qc/faces_summary.tsv",
     log:
         f"{RESULTS}/logs/face_qc.log",
     benchmark:

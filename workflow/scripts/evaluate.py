@@ -13,4 +13,7 @@ with script_logging(snakemake.log[0]):
         snakemake.output.metrics,
         snakemake.output.table,
         list(snakemake.output.confusion),
+        pretrain_history=snakemake.input.pretrain_history,
+        finetune_history=snakemake.input.finetune_history,
+        convnet_seed=snakemake.params.convnet_seed,
     )

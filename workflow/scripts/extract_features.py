@@ -15,4 +15,5 @@ with script_logging(snakemake.log[0]):
         snakemake.params.batch_size,
         snakemake.params.device,
         snakemake.output.store,
+        face_cfg=snakemake.params.faces,  # the face store must have been built under these
     )

@@ -14,4 +14,5 @@ with script_logging(snakemake.log[0]):
         snakemake.output.model,
         snakemake.output.history,
         snakemake.output.curve,
+        snakemake.params.checkpoints,
     )

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +24,21 @@ class PredictError(Exception):
     """A video the model cannot be applied to; the message says why."""
 
 
+def _load_trusted(loader: Callable[..., tuple], path: str | Path, what: str, device: str) -> tuple:
+    """Load a checkpoint with `loader` (weights_only underneath); a refused or foreign file becomes a PredictError."""
+    if not Path(path).is_file():
+        raise PredictError(f"{what} checkpoint {path} not found")
+    try:
+        return loader(path, device=device)
+    except (pickle.UnpicklingError, ValueError, RuntimeError, KeyError, TypeError) as err:
+        # pickle.UnpicklingError: weights_only refused an object (a pickle that would run code)
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise PredictError(
+            f"{path}: refused as a {what} checkpoint ({type(err).__name__}: {first_line}); "
+            "use a model.pt written by this workflow"
+        ) from err
+
+
 def predict_video(video: str | Path, model_path: str | Path, convnet_path: str | Path | None = None, device: str = "auto") -> dict:
     """Label, probabilities and per-frame attention of one video (a file or a folder of frames)."""
     from . import convnet, temporal
@@ -29,7 +46,7 @@ def predict_video(video: str | Path, model_path: str | Path, convnet_path: str |
     from .stages import evenly_spaced
     from .torch_utils import resolve_device
 
-    model, meta = temporal.load_temporal_checkpoint(model_path, device=device)
+    model, meta = _load_trusted(temporal.load_temporal_checkpoint, model_path, "temporal model", device)
     convnet_file = Path(convnet_path or meta["convnet_path"])
     if not convnet_file.is_file():
         raise PredictError(f"ConvNet checkpoint {convnet_file} not found; pass --convnet")
@@ -41,7 +58,7 @@ def predict_video(video: str | Path, model_path: str | Path, convnet_path: str |
     if faces is None:
         why = {"no_face": "no face was found in any frame"}.get(qc.reason, qc.detail or qc.reason)
         raise PredictError(f"{video}: {qc.reason}: {why}")
-    net, _ = convnet.load_checkpoint(convnet_file, device=device)
+    net, _ = _load_trusted(convnet.load_checkpoint, convnet_file, "ConvNet", device)
     feats = convnet.extract_features(net, faces.faces, layer=meta["feature_layer"], device=device)
     keep = evenly_spaced(len(feats), meta["params"].get("max_frames"))
     seqs = temporal.SequenceSet([feats[keep]], np.zeros(1, dtype=np.int64), [clip["clip_id"]])

@@ -36,14 +36,29 @@ flattened map 32x6x6) has 407,992 parameters with 8 outputs, so it trains on two
 Result objects: :func:`pretrain_convnet` and :func:`finetune_convnet` return
 ``(model, history)``; ``history`` has one row per epoch with columns ``epoch, train_loss,
 train_acc, val_loss, val_acc, lr, seconds`` and ``history.attrs`` holds ``best_epoch``
-(the epoch whose weights were kept) and, for pretraining, ``test_acc`` / ``test_loss`` on
-FER2013's PrivateTest split (NaN when that split is empty).
+(the epoch whose weights were kept), ``resumed_from_epoch`` (0 for a fresh start) and, for
+pretraining, ``test_acc`` / ``test_loss`` / ``test_n`` on FER2013's PrivateTest split (NaN
+when that split is empty).
+
+Checkpoints and resuming: given a ``checkpoint_dir``, both trainings write
+``<checkpoint_dir>/last.pt`` atomically after every epoch: model, optimizer and scheduler
+state, the Python, NumPy and torch RNG states (as tensors and plain data, so
+``torch.load(weights_only=True)`` reads them), the epoch, the best-so-far weights and score,
+and the history so far, plus a :func:`training_fingerprint` of the parameters, data sizes,
+labels and starting weights. A rerun with the same fingerprint resumes after the last
+finished epoch; on CPU its final weights are bit-identical to an uninterrupted run (on
+CUDA, as close as the non-deterministic kernels allow). A checkpoint with another
+fingerprint, or one that cannot be read with ``weights_only=True``, is ignored with a log
+line and training starts fresh.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import math
+import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
@@ -56,7 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from .torch_utils import load_state, resolve_device, save_state, seed_everything
+from .torch_utils import atomic_torch_save, load_state, resolve_device, save_state, seed_everything
 
 FACE_SIZE = 100
 FeatureLayer = Literal["logits", "penultimate"]
@@ -334,6 +349,137 @@ def _make_optimizer(parameters: list[nn.Parameter], params: dict[str, Any]) -> t
     raise ValueError(f"unknown optimizer {name!r}; use 'adam' or 'sgd'")
 
 
+# ----------------------------------------------------------------------------- training checkpoints
+
+CHECKPOINT_FILE = "last.pt"
+CHECKPOINT_FORMAT = "videmotion.convnet_training"
+CHECKPOINT_VERSION = 1
+
+
+def _say(log: LogFn, message: str) -> None:
+    if log is not None:
+        log(message)
+
+
+def training_fingerprint(
+    model: nn.Module,
+    params: dict[str, Any],
+    *,
+    seed: int,
+    n_classes: int,
+    train_shape: Sequence[int],
+    train_labels: np.ndarray,
+    val_labels: np.ndarray,
+) -> str:
+    """sha256 naming one training run: params, seed, classes, data sizes and labels, starting weights.
+
+    A checkpoint carries it; a run resumes only from a checkpoint with the same
+    fingerprint. The starting weights stand for the architecture and, when fine-tuning,
+    for the pretrained ConvNet; the labels and sizes stand for the data (pixels are not
+    hashed: that would cost a pass over the whole image set at every start).
+    """
+    digest = hashlib.sha256()
+    header = {
+        "params": params,
+        "seed": int(seed),
+        "n_classes": int(n_classes),
+        "train_shape": [int(n) for n in train_shape],
+        "n_val": len(val_labels),
+    }
+    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
+    for labels in (train_labels, val_labels):
+        digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def capture_rng_state(rng: np.random.Generator) -> dict[str, Any]:
+    """Every random state training draws from, as tensors and plain data (weights_only-loadable).
+
+    Python's state -> [version, list of ints, gauss_next]; NumPy's global MT19937 state ->
+    key tensor plus ints; the epoch-order Generator -> its plain-dict bit_generator state;
+    torch's CPU (and CUDA) generators -> their byte tensors.
+    """
+    py_version, py_state, py_gauss = random.getstate()
+    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
+    return {
+        "python": [py_version, list(py_state), py_gauss],
+        "numpy_global": {
+            "name": str(np_name),
+            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
+            "pos": int(np_pos),
+            "has_gauss": int(np_has_gauss),
+            "cached_gaussian": float(np_gauss),
+        },
+        "numpy_generator": copy.deepcopy(rng.bit_generator.state),
+        "torch": torch.get_rng_state(),
+        "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng_state(state: dict[str, Any], rng: np.random.Generator) -> None:
+    """Inverse of :func:`capture_rng_state`: set the global generators and `rng` in place."""
+    py_version, py_state, py_gauss = state["python"]
+    random.setstate((int(py_version), tuple(int(v) for v in py_state), py_gauss))
+    glob = state["numpy_global"]
+    keys = glob["keys"].numpy().astype(np.uint32)
+    np.random.set_state((glob["name"], keys, glob["pos"], glob["has_gauss"], glob["cached_gaussian"]))
+    rng.bit_generator.state = state["numpy_generator"]
+    torch.set_rng_state(state["torch"])
+    cuda_states = state["torch_cuda"]
+    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(cuda_states)
+
+
+def _cpu_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {name: tensor.detach().cpu().clone() for name, tensor in state_dict.items()}
+
+
+def save_training_checkpoint(directory: str | Path, payload: dict[str, Any]) -> Path:
+    """Atomically write one epoch's training state to ``<directory>/last.pt`` (replacing the previous)."""
+    path = Path(directory) / CHECKPOINT_FILE
+    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload})
+    return path
+
+
+def load_training_checkpoint(directory: str | Path, fingerprint: str | None = None, log: LogFn = None) -> dict[str, Any] | None:
+    """The training state in ``<directory>/last.pt``, or None (logging why) when there is none to resume.
+
+    Read with ``torch.load(weights_only=True)`` only, so a file holding pickled code is
+    refused, not run. A file that is unreadable, of another format, or written under
+    another fingerprint (other params, data or starting weights) is ignored: the run
+    starts fresh and overwrites it. ``fingerprint=None`` skips that check (for inspection).
+    """
+    path = Path(directory) / CHECKPOINT_FILE
+    if not path.is_file():
+        return None
+    try:
+        payload = torch.load(path, weights_only=True, map_location="cpu")
+    except Exception as err:  # unpickling refusal, truncated archive, ...: never resume from it
+        _say(log, f"ignoring checkpoint {path}: it cannot be read safely ({type(err).__name__}: {err}); starting fresh")
+        return None
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        _say(log, f"ignoring checkpoint {path}: not a {CHECKPOINT_FORMAT} file; starting fresh")
+        return None
+    if payload.get("version") != CHECKPOINT_VERSION:
+        _say(log, f"ignoring checkpoint {path}: version {payload.get('version')}, expected {CHECKPOINT_VERSION}; starting fresh")
+        return None
+    if fingerprint is not None and payload.get("fingerprint") != fingerprint:
+        _say(log, f"ignoring checkpoint {path}: it was written under other parameters or data; starting fresh")
+        return None
+    return payload
+
+
+def remove_training_checkpoint(directory: str | Path) -> None:
+    """Delete ``<directory>/last.pt`` (a finished stage no longer needs it) and the folder when empty."""
+    directory = Path(directory)
+    (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
+    if directory.is_dir() and not any(directory.iterdir()):
+        directory.rmdir()
+
+
 # ----------------------------------------------------------------------------- training loop
 
 
@@ -377,12 +523,20 @@ def _fit(
     seed: int,
     device: torch.device,
     log: LogFn,
+    checkpoint_dir: str | Path | None = None,
 ) -> pd.DataFrame:
     """Train the trainable parameters of `model`; keep the best-validation epoch's weights.
 
     `prepare(batch, training)` turns stored inputs into network inputs on `device`;
     `forward` maps them to logits. Selection: highest validation accuracy, ties broken by
     lower validation loss; with no validation data the last epoch is kept.
+
+    With `checkpoint_dir`, the whole training state (weights, optimizer, scheduler, every
+    RNG, best-so-far weights and score, history) is saved there after every epoch, and a
+    checkpoint of the same run (same :func:`training_fingerprint`) is resumed from: the
+    finished epochs are not redone and, on CPU, the result is bit-identical to an
+    uninterrupted run. ``history.attrs["resumed_from_epoch"]`` is the epoch resumed after
+    (0 for a fresh start).
     """
     train_x, train_y_np = train
     val_x, val_y_np = val
@@ -403,7 +557,27 @@ def _fit(
     best: tuple[float, float] | None = None
     best_state: dict[str, torch.Tensor] | None = None
     best_epoch = 0
-    for epoch in range(1, int(params["epochs"]) + 1):
+    n_epochs = int(params["epochs"])
+    first_epoch = 1
+    fingerprint = ""
+    if checkpoint_dir is not None:
+        fingerprint = training_fingerprint(
+            model, params, seed=seed, n_classes=n_classes, train_shape=train_x.shape,
+            train_labels=train_y_np, val_labels=val_y_np,
+        )
+        resumed = load_training_checkpoint(checkpoint_dir, fingerprint, log)
+        if resumed is not None:
+            model.load_state_dict(resumed["model"])
+            optimizer.load_state_dict(resumed["optimizer"])
+            scheduler.load_state_dict(resumed["scheduler"])
+            restore_rng_state(resumed["rng"], rng)
+            rows = [dict(row) for row in resumed["history"]]
+            best = None if resumed["best_score"] is None else tuple(resumed["best_score"])
+            best_state = resumed["best_state"]
+            best_epoch = int(resumed["best_epoch"])
+            first_epoch = int(resumed["epoch"]) + 1
+            _say(log, f"resuming after epoch {first_epoch - 1} of {n_epochs} from {Path(checkpoint_dir) / CHECKPOINT_FILE}")
+    for epoch in range(first_epoch, n_epochs + 1):
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         model.train()
@@ -436,7 +610,25 @@ def _fit(
         score = (val_acc, -val_loss) if len(val_y) else (float(epoch), 0.0)
         if best is None or score > best:
             best, best_epoch = score, epoch
-            best_state = copy.deepcopy(model.state_dict())
+            best_state = _cpu_state(model.state_dict())
+        if checkpoint_dir is not None:
+            # Saved after the epoch's RNG draws and scheduler step, so a resumed run
+            # continues with exactly the state epoch + 1 would have started from.
+            save_training_checkpoint(
+                checkpoint_dir,
+                {
+                    "fingerprint": fingerprint,
+                    "epoch": epoch,
+                    "model": _cpu_state(model.state_dict()),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict(),
+                    "rng": capture_rng_state(rng),
+                    "best_state": best_state,
+                    "best_score": None if best is None else list(best),
+                    "best_epoch": best_epoch,
+                    "history": rows,
+                },
+            )
         if log is not None:
             row = rows[-1]
             log(
@@ -448,6 +640,7 @@ def _fit(
     model.eval()
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"])
     history.attrs["best_epoch"] = best_epoch
+    history.attrs["resumed_from_epoch"] = first_epoch - 1
     return history
 
 
@@ -471,13 +664,16 @@ def pretrain_convnet(
     seed: int,
     device: str = "auto",
     log: LogFn = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> tuple[ConvNet, pd.DataFrame]:
     """Pretrain a ConvNet on FER2013-format faces (uint8 (N, 48, 48), labels, usage strings).
 
     Faces are upsampled to 100x100 (bilinear); "Training" rows train, "PublicTest" rows
-    select the best epoch, "PrivateTest" rows give ``history.attrs["test_acc"]``.
-    `params` overrides :data:`PRETRAIN_DEFAULTS`. Returns the model (best epoch's weights,
-    eval mode, on `device`) and the per-epoch history.
+    select the best epoch, "PrivateTest" rows give ``history.attrs["test_acc"]`` (and
+    ``test_n``, their count). `params` overrides :data:`PRETRAIN_DEFAULTS`. With
+    `checkpoint_dir`, every epoch is checkpointed there and a killed run resumes (see
+    :func:`_fit`). Returns the model (best epoch's weights, eval mode, on `device`) and
+    the per-epoch history.
     """
     params = merge_params(PRETRAIN_DEFAULTS, params)
     labels = _check_labels(labels, n_classes)
@@ -509,12 +705,14 @@ def pretrain_convnet(
         seed=seed,
         device=torch_device,
         log=log,
+        checkpoint_dir=checkpoint_dir,
     )
     test_loss, test_acc = _evaluate(
         model, faces[torch.from_numpy(is_test)], torch.from_numpy(labels[is_test]), prepare, params["batch_size"]
     )
     history.attrs["test_loss"] = test_loss
     history.attrs["test_acc"] = test_acc
+    history.attrs["test_n"] = int(is_test.sum())
     if log is not None:
         log(f"best epoch {history.attrs['best_epoch']}; PrivateTest accuracy {test_acc:.3f}")
     return model, history
@@ -543,6 +741,7 @@ def finetune_convnet(
     device: str = "auto",
     log: LogFn = None,
     head_init: dict[int, int] | None = None,
+    checkpoint_dir: str | Path | None = None,
 ) -> tuple[ConvNet, pd.DataFrame]:
     """Retrain the FC layers of a copy of `model` on video face frames (uint8 (N, 100, 100)).
 
@@ -552,8 +751,9 @@ def finetune_convnet(
     train too. Frames with ``is_val`` select the best epoch. When nothing needs gradients
     through the trunk and augmentation is off, trunk outputs are computed once and cached.
     `head_init` maps target class -> pretraining output unit whose weights start that row
-    of the new head (from the explicit FER2013 -> target label map).
-    The input `model` is not modified. Returns (fine-tuned model, history).
+    of the new head (from the explicit FER2013 -> target label map). With
+    `checkpoint_dir`, every epoch is checkpointed there and a killed run resumes (see
+    :func:`_fit`). The input `model` is not modified. Returns (fine-tuned model, history).
     """
     params = merge_params(FINETUNE_DEFAULTS, params)
     labels = _check_labels(labels, n_classes)
@@ -600,6 +800,7 @@ def finetune_convnet(
         seed=seed,
         device=torch_device,
         log=log,
+        checkpoint_dir=checkpoint_dir,
     )
     history.attrs["cached_trunk"] = use_cache
     return model, history

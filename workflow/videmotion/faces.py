@@ -1,11 +1,30 @@
-"""Face extraction: Viola-Jones per frame, MTCNN as the fallback, 100x100 crops.
+"""Face extraction: Viola-Jones + template tracking, MTCNN as the fallback, aligned 100x100 crops.
 
 As in the paper's preprocessing, OpenCV's Viola-Jones detector finds the face and
-initialises a tracker (here: Viola-Jones re-run only in a window around the last face, at
-sizes near it, with a full-frame detection every ``redetect_every`` frames or when the
-track is lost); where both fail, facenet-pytorch's MTCNN (weights bundled in the package, nothing downloaded)
-re-examines the frame. Frames are decoded and processed as a stream, so peak memory
-does not grow with clip length; only the 100x100 crops are kept.
+initialises a tracker; where both fail, facenet-pytorch's MTCNN (weights bundled in the
+package, nothing downloaded) re-examines the frame. Per frame of a clip:
+
+1. **track**: while a track is live, the face is followed by normalised cross-correlation
+   of the last detected face (a small template) inside a window around the last box. A
+   peak below ``track_min_score`` loses the track.
+2. **verify / re-detect**: every ``redetect_every`` frames, and whenever the track is lost,
+   detectors run: Viola-Jones in the window around the last face, MTCNN in that window,
+   then Viola-Jones and MTCNN on the whole frame (so a face that jumps is found again).
+   During a run of frames without any face, the whole-frame passes run only every
+   ``fallback_every`` frames: they are the expensive part and most such frames hold no
+   face at all.
+3. **landmarks**: MTCNN returns its 5 points (eyes, nose, mouth corners); for a
+   Viola-Jones face a single pass of MTCNN's landmark network (ONet) on the face box
+   gives the same 5 points. A tracked face carries the points of the detection that
+   started its track, moved with the box.
+4. **crop**: with ``align`` on, the frame is rotated about the eye midpoint so that the
+   eyes are level, and a square of side ``(1 + 2 margin)`` face-box sides is cut with the
+   eyes centred horizontally at ``eye_line`` of its height, then resized to 100x100.
+   Without landmarks (or with ``align`` off) the crop is the unaligned square around the
+   box; the store's per-face ``aligned`` flag and the QC's ``faces_aligned`` record which.
+
+Frames are decoded and processed as a stream, so peak memory does not grow with clip
+length; only the 100x100 crops and per-face provenance are kept.
 
 When a frame holds several faces, the one kept is the one nearest the previous kept
 face (the "track" rule); on the first face of a clip it is the largest (the "largest"
@@ -14,6 +33,7 @@ rule). The rule used is counted per clip for the QC table.
 
 from __future__ import annotations
 
+import math
 import time
 import traceback
 from dataclasses import dataclass, field
@@ -30,20 +50,34 @@ DEFAULT_FACE_PARAMS: dict = {
     "vj_scale_factor": 1.1,
     "vj_min_neighbors": 4,
     "vj_min_size_fraction": 0.12,  # smallest face, as a fraction of the downscaled frame height
-    "tracking": True,  # between full-frame detections, re-detect only in a window around the last face
-    "redetect_every": 10,  # full-frame Viola-Jones at least every k processed frames
+    "tracking": True,  # between detections, follow the face by template matching
+    "redetect_every": 10,  # detectors verify the track at least every k processed frames
     "track_window": 2.0,  # search window side, in face-box sides
+    "track_min_score": 0.6,  # normalised cross-correlation below which the track is lost
+    "track_template": 32,  # the template is the face box downscaled to this side (px)
     "mtcnn_fallback": True,
     "mtcnn_min_prob": 0.9,
     "mtcnn_min_face_size": 40,  # px in the downscaled frame; larger = fewer pyramid levels = faster
+    "fallback_every": 3,  # without a face, whole-frame passes run on every k-th frame only
+    "align": True,  # level the eyes (landmarks) before cropping
+    "landmark_min_prob": 0.5,  # ONet face probability below which its landmarks are not used
+    "max_roll": 45.0,  # degrees; a steeper eye line is taken as a landmark failure
+    "eye_line": 0.4,  # aligned crops: eye height as a fraction of the crop side from the top
     "margin": 0.15,  # crop = detected box enlarged by this fraction on each side
     "frame_step": 1,  # process every k-th frame
     "max_frames": None,  # cap per clip (None = all)
     "min_faces": 1,  # clips with fewer kept faces are excluded
 }
 
+NO_LANDMARKS = np.full((5, 2), np.nan, np.float32)
+# Viola-Jones near the last face rescales its window so that the face has about this
+# side (px): cheap, yet well above the cascade's 24 px. (MTCNN near the last face runs
+# at full resolution: downscaling its window cost recall on the demo corpus.)
+NEAR_VJ_FACE_PX = 64.0
+
 
 def face_params(overrides: dict | None = None) -> dict:
+    """The face-stage parameters: defaults updated by `overrides` (None values ignored, except max_frames)."""
     params = dict(DEFAULT_FACE_PARAMS)
     params.update({k: v for k, v in (overrides or {}).items() if v is not None or k == "max_frames"})
     return params
@@ -54,10 +88,36 @@ class Detection:
     box: np.ndarray  # x, y, w, h in full-frame pixels
     score: float
     detector: str
+    landmarks: np.ndarray | None = None  # (5, 2) full-frame pixels: eyes, nose, mouth corners
+
+
+@dataclass
+class Track:
+    """A face followed by template matching since the detection that started it."""
+
+    box: np.ndarray  # x, y, w, h of the face at the last frame
+    template: np.ndarray  # the detected face, grayscale, downscaled by `scale`
+    offset: np.ndarray  # template origin minus box origin (the box may overhang the frame)
+    scale: float
+    landmarks: np.ndarray | None  # at the last frame, moved with the box
+
+
+def _resize(image: np.ndarray, scale: float) -> np.ndarray:
+    return cv2.resize(image, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else image
+
+
+def _window(box: np.ndarray, factor: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
+    """A square window of `factor` box sides around the box centre, clipped to the frame: x0, y0, x1, y1."""
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h) * factor
+    cx, cy = x + w / 2, y + h / 2
+    x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
+    x1, y1 = int(min(shape[1], cx + side / 2)), int(min(shape[0], cy + side / 2))
+    return x0, y0, x1, y1
 
 
 class FaceDetector:
-    """Viola-Jones on a downscaled grayscale frame, MTCNN on the frames it misses."""
+    """Viola-Jones on a downscaled grayscale frame, template tracking, MTCNN on the frames VJ misses."""
 
     def __init__(self, params: dict, device: str = "cpu"):
         self.params = params
@@ -80,81 +140,130 @@ class FaceDetector:
     def _scale(self, frame: np.ndarray) -> float:
         return min(1.0, self.params["detect_width"] / frame.shape[1])
 
-    def viola_jones(self, gray: np.ndarray) -> list[Detection]:
-        scale = self._scale(gray)
-        small = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else gray
-        small = cv2.equalizeHist(small)
-        min_side = max(20, int(self.params["vj_min_size_fraction"] * small.shape[0]))
+    def _cascade(self, small: np.ndarray, min_side: int, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        kwargs = {"maxSize": (max_side, max_side)} if max_side else {}
         rects, _, weights = self.cascade.detectMultiScale3(
-            small,
+            cv2.equalizeHist(small),
             scaleFactor=self.params["vj_scale_factor"],
             minNeighbors=self.params["vj_min_neighbors"],
             minSize=(min_side, min_side),
             outputRejectLevels=True,
+            **kwargs,
         )
-        return [
-            Detection(np.asarray(r, dtype=np.float32) / scale, float(w), "vj")
-            for r, w in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1))
-        ]
+        return np.asarray(rects, dtype=np.float32).reshape(-1, 4), np.asarray(weights, dtype=np.float32).reshape(-1)
 
-    def track(self, gray: np.ndarray, previous: np.ndarray) -> list[Detection]:
+    def viola_jones(self, gray: np.ndarray) -> list[Detection]:
+        """Viola-Jones on the whole frame, downscaled to `detect_width`."""
+        scale = self._scale(gray)
+        small = _resize(gray, scale)
+        rects, weights = self._cascade(small, max(20, int(self.params["vj_min_size_fraction"] * small.shape[0])))
+        return [Detection(r / scale, float(w), "vj") for r, w in zip(rects, weights)]
+
+    def viola_jones_near(self, gray: np.ndarray, previous: np.ndarray) -> list[Detection]:
         """Viola-Jones in a window around the previous face, at sizes near the previous size.
 
-        Much cheaper than a full-frame pass (a small image, few scales); found faces are
-        labelled "track" in the provenance.
+        Much cheaper than a whole-frame pass: a small image and few scales.
         """
-        x, y, w, h = (float(v) for v in previous)
-        side = max(w, h) * self.params["track_window"]
-        cx, cy = x + w / 2, y + h / 2
-        x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
-        x1, y1 = int(min(gray.shape[1], cx + side / 2)), int(min(gray.shape[0], cy + side / 2))
+        x0, y0, x1, y1 = _window(previous, self.params["track_window"], gray.shape)
+        w, h = float(previous[2]), float(previous[3])
         if x1 - x0 < w * 0.8 or y1 - y0 < h * 0.8:
             return []
-        window = gray[y0:y1, x0:x1]
-        # detect at ~64 px faces: the window is rescaled so that the previous face is that size
-        scale = min(1.0, 64.0 / max(w, 1.0))
-        small = cv2.resize(window, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else window
-        small = cv2.equalizeHist(small)
+        scale = min(1.0, NEAR_VJ_FACE_PX / max(w, h, 1.0))
+        small = _resize(gray[y0:y1, x0:x1], scale)
         lo, hi = int(0.7 * max(w, h) * scale), int(1.4 * max(w, h) * scale) + 1
-        rects, _, weights = self.cascade.detectMultiScale3(
-            small,
-            scaleFactor=self.params["vj_scale_factor"],
-            minNeighbors=self.params["vj_min_neighbors"],
-            minSize=(max(lo, 20), max(lo, 20)),
-            maxSize=(hi, hi),
-            outputRejectLevels=True,
-        )
+        rects, weights = self._cascade(small, max(lo, 20), hi)
         out = []
-        for r, wt in zip(np.asarray(rects).reshape(-1, 4), np.asarray(weights).reshape(-1)):
-            box = np.asarray(r, dtype=np.float32) / scale
+        for r, wt in zip(rects, weights):
+            box = r / scale
             box[:2] += (x0, y0)
-            out.append(Detection(box, float(wt), "track"))
+            out.append(Detection(box, float(wt), "vj"))
         return out
 
     def mtcnn_detect(self, bgr: np.ndarray, near: np.ndarray | None = None) -> list[Detection]:
-        """MTCNN on the frame, or only on a window around `near` (the last face) when given."""
+        """MTCNN on the frame, or only on a window around `near` (the last face) when given; with its 5 landmarks."""
         x0 = y0 = 0
         if near is not None:
-            x, y, w, h = (float(v) for v in near)
-            side = max(w, h) * self.params["track_window"]
-            x0, y0 = int(max(0, x + w / 2 - side / 2)), int(max(0, y + h / 2 - side / 2))
-            x1, y1 = int(min(bgr.shape[1], x0 + side)), int(min(bgr.shape[0], y0 + side))
+            x0, y0, x1, y1 = _window(near, self.params["track_window"], bgr.shape)
             bgr = bgr[y0:y1, x0:x1]
             if min(bgr.shape[:2]) < 24:
                 return []
         scale = self._scale(bgr)
-        small = cv2.resize(bgr, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA) if scale < 1 else bgr
-        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        boxes, probs = self.mtcnn.detect(rgb)
+        rgb = cv2.cvtColor(_resize(bgr, scale), cv2.COLOR_BGR2RGB)
+        boxes, probs, points = self.mtcnn.detect(rgb, landmarks=True)
         if boxes is None:
             return []
         out = []
-        for box, prob in zip(np.asarray(boxes, dtype=np.float32), np.asarray(probs, dtype=np.float32)):
+        offset = np.array([x0, y0], np.float32)
+        for box, prob, pts in zip(np.asarray(boxes, np.float32), np.asarray(probs, np.float32), np.asarray(points, np.float32)):
             if prob < self.params["mtcnn_min_prob"]:
                 continue
-            x1, y1, x2, y2 = box / scale
-            out.append(Detection(np.array([x1 + x0, y1 + y0, x2 - x1, y2 - y1], np.float32), float(prob), "mtcnn"))
+            bx1, by1, bx2, by2 = box / scale
+            out.append(Detection(np.array([bx1 + x0, by1 + y0, bx2 - bx1, by2 - by1], np.float32), float(prob), "mtcnn", pts / scale + offset))
         return out
+
+    def landmarks(self, bgr: np.ndarray, box: np.ndarray) -> np.ndarray | None:
+        """MTCNN's 5 landmarks for a face found by another detector: one ONet pass on the box.
+
+        ONet is MTCNN's last stage; given a face box it regresses the eyes, nose and mouth
+        corners. About 1 ms per face on a CPU, against 20-30 ms for a whole MTCNN pass.
+        Returns None when ONet does not see a face there (probability below
+        ``landmark_min_prob``).
+        """
+        import torch
+
+        x, y, w, h = (float(v) for v in box)
+        side = max(w, h)
+        x0, y0, s = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), max(int(round(side)), 1)
+        crop = _square_crop(bgr, x0, y0, s)
+        rgb = cv2.cvtColor(cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
+        tensor = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float().to(self.device) - 127.5) * 0.0078125
+        with torch.inference_mode():
+            _, points, prob = self.mtcnn.onet(tensor)
+        if float(prob[0, 1]) < self.params["landmark_min_prob"]:
+            return None
+        points = points[0].cpu().numpy()
+        return np.stack([x0 + s * points[:5], y0 + s * points[5:]], axis=1).astype(np.float32)
+
+    def start_track(self, gray: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None) -> Track | None:
+        """A track from a detected face: its template is the box's pixels, downscaled."""
+        x, y, w, h = (float(v) for v in box)
+        x0, y0 = int(max(0, round(x))), int(max(0, round(y)))
+        x1, y1 = int(min(gray.shape[1], round(x + w))), int(min(gray.shape[0], round(y + h)))
+        if (x1 - x0) * (y1 - y0) < 0.5 * w * h:  # mostly outside the frame: nothing reliable to follow
+            return None
+        scale = min(1.0, self.params["track_template"] / max(w, h))
+        template = _resize(gray[y0:y1, x0:x1], scale)
+        if min(template.shape) < 8 or template.std() < 1.0:
+            return None
+        return Track(np.asarray(box, np.float32).copy(), template, np.array([x0 - x, y0 - y], np.float32), scale, landmarks)
+
+    def follow(self, gray: np.ndarray, track: Track) -> Detection | None:
+        """The track's face in this frame by normalised cross-correlation in a window; None when lost."""
+        x0, y0, x1, y1 = _window(track.box, self.params["track_window"], gray.shape)
+        window = _resize(gray[y0:y1, x0:x1], track.scale)
+        th, tw = track.template.shape
+        if window.shape[0] < th or window.shape[1] < tw:
+            return None
+        scores = cv2.matchTemplate(window, track.template, cv2.TM_CCOEFF_NORMED)
+        _, peak, _, (px, py) = cv2.minMaxLoc(scores)
+        if not np.isfinite(peak) or peak < self.params["track_min_score"]:
+            return None
+        box = track.box.copy()
+        box[:2] = np.array([x0 + px / track.scale, y0 + py / track.scale], np.float32) - track.offset
+        shift = box[:2] - track.box[:2]
+        track.box = box
+        if track.landmarks is not None:
+            track.landmarks = track.landmarks + shift
+        return Detection(box, float(peak), "track", track.landmarks)
+
+
+def _square_crop(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
+    """image[y0:y0+side, x0:x0+side], border-replicated where it overhangs the frame."""
+    pad = max(0, -x0, -y0, x0 + side - image.shape[1], y0 + side - image.shape[0])
+    if pad:
+        image = cv2.copyMakeBorder(image, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
+        x0, y0 = x0 + pad, y0 + pad
+    return image[y0 : y0 + side, x0 : x0 + side]
 
 
 def _center_distance(a: np.ndarray, b: np.ndarray) -> float:
@@ -173,13 +282,50 @@ def crop_face(gray: np.ndarray, box: np.ndarray, size: int, margin: float) -> np
     x, y, w, h = (float(v) for v in box)
     side = max(w, h) * (1.0 + 2.0 * margin)
     cx, cy = x + w / 2.0, y + h / 2.0
-    x0, y0 = int(round(cx - side / 2)), int(round(cy - side / 2))
-    s = max(int(round(side)), 1)
-    pad = max(0, -x0, -y0, x0 + s - gray.shape[1], y0 + s - gray.shape[0])
-    if pad:
-        gray = cv2.copyMakeBorder(gray, pad, pad, pad, pad, cv2.BORDER_REPLICATE)
-        x0, y0 = x0 + pad, y0 + pad
-    crop = gray[y0 : y0 + s, x0 : x0 + s]
+    crop = _square_crop(gray, int(round(cx - side / 2)), int(round(cy - side / 2)), max(int(round(side)), 1))
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def eye_roll(landmarks: np.ndarray) -> float:
+    """Angle of the line from the image-left eye to the image-right eye, in degrees (y down: clockwise > 0)."""
+    (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+    return math.degrees(math.atan2(ry - ly, rx - lx))
+
+
+def plausible_landmarks(landmarks: np.ndarray | None, box: np.ndarray, max_roll: float) -> bool:
+    """Eyes inside the (enlarged) box, apart by at least a fifth of its side, eye line not steeper than `max_roll`."""
+    if landmarks is None or not np.isfinite(landmarks[:2]).all():
+        return False
+    x, y, w, h = (float(v) for v in box)
+    side = max(w, h)
+    eyes = landmarks[:2]
+    inside = (eyes[:, 0] > x - 0.25 * side).all() and (eyes[:, 0] < x + w + 0.25 * side).all()
+    inside &= (eyes[:, 1] > y - 0.25 * side).all() and (eyes[:, 1] < y + h + 0.25 * side).all()
+    apart = eyes[1, 0] - eyes[0, 0] > 0.2 * side
+    return bool(inside and apart and abs(eye_roll(landmarks)) <= max_roll)
+
+
+def alignment_matrix(box: np.ndarray, landmarks: np.ndarray, margin: float, eye_line: float) -> tuple[np.ndarray, int]:
+    """The 2x3 affine map from frame pixels to an aligned square crop of side `s` pixels (returned with it).
+
+    The frame is rotated about the eye midpoint by minus the eye roll, so the eyes become
+    level; the crop is a square of side max(w, h) * (1 + 2 margin) with the eye midpoint at
+    its horizontal centre and at `eye_line` of its height.
+    """
+    side = max(int(round(max(float(box[2]), float(box[3])) * (1.0 + 2.0 * margin))), 1)
+    mid = (landmarks[0] + landmarks[1]) / 2.0
+    theta = math.radians(eye_roll(landmarks))
+    c, s = math.cos(theta), math.sin(theta)
+    rotate = np.array([[c, s], [-s, c]])  # maps the eye-line direction onto +x
+    target = np.array([side / 2.0, eye_line * side])
+    matrix = np.hstack([rotate, (target - rotate @ mid)[:, None]])
+    return matrix, side
+
+
+def align_face(gray: np.ndarray, box: np.ndarray, landmarks: np.ndarray, size: int, margin: float, eye_line: float) -> np.ndarray:
+    """The eye-levelled crop (see :func:`alignment_matrix`), resized to size x size."""
+    matrix, side = alignment_matrix(box, landmarks, margin, eye_line)
+    crop = cv2.warpAffine(gray, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
@@ -201,64 +347,126 @@ class ClipQC:
     faces_vj: int = 0
     faces_track: int = 0
     faces_mtcnn: int = 0
+    faces_aligned: int = 0
     fallback_used: bool = False
     multi_face_frames: int = 0
     choice_track: int = 0
     choice_largest: int = 0
     fps: float = 0.0
+    fps_reported: float = 0.0  # what the container says; `fps` falls back to 25 when this is 0 or nonsense
+    frames_reported: int = 0  # the container's frame count; more than frames_read hints at a truncated file
     width: int = 0
     height: int = 0
     seconds: float = 0.0
     detail: str = field(default="")
 
 
+class _ClipFaceBuffer:
+    """The per-face arrays of one clip, appended frame by frame."""
+
+    def __init__(self) -> None:
+        self.faces: list[np.ndarray] = []
+        self.index: list[int] = []
+        self.boxes: list[np.ndarray] = []
+        self.dets: list[int] = []
+        self.scores: list[float] = []
+        self.landmarks: list[np.ndarray] = []
+        self.aligned: list[bool] = []
+
+    def add(self, frame_index: int, crop: np.ndarray, found: Detection, aligned: bool) -> None:
+        self.faces.append(crop)
+        self.index.append(frame_index)
+        self.boxes.append(found.box)
+        self.dets.append(DETECTOR_CODES[found.detector])
+        self.scores.append(found.score)
+        self.landmarks.append(NO_LANDMARKS if found.landmarks is None else found.landmarks)
+        self.aligned.append(aligned)
+
+
+def detect_frame(detector: FaceDetector, frame: np.ndarray, gray: np.ndarray, previous: np.ndarray | None, full_pass: bool) -> list[Detection]:
+    """The detector cascade for a frame without a live track: near the last face first, then the whole frame.
+
+    `full_pass` False skips the whole-frame passes (a frame in a run of misses, see ``fallback_every``).
+    """
+    params = detector.params
+    if previous is not None:
+        found = detector.viola_jones_near(gray, previous)
+        if not found and params["mtcnn_fallback"]:
+            found = detector.mtcnn_detect(frame, near=previous)
+        if found or not full_pass:
+            return found
+    found = detector.viola_jones(gray)
+    if not found and params["mtcnn_fallback"]:
+        found = detector.mtcnn_detect(frame)
+    return found
+
+
+def _truncation_note(kind: str, frames_read: int, frames_reported: int, max_frames: int | None) -> str:
+    """A QC note when a video decodes to fewer frames than its container reports (a truncated download).
+
+    The clip is still used with the frames that decoded; the note makes the loss visible.
+    """
+    expected = frames_reported if max_frames is None else min(frames_reported, max_frames)
+    if kind != "video" or frames_read >= expected:
+        return ""
+    return f"decoded {frames_read} of the {frames_reported} frames the container reports (truncated file?)"
+
+
 def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[ClipFaces | None, ClipQC]:
-    """Detect and crop the face in every processed frame of one clip; never raises for bad input."""
+    """Detect, track, align and crop the face in every processed frame of one clip; never raises for bad input."""
     qc = ClipQC(clip_id=clip["clip_id"], path=str(clip["path"]), label=clip["label"], subject=str(clip["subject"]), split=clip["split"])
     start = time.perf_counter()
     try:
         info = probe_clip(clip["path"])
         qc.fps, qc.width, qc.height = info.fps, info.width, info.height
+        qc.fps_reported, qc.frames_reported = info.fps_reported, info.n_frames_reported
         stream = FrameStream(str(clip["path"]), max_frames=params["max_frames"])
-        faces, index, boxes, dets, scores = [], [], [], [], []
-        previous = None
-        since_full = 0
+        kept = _ClipFaceBuffer()
+        previous: np.ndarray | None = None
+        track: Track | None = None
+        since_verify = 0
+        misses = 0  # consecutive processed frames without a face
         for frame_index, frame in stream:
             if frame_index % params["frame_step"]:
                 continue
             qc.frames_processed += 1
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            candidates = []
-            if params["tracking"] and previous is not None and since_full < params["redetect_every"]:
-                candidates = detector.track(gray, previous)
-                since_full += 1
-            if not candidates:
-                candidates = detector.viola_jones(gray)
-                since_full = 0
-            if not candidates and params["mtcnn_fallback"]:
-                # near the last face first (a small image: fast), the whole frame otherwise
-                candidates = detector.mtcnn_detect(frame, near=previous) if previous is not None else []
-                candidates = candidates or detector.mtcnn_detect(frame)
-            if not candidates:
-                continue
-            qc.multi_face_frames += len(candidates) > 1
-            chosen, rule = choose_face(candidates, previous)
-            qc.choice_track += rule == "track"
-            qc.choice_largest += rule == "largest"
-            previous = chosen.box
-            faces.append(crop_face(gray, chosen.box, params["face_size"], params["margin"]))
-            index.append(frame_index)
-            boxes.append(chosen.box)
-            dets.append(DETECTOR_CODES[chosen.detector])
-            scores.append(chosen.score)
+            found = None
+            if track is not None and since_verify < params["redetect_every"]:
+                found = detector.follow(gray, track)
+                since_verify += 1
+            if found is None:
+                candidates = detect_frame(detector, frame, gray, previous, full_pass=misses % params["fallback_every"] == 0)
+                if not candidates:
+                    track, misses = None, misses + 1
+                    continue
+                qc.multi_face_frames += len(candidates) > 1
+                found, rule = choose_face(candidates, previous)
+                qc.choice_track += rule == "track"
+                qc.choice_largest += rule == "largest"
+                if params["align"] and found.landmarks is None:
+                    found.landmarks = detector.landmarks(frame, found.box)
+                track = detector.start_track(gray, found.box, found.landmarks) if params["tracking"] else None
+                since_verify = 0
+            else:
+                qc.choice_track += 1  # the tracker follows the kept face: the "track" rule
+            misses = 0
+            previous = found.box
+            aligned = params["align"] and plausible_landmarks(found.landmarks, found.box, params["max_roll"])
+            if aligned:
+                crop = align_face(gray, found.box, found.landmarks, params["face_size"], params["margin"], params["eye_line"])
+            else:
+                crop = crop_face(gray, found.box, params["face_size"], params["margin"])
+            kept.add(frame_index, crop, found, aligned)
         qc.frames_read, qc.decode_errors = stream.frames_read, stream.decode_errors
         if qc.frames_read == 0:
             raise ClipReadError("no_frames", f"no frame of {clip['path']} could be decoded")
-        dets_arr = np.asarray(dets, dtype=np.uint8)
-        qc.faces_kept = len(faces)
+        dets_arr = np.asarray(kept.dets, dtype=np.uint8)
+        qc.faces_kept = len(kept.faces)
         qc.faces_vj = int((dets_arr == DETECTOR_CODES["vj"]).sum())
         qc.faces_track = int((dets_arr == DETECTOR_CODES["track"]).sum())
         qc.faces_mtcnn = int((dets_arr == DETECTOR_CODES["mtcnn"]).sum())
+        qc.faces_aligned = int(sum(kept.aligned))
         qc.fallback_used = qc.faces_mtcnn > 0
         if qc.faces_kept < max(1, params["min_faces"]):
             qc.reason = "no_face" if qc.faces_kept == 0 else "too_few_faces"
@@ -266,11 +474,13 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
             return None, qc
         result = ClipFaces(
             clip_id=clip["clip_id"],
-            faces=np.stack(faces),
-            frame_index=np.asarray(index, dtype=np.int32),
-            box=np.asarray(boxes, dtype=np.float32),
+            faces=np.stack(kept.faces),
+            frame_index=np.asarray(kept.index, dtype=np.int32),
+            box=np.asarray(kept.boxes, dtype=np.float32),
             detector=dets_arr,
-            score=np.asarray(scores, dtype=np.float32),
+            score=np.asarray(kept.scores, dtype=np.float32),
+            landmarks=np.asarray(kept.landmarks, dtype=np.float32).reshape(-1, 5, 2),
+            aligned=np.asarray(kept.aligned, dtype=np.uint8),
             attrs={
                 "source_path": str(clip["path"]),
                 "source_sha256": file_sha256(clip["path"]),
@@ -282,6 +492,7 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
             },
         )
         qc.status, qc.reason = "used", ""
+        qc.detail = _truncation_note(info.kind, qc.frames_read, info.n_frames_reported, params["max_frames"])
         return result, qc
     except ClipReadError as err:
         qc.reason, qc.detail = err.reason, err.detail

@@ -21,10 +21,10 @@ column             dtype     meaning
 column                 dtype     meaning
 =====================  ========  ===================================================
 ``method``             str       method id
-``split``              str       ``"val"`` or ``"test"``
+``split``              str       ``"val"`` or ``"test"`` (``"fer_test"`` for ``convnet_fer``)
 ``seed``               int64     run seed
 ``fold``               int64     fold (0 without cross-validation)
-``n``                  int64     number of clips evaluated
+``n``                  int64     number of clips evaluated (images / frames for ConvNet rows)
 ``acc``                float64   eq. 5, overall accuracy, in [0, 1]
 ``map``                float64   eq. 6, the paper's "MAP" = per-class recall averaged (UAR)
 ``uar``                float64   the same value as ``map``, under its plain name
@@ -35,6 +35,15 @@ column                 dtype     meaning
 
 Scores are fractions in the Parquet file and percentages in the Markdown table.
 See :mod:`videmotion.metrics` for how classes absent from the labels are treated.
+
+ConvNet rows (:func:`convnet_metrics`, appended by the evaluation stage): the ConvNet alone,
+without a temporal model, read from its training histories. ``convnet_fer`` (split
+``"fer_test"``): accuracy of the pretrained ConvNet on FER2013's PrivateTest images, ``n`` =
+images. ``convnet_frames`` (split ``"test"``): frame-level accuracy of the fine-tuned ConvNet
+(argmax of its last FC output) on the video test split's sampled frames, ``n`` = frames.
+``seed`` is the ConvNet seed and ``fold`` 0. Only ``acc`` is filled; the other scores and
+the recalls are NaN (FER's classes are not the target classes, and the histories keep
+accuracy only). They are kept out of Table 1 and shown in a second "ConvNet" table.
 """
 
 from __future__ import annotations
@@ -61,6 +70,11 @@ METHOD_NAMES: dict[str, str] = {
     "lstm": "ConvNet+LSTM",
     "attention_lstm": "ConvNet+Attention LSTM",
     "rf_convnet_mean": "RF on mean-pooled ConvNet features",
+}
+# The ConvNet evaluated alone (rows of :func:`convnet_metrics`): method id -> (name, what it is evaluated on).
+CONVNET_METHODS: dict[str, tuple[str, str]] = {
+    "convnet_fer": ("Pretrained ConvNet", "FER2013 PrivateTest images"),
+    "convnet_frames": ("Fine-tuned ConvNet (conv layers frozen)", "video test split, single frames"),
 }
 # Zheng, Table 1, CHEAVD test set: (ACC %, MAP %).
 PAPER_RESULTS: dict[str, tuple[float, float]] = {
@@ -214,6 +228,43 @@ def metrics_table(predictions: pd.DataFrame, classes: Sequence[str]) -> pd.DataF
     )
 
 
+def convnet_metrics(
+    pretrain_history: pd.DataFrame, finetune_history: pd.DataFrame, classes: Sequence[str], *, seed: int
+) -> pd.DataFrame:
+    """The ConvNet rows of the metrics table (schema in the module docstring) from its two histories.
+
+    Reads ``fer_test_acc`` / ``fer_test_n`` from the pretraining history and
+    ``video_test_frame_acc`` / ``video_test_frames`` from the fine-tuning history (the same
+    value on every epoch row; the first row is taken).
+    """
+    sources = (
+        ("convnet_fer", "fer_test", pretrain_history, "fer_test_acc", "fer_test_n"),
+        ("convnet_frames", "test", finetune_history, "video_test_frame_acc", "video_test_frames"),
+    )
+    rows = []
+    for method, split, history, acc_column, n_column in sources:
+        missing = [c for c in (acc_column, n_column) if c not in history.columns]
+        if missing or history.empty:
+            raise ValueError(f"{method}: the ConvNet history lacks columns {missing} or rows")
+        row: dict[str, object] = {"method": method, "split": split, "seed": int(seed), "fold": 0}
+        row["n"] = int(history[n_column].iloc[0])
+        row.update({column: np.nan for column in SCORE_COLUMNS})
+        row["acc"] = float(history[acc_column].iloc[0])
+        row.update({f"recall_{c}": np.nan for c in classes})
+        rows.append(row)
+    return pd.DataFrame(rows).astype(
+        {
+            "method": "string",
+            "split": "string",
+            "seed": "int64",
+            "fold": "int64",
+            "n": "int64",
+            **{c: "float64" for c in SCORE_COLUMNS},
+            **{f"recall_{c}": "float64" for c in classes},
+        }
+    )
+
+
 def pooled_confusion(
     predictions: pd.DataFrame, classes: Sequence[str], *, method: str, split: str = "test"
 ) -> np.ndarray:
@@ -256,11 +307,13 @@ def results_table_markdown(metrics: pd.DataFrame, *, split: str = "test", notes:
     "not run" when a method has no metrics), then any other method in ``metrics``
     (``rf_convnet_mean`` first, the rest alphabetically) with "—" in the paper columns.
     Ours are mean ± std over seeds (and folds) on ``split``; ``notes`` become footnotes.
+    The ConvNet-alone rows (:data:`CONVNET_METHODS`) stay out of Table 1; when present they
+    follow it in a second table, "ConvNet".
     """
     missing = [c for c in (*RUN_KEYS, "acc", "map", "macro_precision", "macro_f1") if c not in metrics.columns]
     if missing:
         raise ValueError(f"metrics table lacks columns {missing}")
-    runs = metrics[metrics["split"] == split]
+    runs = metrics[(metrics["split"] == split) & ~metrics["method"].isin(list(CONVNET_METHODS))]
     present = [str(m) for m in runs["method"].unique()]
     extras = sorted((m for m in present if m not in PAPER_METHODS), key=lambda m: (m != "rf_convnet_mean", m))
     header = (
@@ -290,7 +343,28 @@ def results_table_markdown(metrics: pd.DataFrame, *, split: str = "test", notes:
     ]
     if notes:
         footnotes += ["", "Notes:", *(f"- {note}" for note in notes)]
-    return "\n".join(lines + footnotes) + "\n"
+    return "\n".join(lines + footnotes + _convnet_table_lines(metrics)) + "\n"
+
+
+def _convnet_table_lines(metrics: pd.DataFrame) -> list[str]:
+    """The second table, "ConvNet": the ConvNet alone on FER2013 and on single video frames."""
+    rows = metrics[metrics["method"].isin(list(CONVNET_METHODS))]
+    if rows.empty:
+        return []
+    lines = [
+        "",
+        "ConvNet: the per-frame feature extractor alone, before any temporal model.",
+        "",
+        "| ConvNet | Evaluated on | ACC (%) | n |",
+        "|---|---|---|---|",
+    ]
+    for method, (name, evaluated_on) in CONVNET_METHODS.items():
+        mine = rows[rows["method"] == method]
+        if mine.empty:
+            continue
+        n = int(mine["n"].iloc[0])
+        lines.append(f"| {name} | {evaluated_on} | {_mean_std(mine['acc'])} | {n:,} |")
+    return lines
 
 
 def plot_confusion(cm: np.ndarray, classes: Sequence[str], title: str, path: str | Path) -> Path:

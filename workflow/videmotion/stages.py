@@ -20,7 +20,9 @@ from .stores import (
     FaceStoreWriter,
     atomic_h5,
     config_hash,
+    damaged_store_errors,
     file_sha256,
+    open_store,
     read_face_store,
     read_feature_stores,
     write_feature_store,
@@ -29,6 +31,7 @@ from .stores import (
 log = logging.getLogger("videmotion")
 
 LBPTOP_LAYOUT = "videmotion.lbptop_store"
+LBPTOP_VERSION = 1
 
 
 # ---------------------------------------------------------------- small helpers
@@ -156,6 +159,18 @@ def load_fer_h5(path: str | os.PathLike) -> adapters.FerImages:
 
 
 # ---------------------------------------------------------------- faces
+def face_store_hash(face_cfg: dict) -> str:
+    """The config hash a face store is written with: the full face parameters (defaults filled), not the sharding."""
+    from .faces import face_params
+
+    return config_hash(face_params({k: v for k, v in face_cfg.items() if k != "n_shards"}))
+
+
+def feature_store_hash(layer: str, convnet_path: str | os.PathLike) -> str:
+    """The config hash a feature store is written with: the layer and the checksum of the ConvNet file."""
+    return config_hash({"layer": layer, "convnet": file_sha256(convnet_path)})
+
+
 def extract_faces(
     clips_csv: str | os.PathLike, shard: int, face_cfg: dict, device: str, out_store: str | os.PathLike, out_qc: str | os.PathLike
 ) -> pd.DataFrame:
@@ -174,7 +189,7 @@ def extract_faces(
         torch_device = str(resolve_device(device))
     detector = FaceDetector(params, device=torch_device)
     rows = []
-    with FaceStoreWriter(out_store, cfg_hash=config_hash(params), shard=shard, n_shards=int(face_cfg["n_shards"]), face_size=params["face_size"]) as writer:
+    with FaceStoreWriter(out_store, cfg_hash=face_store_hash(face_cfg), shard=shard, n_shards=int(face_cfg["n_shards"]), face_size=params["face_size"]) as writer:
         for clip in tqdm(clips.to_dict("records"), desc=f"faces shard {shard}", mininterval=5):
             faces, qc = extract_clip(detector, clip, params)
             if faces is not None:
@@ -204,7 +219,8 @@ def merge_face_qc(clips_csv: str | os.PathLike, qc_parts: list[str], out_parquet
     summary = (
         qc.assign(reason=qc["reason"].replace("", "-"))
         .groupby(["status", "reason"])
-        .agg(clips=("clip_id", "size"), frames=("frames_processed", "sum"), faces=("faces_kept", "sum"), faces_mtcnn=("faces_mtcnn", "sum"))
+        .agg(clips=("clip_id", "size"), frames=("frames_processed", "sum"), faces=("faces_kept", "sum"), faces_mtcnn=("faces_mtcnn", "sum"),
+             faces_aligned=("faces_aligned", "sum"))
         .reset_index()
     )
     log.info("face QC: %d clips in = %d used + %d excluded\n%s", len(clips), used, excluded, summary.to_string(index=False))
@@ -219,14 +235,16 @@ def _convnet_params(convnet_cfg: dict, stage: str) -> dict:
     return {**convnet_cfg["architecture"], **convnet_cfg[stage]}
 
 
-def pretrain_convnet(fer_h5: str, convnet_cfg: dict, device: str, out_model: str, out_history: str, out_curve: str) -> None:
+def pretrain_convnet(fer_h5: str, convnet_cfg: dict, device: str, out_model: str, out_history: str, out_curve: str,
+                     checkpoint_dir: str | None = None) -> None:
+    """Pretrain on FER2013; with `checkpoint_dir`, resume a killed run there and clear it when done."""
     from . import convnet
     from .labels import FER2013_CLASSES
 
     fer = load_fer_h5(fer_h5)
     model, history = convnet.pretrain_convnet(
         fer.images, fer.labels, fer.usage, n_classes=len(FER2013_CLASSES), params=_convnet_params(convnet_cfg, "pretrain"),
-        seed=convnet_cfg["seed"], device=device, log=log.info,
+        seed=convnet_cfg["seed"], device=device, log=log.info, checkpoint_dir=checkpoint_dir,
     )
     meta = {
         "stage": "pretrained",
@@ -237,8 +255,10 @@ def pretrain_convnet(fer_h5: str, convnet_cfg: dict, device: str, out_model: str
         "seed": convnet_cfg["seed"],
     }
     convnet.save_checkpoint(out_model, model, meta)
-    history.assign(fer_test_acc=meta["fer_test_acc"]).to_csv(out_history, index=False)
+    history.assign(fer_test_acc=meta["fer_test_acc"], fer_test_n=int(history.attrs["test_n"])).to_csv(out_history, index=False)
     plot_history(history, f"ConvNet pretraining on FER (PrivateTest acc {meta['fer_test_acc']:.3f})", out_curve)
+    if checkpoint_dir is not None:
+        convnet.remove_training_checkpoint(checkpoint_dir)
 
 
 def _sample_clip_frames(face_paths: list[str], clips: pd.DataFrame, splits: tuple[str, ...], per_clip: int | None) -> tuple[np.ndarray, list[str], list[str]]:
@@ -261,8 +281,9 @@ def _sample_clip_frames(face_paths: list[str], clips: pd.DataFrame, splits: tupl
 
 def finetune_convnet(
     pretrained: str, clips_csv: str, face_paths: list[str], convnet_cfg: dict, classes: list[str], fer_to_target: dict,
-    device: str, out_model: str, out_history: str, out_curve: str,
+    device: str, out_model: str, out_history: str, out_curve: str, checkpoint_dir: str | None = None,
 ) -> None:
+    """Fine-tune with frozen convs; with `checkpoint_dir`, resume a killed run there and clear it when done."""
     from . import convnet
 
     clips = read_clips(clips_csv)
@@ -277,7 +298,7 @@ def finetune_convnet(
     tuned, history = convnet.finetune_convnet(
         model, frames[fit], y[fit], split_arr[fit] == "val", n_classes=len(classes),
         params={k: v for k, v in params.items() if k != "frames_per_clip"},
-        seed=convnet_cfg["seed"], device=device, log=log.info, head_init=head_init,
+        seed=convnet_cfg["seed"], device=device, log=log.info, head_init=head_init, checkpoint_dir=checkpoint_dir,
     )
     test = split_arr == "test"
     feats = convnet.extract_features(tuned, frames[test], layer="logits", device=device)
@@ -295,17 +316,24 @@ def finetune_convnet(
         "seed": convnet_cfg["seed"],
     }
     convnet.save_checkpoint(out_model, tuned, meta)
-    history.assign(video_test_frame_acc=test_frame_acc, fer_test_acc=pre_meta.get("fer_test_acc")).to_csv(out_history, index=False)
+    history.assign(
+        video_test_frame_acc=test_frame_acc, video_test_frames=int(test.sum()), fer_test_acc=pre_meta.get("fer_test_acc")
+    ).to_csv(out_history, index=False)
     plot_history(history, f"ConvNet fine-tuning, conv frozen (video test frame acc {test_frame_acc:.3f})", out_curve)
+    if checkpoint_dir is not None:
+        convnet.remove_training_checkpoint(checkpoint_dir)
 
 
-def extract_features(model_path: str, face_store: str, shard: int, layer: str, batch_size: int, device: str, out_store: str) -> None:
+def extract_features(
+    model_path: str, face_store: str, shard: int, layer: str, batch_size: int, device: str, out_store: str, face_cfg: dict | None = None
+) -> None:
+    """ConvNet features of every face of a face-store shard; with `face_cfg`, the store must have been built under it."""
     from . import convnet
 
     model, meta = convnet.load_checkpoint(model_path, device=device)
     sha = file_sha256(model_path)
     clips = {}
-    for clip in read_face_store(face_store):
+    for clip in read_face_store(face_store, expected_hash=face_store_hash(face_cfg) if face_cfg else None):
         feats = convnet.extract_features(model, clip.faces, layer=layer, batch_size=batch_size, device=device)
         clips[clip.clip_id] = (feats, clip.frame_index, {k: clip.attrs[k] for k in ("label", "subject", "split")})
     write_feature_store(out_store, clips, cfg_hash=config_hash({"layer": layer, "convnet": sha}), shard=shard, layer=layer, convnet_sha256=sha)
@@ -313,34 +341,35 @@ def extract_features(model_path: str, face_store: str, shard: int, layer: str, b
 
 
 # ---------------------------------------------------------------- baselines
-def lbptop_features(face_store: str, lbptop_cfg: dict, out_store: str) -> None:
+def lbptop_features(face_store: str, lbptop_cfg: dict, out_store: str, face_cfg: dict | None = None) -> None:
     """LBP-TOP descriptor of every clip of a face-store shard.
 
     Layout ``videmotion.lbptop_store`` v1: datasets ``clip_id`` (str, n) and
-    ``features`` (float32, n x D); root attrs hold the LBP-TOP parameters.
+    ``features`` (float32, n x D); root attrs hold the LBP-TOP parameters. With
+    `face_cfg`, the face store must have been built under it.
     """
     from .lbptop import lbp_top
 
     ids, feats = [], []
-    for clip in read_face_store(face_store):
+    for clip in read_face_store(face_store, expected_hash=face_store_hash(face_cfg) if face_cfg else None):
         feats.append(lbp_top(clip.faces, grid=tuple(lbptop_cfg["grid"]), radius=lbptop_cfg["radius"], n_points=lbptop_cfg["n_points"],
                              time_blocks=lbptop_cfg["time_blocks"], resize=lbptop_cfg["resize"], max_frames=lbptop_cfg["max_frames"]))
         ids.append(clip.clip_id)
     with atomic_h5(out_store) as fh:
         fh.attrs["layout"] = LBPTOP_LAYOUT
-        fh.attrs["layout_version"] = 1
+        fh.attrs["layout_version"] = LBPTOP_VERSION
         fh.attrs["config_hash"] = config_hash(lbptop_cfg)
         fh.create_dataset("clip_id", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
         fh.create_dataset("features", data=np.stack(feats) if feats else np.zeros((0, 0), np.float32))
     log.info("LBP-TOP of %d clips", len(ids))
 
 
-def read_lbptop_stores(paths: list[str]) -> dict[str, np.ndarray]:
+def read_lbptop_stores(paths: list[str], lbptop_cfg: dict | None = None) -> dict[str, np.ndarray]:
+    """{clip_id: LBP-TOP vector} over several shards; with `lbptop_cfg`, each store must have been built under it."""
     out = {}
+    expected = config_hash(lbptop_cfg) if lbptop_cfg is not None else None
     for path in paths:
-        with h5py.File(path, "r") as fh:
-            if fh.attrs.get("layout") != LBPTOP_LAYOUT:
-                raise RuntimeError(f"{path} is not an LBP-TOP store")
+        with open_store(path, LBPTOP_LAYOUT, LBPTOP_VERSION, expected) as fh, damaged_store_errors(path):
             for cid, vec in zip(fh["clip_id"].asstr()[()], fh["features"][()]):
                 out[cid] = vec
     return out
@@ -374,7 +403,7 @@ def random_forest_baseline(
         clips = _clip_frame(clips, set(seqs))
         X = mean_pool([seqs[c][0] for c in clips["clip_id"]])
     else:
-        vectors = read_lbptop_stores(feature_paths)
+        vectors = read_lbptop_stores(feature_paths, baselines_cfg["lbptop"])
         clips = _clip_frame(clips, set(vectors))
         X = np.stack([vectors[c] for c in clips["clip_id"]])
     index = {c: i for i, c in enumerate(classes)}
@@ -422,7 +451,8 @@ def train_temporal(
     from .torch_utils import seed_everything
 
     clips = read_clips(clips_csv)
-    seqs = read_feature_stores(feature_paths)
+    # the feature stores must come from the ConvNet this model will be saved with
+    seqs = read_feature_stores(feature_paths, expected_hash=feature_store_hash(feature_layer, convnet_path))
     clips = _clip_frame(clips, set(seqs))
     sets = {s: build_sequences(clips, seqs, s, classes, temporal_cfg["max_frames"]) for s in ("train", "val", "test")}
     input_size = sets["train"][0].sequences[0].shape[1]
@@ -467,14 +497,19 @@ def train_temporal(
 
 # ---------------------------------------------------------------- evaluation
 def evaluate(prediction_paths: list[str], training_sets: list[str], classes: list[str], methods: list[str],
-             baseline2_per_class: int, out_metrics: str, out_table: str, confusion_paths: list[str]) -> pd.DataFrame:
+             baseline2_per_class: int, out_metrics: str, out_table: str, confusion_paths: list[str],
+             pretrain_history: str | None = None, finetune_history: str | None = None, convnet_seed: int = 0) -> pd.DataFrame:
+    """Metrics of every prediction file, plus the ConvNet-alone rows when both ConvNet histories are given."""
     from .baselines import sample_notes
     from .metrics import confusion_matrix
-    from .report import METHOD_NAMES, metrics_table, plot_confusion, results_table_markdown, validate_predictions
+    from .report import METHOD_NAMES, convnet_metrics, metrics_table, plot_confusion, results_table_markdown, validate_predictions
 
     predictions = pd.concat([pd.read_parquet(p) for p in prediction_paths], ignore_index=True)
     validate_predictions(predictions, classes)
     metrics = metrics_table(predictions, classes)
+    if pretrain_history is not None and finetune_history is not None:
+        convnet_rows = convnet_metrics(pd.read_csv(pretrain_history), pd.read_csv(finetune_history), classes, seed=convnet_seed)
+        metrics = pd.concat([metrics, convnet_rows], ignore_index=True)
     atomic_parquet(metrics, out_metrics)
     notes = []
     baseline2_sets = [p for p in training_sets if Path(p).parent.name == "baseline2"]

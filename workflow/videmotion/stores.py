@@ -3,7 +3,7 @@
 One store file holds one shard of clips (a few files per corpus, not one per clip or
 frame). Both layouts are readable with plain h5py.
 
-Face store (``results/faces/shard_<k>.h5``), layout ``videmotion.face_store`` v1::
+Face store (``results/faces/shard_<k>.h5``), layout ``videmotion.face_store`` v2::
 
     /                       attrs: layout, layout_version, config_hash, package_version,
                                    shard, n_shards, face_size
@@ -14,7 +14,17 @@ Face store (``results/faces/shard_<k>.h5``), layout ``videmotion.face_store`` v1
         frame_index  int32   (n,)        index of the source frame of each crop
         box          float32 (n, 4)      x, y, w, h of the detected face in the frame
         detector     uint8   (n,)        DETECTOR_CODES: 0 vj, 1 track, 2 mtcnn
-        score        float32 (n,)        detector confidence (VJ level weight, MTCNN prob)
+        score        float32 (n,)        detector confidence (VJ level weight, template
+                                         cross-correlation for track, MTCNN prob)
+        landmarks    float32 (n, 5, 2)   x, y in the frame of the eyes (image-left first),
+                                         nose tip, mouth corners; NaN where unknown. MTCNN
+                                         faces: its own points; VJ faces: MTCNN's ONet on
+                                         the box; track faces: those of the detection that
+                                         started the track, moved with the box
+        aligned      uint8   (n,)        1: the crop is eye-levelled from the landmarks,
+                                         0: the unaligned square around the box
+
+    v1 (no landmarks, no aligned) is not read: rerun the face stage to rebuild it.
 
 Feature store (``results/features/<layer>/shard_<k>.h5``), layout
 ``videmotion.feature_store`` v1::
@@ -48,7 +58,9 @@ from . import __version__
 
 FACE_STORE_LAYOUT = "videmotion.face_store"
 FEATURE_STORE_LAYOUT = "videmotion.feature_store"
-LAYOUT_VERSION = 1
+FACE_STORE_VERSION = 2
+FEATURE_STORE_VERSION = 1
+LAYOUT_VERSIONS = {FACE_STORE_LAYOUT: FACE_STORE_VERSION, FEATURE_STORE_LAYOUT: FEATURE_STORE_VERSION}
 DETECTOR_CODES = {"vj": 0, "track": 1, "mtcnn": 2}
 DETECTOR_NAMES = {v: k for k, v in DETECTOR_CODES.items()}
 
@@ -82,6 +94,10 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
     """Open `path` for writing under a temporary name; rename into place only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    # A job killed mid-write leaves its temporary file behind; only one job ever writes
+    # a given store, so leftovers of earlier attempts at this path are garbage.
+    for stale in path.parent.glob(f".{path.name}.tmp-*"):
+        stale.unlink(missing_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         with h5py.File(tmp, "w") as fh:
@@ -94,7 +110,7 @@ def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
 
 def _write_root_attrs(fh: h5py.File, layout: str, cfg_hash: str, **attrs) -> None:
     fh.attrs["layout"] = layout
-    fh.attrs["layout_version"] = LAYOUT_VERSION
+    fh.attrs["layout_version"] = LAYOUT_VERSIONS[layout]
     fh.attrs["config_hash"] = cfg_hash
     fh.attrs["package_version"] = __version__
     for key, value in attrs.items():
@@ -118,6 +134,15 @@ class ClipFaces:
     detector: np.ndarray  # uint8 (n,)
     score: np.ndarray  # float32 (n,)
     attrs: dict
+    landmarks: np.ndarray | None = None  # float32 (n, 5, 2), NaN where unknown; None = all unknown
+    aligned: np.ndarray | None = None  # uint8 (n,); None = none aligned
+
+    def __post_init__(self) -> None:
+        n = len(self.frame_index)
+        if self.landmarks is None:
+            self.landmarks = np.full((n, 5, 2), np.nan, np.float32)
+        if self.aligned is None:
+            self.aligned = np.zeros(n, np.uint8)
 
     def __len__(self) -> int:
         return len(self.frame_index)
@@ -146,23 +171,33 @@ class FaceStoreWriter:
         _dataset(group, "box", np.asarray(clip.box, dtype=np.float32).reshape(-1, 4))
         _dataset(group, "detector", np.asarray(clip.detector, dtype=np.uint8))
         _dataset(group, "score", np.asarray(clip.score, dtype=np.float32))
+        _dataset(group, "landmarks", np.asarray(clip.landmarks, dtype=np.float32).reshape(-1, 5, 2))
+        _dataset(group, "aligned", np.asarray(clip.aligned, dtype=np.uint8))
         for key, value in clip.attrs.items():
             group.attrs[key] = value
 
 
-def _open_checked(path: str | os.PathLike, layout: str, expected_hash: str | None) -> h5py.File:
+def _open_checked(path: str | os.PathLike, layout: str, expected_hash: str | None, layout_version: int | None = None) -> h5py.File:
     path = Path(path)
     try:
         fh = h5py.File(path, "r")
     except (OSError, FileNotFoundError) as err:
         raise StoreError(f"{path}: cannot open as HDF5 ({err}); delete it and rerun the workflow to rebuild it") from err
-    found = fh.attrs.get("layout")
-    version = fh.attrs.get("layout_version")
-    if found != layout or version != LAYOUT_VERSION:
-        fh.close()
-        raise StoreError(f"{path}: layout {found!r} v{version}, expected {layout!r} v{LAYOUT_VERSION}")
-    if expected_hash is not None and fh.attrs.get("config_hash") != expected_hash:
+    try:
+        found = fh.attrs.get("layout")
+        version = fh.attrs.get("layout_version")
         got = fh.attrs.get("config_hash")
+    except (OSError, KeyError) as err:  # a damaged header: attributes unreadable
+        fh.close()
+        raise StoreError(f"{path}: cannot read the store's attributes ({err}); delete it and rerun the workflow to rebuild it") from err
+    expected = LAYOUT_VERSIONS[layout] if layout_version is None else layout_version
+    if found != layout or version != expected:
+        fh.close()
+        raise StoreError(
+            f"{path}: layout {found!r} v{version}, expected {layout!r} v{expected}; "
+            "delete it and rerun the workflow to rebuild it"
+        )
+    if expected_hash is not None and got != expected_hash:
         fh.close()
         raise StoreError(
             f"{path}: built under another config (hash {got}, expected {expected_hash}); "
@@ -171,19 +206,45 @@ def _open_checked(path: str | os.PathLike, layout: str, expected_hash: str | Non
     return fh
 
 
+def open_store(path: str | os.PathLike, layout: str, layout_version: int, expected_hash: str | None = None) -> h5py.File:
+    """Open a store of another module's layout read-only after checking layout, version and (when given) config hash.
+
+    Raises StoreError, naming the file and the fix, for a missing, corrupt, foreign or
+    differently configured store.
+    """
+    return _open_checked(path, layout, expected_hash, layout_version)
+
+
+@contextmanager
+def damaged_store_errors(path: str | os.PathLike, clip_id: str | None = None) -> Iterator[None]:
+    """Turn h5py's read errors (a damaged chunk, a missing dataset) into a StoreError naming the file and the fix."""
+    try:
+        yield
+    except (OSError, KeyError) as err:
+        where = f"{path}" + (f", clip {clip_id}" if clip_id else "")
+        raise StoreError(f"{where}: cannot read the store ({err}); delete it and rerun the workflow to rebuild it") from err
+
+
 def read_face_store(path: str | os.PathLike, expected_hash: str | None = None, with_faces: bool = True) -> Iterator[ClipFaces]:
     """Yield each clip of a face-store shard (faces loaded one clip at a time)."""
     with _open_checked(path, FACE_STORE_LAYOUT, expected_hash) as fh:
-        for clip_id, group in fh["clips"].items():
-            yield ClipFaces(
-                clip_id=clip_id,
-                faces=group["faces"][()] if with_faces else np.empty((0,), np.uint8),
-                frame_index=group["frame_index"][()],
-                box=group["box"][()],
-                detector=group["detector"][()],
-                score=group["score"][()],
-                attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in group.attrs.items()},
-            )
+        with damaged_store_errors(path):
+            clip_ids = list(fh["clips"])
+        for clip_id in clip_ids:
+            with damaged_store_errors(path, clip_id):
+                group = fh["clips"][clip_id]
+                clip = ClipFaces(
+                    clip_id=clip_id,
+                    faces=group["faces"][()] if with_faces else np.empty((0,), np.uint8),
+                    frame_index=group["frame_index"][()],
+                    box=group["box"][()],
+                    detector=group["detector"][()],
+                    score=group["score"][()],
+                    landmarks=group["landmarks"][()],
+                    aligned=group["aligned"][()],
+                    attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in group.attrs.items()},
+                )
+            yield clip
 
 
 def write_feature_store(
@@ -216,6 +277,10 @@ def read_feature_stores(paths: list[str | os.PathLike], expected_hash: str | Non
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path in paths:
         with _open_checked(path, FEATURE_STORE_LAYOUT, expected_hash) as fh:
-            for clip_id, group in fh["clips"].items():
-                out[clip_id] = (group["features"][()], group["frame_index"][()])
+            with damaged_store_errors(path):
+                clip_ids = list(fh["clips"])
+            for clip_id in clip_ids:
+                with damaged_store_errors(path, clip_id):
+                    group = fh["clips"][clip_id]
+                    out[clip_id] = (group["features"][()], group["frame_index"][()])
     return out

@@ -57,22 +57,31 @@ def check_json_able(meta: dict[str, Any]) -> None:
         raise TypeError("checkpoint meta must be plain JSON data (use lists, not tuples; str keys only)")
 
 
-def save_state(path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
-    """Atomically write ``{"state_dict": state_dict, "meta": meta}`` to `path` (temp file + os.replace)."""
-    check_json_able(meta)
+def atomic_torch_save(path: str | Path, payload: dict[str, Any]) -> None:
+    """``torch.save(payload)`` to a temp file beside `path`, fsync, then os.replace.
+
+    A reader (or a run resumed after a kill) sees the old file or the new one, never a
+    half-written one.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    cpu_state = {name: tensor.detach().cpu() for name, tensor in state_dict.items()}
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
-            torch.save({"state_dict": cpu_state, "meta": meta}, handle)
+            torch.save(payload, handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
+
+
+def save_state(path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:
+    """Atomically write ``{"state_dict": state_dict, "meta": meta}`` to `path` (temp file + os.replace)."""
+    check_json_able(meta)
+    cpu_state = {name: tensor.detach().cpu() for name, tensor in state_dict.items()}
+    atomic_torch_save(path, {"state_dict": cpu_state, "meta": meta})
 
 
 def load_state(

@@ -9,6 +9,7 @@ that the QC table records.
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from collections.abc import Iterator
@@ -56,6 +57,12 @@ def list_frame_images(folder: Path) -> list[Path]:
     return sorted(files, key=lambda p: _natural_key(p.name))
 
 
+def _header_number(value: float | None) -> float:
+    """A container header value as a finite float; 0 for missing, NaN or infinite values."""
+    value = float(value or 0.0)
+    return value if math.isfinite(value) else 0.0
+
+
 def probe_clip(path: str | os.PathLike) -> ClipInfo:
     """Open a clip and read its header; raise ClipReadError when it is not a readable clip."""
     path = Path(path)
@@ -77,11 +84,11 @@ def probe_clip(path: str | os.PathLike) -> ClipInfo:
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise ClipReadError("not_a_video", f"OpenCV cannot open {path} as a video")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        n = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        w = int(cap.get(cv2.CAP_PROP_FRAME_WIDTH) or 0)
-        h = int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT) or 0)
+            raise ClipReadError("not_a_video", f"OpenCV cannot open {path} as a video (not a video, or truncated before its index)")
+        fps = _header_number(cap.get(cv2.CAP_PROP_FPS))
+        n = int(_header_number(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
+        w = int(_header_number(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
+        h = int(_header_number(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
     finally:
         cap.release()
     usable_fps = fps if 0.5 <= fps <= 1000.0 else FALLBACK_FPS
