@@ -134,3 +134,30 @@ def test_fer_to_target_mapping_is_checked(tmp_path):
         fer_to_target(fer, {"happy": "joy"}, CLASSES)
     with pytest.raises(DatasetError, match="not a FER2013 class"):
         fer_to_target(fer, {"contempt": "angry"}, CLASSES)
+
+
+def test_subject_folds_are_subject_independent_and_balanced():
+    from videmotion.adapters import assign_subject_folds
+
+    subjects = pd.Series([f"s{i % 23}" for i in range(100)])
+    folds = assign_subject_folds(subjects, 10, seed=0)
+    assert set(folds) == set(range(10))
+    assert (pd.DataFrame({"s": subjects, "f": folds}).groupby("s")["f"].nunique() == 1).all()
+    per_fold = pd.Series(subjects.groupby(folds).nunique())
+    assert per_fold.max() - per_fold.min() <= 1  # 23 subjects over 10 folds: 2 or 3 each
+    assert folds.equals(assign_subject_folds(subjects, 10, seed=0))
+    with pytest.raises(DatasetError, match="needs at least 10 subjects"):
+        assign_subject_folds(pd.Series(["a", "b", "c"]), 10, seed=0)
+
+
+def test_fold_view_rotates_test_and_validation_folds():
+    from videmotion.adapters import fold_view
+
+    clips = pd.DataFrame({"clip_id": list("abcdef"), "split": ["train"] * 6, "cv_fold": [0, 0, 1, 1, 2, 2]})
+    view = fold_view(clips, 2)
+    assert list(view["split"]) == ["val", "val", "train", "train", "test", "test"]  # test = fold 2, val = fold 0
+    assert list(clips["split"]) == ["train"] * 6  # the input is not modified
+    fixed = clips.drop(columns="cv_fold")
+    assert fold_view(fixed, 0) is fixed
+    with pytest.raises(DatasetError, match="fixed protocol has fold 0 only"):
+        fold_view(fixed, 1)

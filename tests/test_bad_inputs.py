@@ -548,7 +548,7 @@ def test_mixed_manifest_still_produces_the_table(mixed_run):
     for name in ("Baseline-1", "Baseline-2", "ConvNet+LSTM", "ConvNet+Attention LSTM"):
         assert f"| {name} |" in table
     # the used bad clips were trained on; the excluded ones reached no model
-    features = read_feature_stores(sorted((workdir / "results/features/logits").glob("shard_*.h5")))
+    features = read_feature_stores(sorted((workdir / "results/features/logits/fold_0").glob("shard_*.h5")))
     used_bad = {c for c, e in expected.items() if e.status == "used"}
     excluded = {c for c, e in expected.items() if e.status == "excluded"}
     assert used_bad <= set(features) and not excluded & set(features)
@@ -563,10 +563,10 @@ def test_corrupt_store_in_a_finished_run_fails_clearly_then_rebuilds(mixed_run):
     stat = store.stat()
     store.write_bytes(b"\x89HDF\r\n\x1a\n" + os.urandom(2000))  # a disk error, say
     os.utime(store, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as fresh as before
-    target = "results/predictions/baseline1/seed_0.parquet"
+    target = "results/predictions/baseline1/fold_0/seed_0.parquet"
     # "--" ends --configfile's and --forcerun's lists: what follows is the target
     failed = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", "mixed.yaml", "--forcerun", "random_forest_baseline", "--", target)
-    log = (workdir / "results/logs/random_forest_baseline/baseline1_seed_0.log").read_text()
+    log = (workdir / "results/logs/random_forest_baseline/baseline1_fold_0_seed_0.log").read_text()
     assert failed.returncode != 0
     assert f"StoreError: {store.relative_to(workdir)}: cannot open as HDF5" in log and "delete it and rerun the workflow" in log
     store.unlink()  # the fix the message names

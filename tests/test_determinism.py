@@ -53,8 +53,8 @@ def _train_temporal(run: Path, config: dict, model: str, seed: int, out: Path) -
         model_kind=model,
         seed=seed,
         clips_csv=str(results / "data/clips.csv"),
-        feature_paths=[str(p) for p in sorted((results / f"features/{layer}").glob("shard_*.h5"))],
-        convnet_path=str(results / "convnet/finetuned.pt"),
+        feature_paths=[str(p) for p in sorted((results / f"features/{layer}/fold_0").glob("shard_*.h5"))],
+        convnet_path=str(results / "convnet/fold_0/finetuned.pt"),
         temporal_cfg=config["temporal"],
         classes=config["dataset"]["classes"],
         face_cfg=config["faces"],
@@ -92,20 +92,20 @@ def _probabilities(predictions: pd.DataFrame) -> pd.DataFrame:
 @pytest.mark.parametrize("model", ["lstm", "attention_lstm"])
 def test_same_seed_gives_bit_identical_temporal_predictions(tiny_run, config, tmp_path, model):
     ours = pd.read_parquet(_train_temporal(tiny_run, config, model, 0, tmp_path))
-    workflow = pd.read_parquet(tiny_run / f"results/predictions/{model}/seed_0.parquet")
+    workflow = pd.read_parquet(tiny_run / f"results/predictions/{model}/fold_0/seed_0.parquet")
     pd.testing.assert_frame_equal(ours, workflow, check_exact=True)
     if model == "attention_lstm":
         pd.testing.assert_frame_equal(
             pd.read_parquet(tmp_path / "attention.parquet"),
-            pd.read_parquet(tiny_run / "results/temporal/attention_lstm/seed_0/attention.parquet"),
+            pd.read_parquet(tiny_run / "results/temporal/attention_lstm/fold_0/seed_0/attention.parquet"),
             check_exact=True,
         )
 
 
 def test_another_seed_gives_other_temporal_predictions(tiny_run, config, tmp_path):
     seed1 = pd.read_parquet(_train_temporal(tiny_run, config, "attention_lstm", 1, tmp_path))
-    pd.testing.assert_frame_equal(seed1, pd.read_parquet(tiny_run / "results/predictions/attention_lstm/seed_1.parquet"), check_exact=True)
-    seed0 = pd.read_parquet(tiny_run / "results/predictions/attention_lstm/seed_0.parquet")
+    pd.testing.assert_frame_equal(seed1, pd.read_parquet(tiny_run / "results/predictions/attention_lstm/fold_0/seed_1.parquet"), check_exact=True)
+    seed0 = pd.read_parquet(tiny_run / "results/predictions/attention_lstm/fold_0/seed_0.parquet")
     assert list(seed0["clip_id"]) == list(seed1["clip_id"])
     assert (_probabilities(seed0) - _probabilities(seed1)).abs().to_numpy().max() > 1e-3
 
@@ -113,22 +113,22 @@ def test_another_seed_gives_other_temporal_predictions(tiny_run, config, tmp_pat
 @pytest.mark.parametrize("method", ["baseline1", "baseline2"])
 def test_same_seed_gives_identical_random_forest_predictions(tiny_run, config, tmp_path, method):
     ours = pd.read_parquet(_random_forest(tiny_run, config, method, 0, tmp_path))
-    pd.testing.assert_frame_equal(ours, pd.read_parquet(tiny_run / f"results/predictions/{method}/seed_0.parquet"), check_exact=True)
+    pd.testing.assert_frame_equal(ours, pd.read_parquet(tiny_run / f"results/predictions/{method}/fold_0/seed_0.parquet"), check_exact=True)
     training_set = pd.read_csv(tmp_path / "training_set.tsv", sep="\t")
-    pd.testing.assert_frame_equal(training_set, pd.read_csv(tiny_run / f"results/baselines/{method}/seed_0_training_set.tsv", sep="\t"))
+    pd.testing.assert_frame_equal(training_set, pd.read_csv(tiny_run / f"results/baselines/{method}/fold_0/seed_0_training_set.tsv", sep="\t"))
 
 
 def test_another_seed_gives_other_random_forest_predictions(tiny_run, config, tmp_path):
     seed1 = pd.read_parquet(_random_forest(tiny_run, config, "baseline1", 1, tmp_path))
-    seed0 = pd.read_parquet(tiny_run / "results/predictions/baseline1/seed_0.parquet")
-    pd.testing.assert_frame_equal(seed1, pd.read_parquet(tiny_run / "results/predictions/baseline1/seed_1.parquet"), check_exact=True)
+    seed0 = pd.read_parquet(tiny_run / "results/predictions/baseline1/fold_0/seed_0.parquet")
+    pd.testing.assert_frame_equal(seed1, pd.read_parquet(tiny_run / "results/predictions/baseline1/fold_0/seed_1.parquet"), check_exact=True)
     assert (_probabilities(seed0) - _probabilities(seed1)).abs().to_numpy().max() > 1e-3
 
 
 def test_seeds_of_the_workflow_run_differ_in_every_method(tiny_run):
     """In the finished run, seed 0 and seed 1 differ for each method (probabilities, so that tied accuracies do not hide it)."""
     for method in ("baseline1", "baseline2", "lstm", "attention_lstm"):
-        seeds = [pd.read_parquet(tiny_run / f"results/predictions/{method}/seed_{s}.parquet") for s in (0, 1)]
+        seeds = [pd.read_parquet(tiny_run / f"results/predictions/{method}/fold_0/seed_{s}.parquet") for s in (0, 1)]
         assert (_probabilities(seeds[0]) - _probabilities(seeds[1])).abs().to_numpy().max() > 1e-3, method
     metrics = pd.read_parquet(tiny_run / "results/metrics.parquet")
     by_seed = metrics[metrics["method"].isin(["baseline1", "baseline2", "lstm", "attention_lstm"])].pivot_table(

@@ -110,6 +110,6 @@ def test_resumed_run_gives_the_metrics_of_an_uninterrupted_run(killed_run, tiny_
     pd.testing.assert_frame_equal(
         ours.sort_values(keys).reset_index(drop=True), theirs.sort_values(keys).reset_index(drop=True), check_exact=True
     )
-    for path in sorted((killed_run.workdir / "results/predictions").glob("*/seed_0.parquet")):
+    for path in sorted((killed_run.workdir / "results/predictions").glob("*/fold_0/seed_0.parquet")):
         rel = path.relative_to(killed_run.workdir)
         pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(tiny_run / rel), check_exact=True, obj=str(rel))

@@ -52,7 +52,7 @@ def test_every_clip_is_accounted_for(tiny_run):
 
 
 def test_attention_weights_are_saved_and_sum_to_one(tiny_run):
-    att = pd.read_parquet(tiny_run / "results/temporal/attention_lstm/seed_0/attention.parquet")
+    att = pd.read_parquet(tiny_run / "results/temporal/attention_lstm/fold_0/seed_0/attention.parquet")
     sums = att.groupby("clip_id")["alpha"].sum()
     assert len(sums) > 0 and ((sums - 1).abs() < 1e-5).all()
 
@@ -100,7 +100,7 @@ def _predict(workdir: Path, *args: str) -> subprocess.CompletedProcess:
 def test_predict_command_on_a_demo_clip(tiny_run):
     clips = pd.read_csv(tiny_run / "results/data/clips.csv")
     clip = clips[clips["split"] == "test"].iloc[0]
-    model = "results/temporal/attention_lstm/seed_0/model.pt"
+    model = "results/temporal/attention_lstm/fold_0/seed_0/model.pt"
     result = _predict(tiny_run, clip["path"], "--model", model, "--json", "--strip", "strip.png")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
@@ -109,7 +109,7 @@ def test_predict_command_on_a_demo_clip(tiny_run):
     assert out["top_attention"][0]["alpha"] == max(out["attention"])
     assert (tiny_run / "strip.png").stat().st_size > 1000
     # the same clip gets the same prediction as the evaluation stage made
-    preds = pd.read_parquet(tiny_run / "results/predictions/attention_lstm/seed_0.parquet")
+    preds = pd.read_parquet(tiny_run / "results/predictions/attention_lstm/fold_0/seed_0.parquet")
     assert preds.set_index("clip_id").loc[clip["clip_id"], "predicted"] == out["label"]
     plain = _predict(tiny_run, clip["path"], "--model", model)
     assert "label:" in plain.stdout and "top-attention frames" in plain.stdout
@@ -118,13 +118,36 @@ def test_predict_command_on_a_demo_clip(tiny_run):
 def test_predict_command_rejects_a_non_video(tiny_run, tmp_path):
     fake = tmp_path / "notes.mp4"
     fake.write_text("not a video")
-    result = _predict(tiny_run, str(fake), "--model", "results/temporal/lstm/seed_0/model.pt")
+    result = _predict(tiny_run, str(fake), "--model", "results/temporal/lstm/fold_0/seed_0/model.pt")
     assert result.returncode == 2
     assert "error:" in result.stderr and "not_a_video" in result.stderr
 
 
 def test_predict_command_on_real_footage(tiny_run, real_video):
-    result = _predict(tiny_run, str(real_video), "--model", "results/temporal/attention_lstm/seed_0/model.pt", "--json")
+    result = _predict(tiny_run, str(real_video), "--model", "results/temporal/attention_lstm/fold_0/seed_0/model.pt", "--json")
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["frames_with_face"] >= 0.9 * out["frames_read"]
+
+
+def test_kfold_protocol_runs_every_trained_stage_per_fold(tiny_run):
+    kfold = override_file(tiny_run, "evaluation:\n  protocol: kfold\n  folds: 4\n  seeds: [0, 1]\n")
+    result = snakemake(tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", kfold)
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    counts = _job_counts(out)
+    assert counts["finetune_convnet"] == 4 and counts["train_temporal"] == 4 * 2 * 2
+    assert counts["random_forest_baseline"] == 4 * 3 * 2 and counts["extract_features"] == 4 * 2
+    assert "pretrain_convnet" not in counts and "extract_faces" not in counts  # FER pretraining and faces do not depend on folds
+
+
+def _job_counts(output: str) -> dict[str, int]:
+    lines = output.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("Job stats"))
+    counts = {}
+    for line in lines[start + 3 :]:
+        parts = line.split()
+        if len(parts) != 2 or not parts[1].isdigit():
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts

@@ -25,14 +25,15 @@ rule lbptop_features:
 rule random_forest_baseline:
     input:
         clips=f"{RESULTS}/data/clips.csv",
+        folds=f"{RESULTS}/data/folds.csv",
         features=get_baseline_features,
     output:
-        predictions=f"{RESULTS}/predictions/{{method}}/seed_{{seed}}.parquet",
-        training_set=f"{RESULTS}/baselines/{{method}}/seed_{{seed}}_training_set.tsv",
+        predictions=f"{RESULTS}/predictions/{{method}}/fold_{{fold}}/seed_{{seed}}.parquet",
+        training_set=f"{RESULTS}/baselines/{{method}}/fold_{{fold}}/seed_{{seed}}_training_set.tsv",
     log:
-        f"{RESULTS}/logs/random_forest_baseline/{{method}}_seed_{{seed}}.log",
+        f"{RESULTS}/logs/random_forest_baseline/{{method}}_fold_{{fold}}_seed_{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/random_forest_baseline/{{method}}_seed_{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/random_forest_baseline/{{method}}_fold_{{fold}}_seed_{{seed}}.tsv"
     wildcard_constraints:
         method="baseline1|baseline2|rf_convnet_mean",
     conda:

@@ -15,12 +15,29 @@ BASELINES = ["baseline1", "baseline2"] + (
     ["rf_convnet_mean"] if config["baselines"]["convnet_mean_row"] else []
 )
 TEMPORAL_MODELS = ["lstm", "attention_lstm"]
+
+
+def evaluation_protocol():
+    """fixed (the manifest's split) or kfold; auto = kfold when a manifest has no split column."""
+    protocol = config["evaluation"]["protocol"]
+    if protocol != "auto":
+        return protocol
+    if config["dataset"]["adapter"] == "manifest":
+        with open(config["dataset"]["manifest"]["path"]) as fh:
+            header = [c.strip() for c in fh.readline().split(",")]
+        return "fixed" if "split" in header else "kfold"
+    return "fixed"
+
+
+PROTOCOL = evaluation_protocol()
+FOLDS = list(range(config["evaluation"]["folds"])) if PROTOCOL == "kfold" else [0]
 METHODS = BASELINES + TEMPORAL_MODELS
 
 
 wildcard_constraints:
     shard=r"\d+",
     seed=r"\d+",
+    fold=r"\d+",
     layer=r"logits|penultimate",
 
 
@@ -68,12 +85,21 @@ def get_temporal_params(wildcards):
     return config["temporal"]
 
 
+def get_finetune_checkpoints(wildcards):
+    """Per-epoch checkpoints of one fold's fine-tuning (not an output: kept only until done)."""
+    return f"{RESULTS}/convnet/checkpoints/finetune_fold_{wildcards.fold}"
+
+
 def face_stores():
     return expand(f"{RESULTS}/faces/shard_{{shard}}.h5", shard=SHARDS)
 
 
-def feature_stores(layer=LAYER):
-    return expand(f"{RESULTS}/features/{layer}/shard_{{shard}}.h5", shard=SHARDS)
+def feature_stores(wildcards=None, layer=LAYER):
+    """The feature stores of one fold (the fold of the requesting job)."""
+    fold = wildcards.fold if wildcards is not None else "{{fold}}"
+    return expand(
+        f"{RESULTS}/features/{layer}/fold_{fold}/shard_{{shard}}.h5", shard=SHARDS
+    )
 
 
 def lbptop_stores():
@@ -83,13 +109,14 @@ def lbptop_stores():
 def get_baseline_features(wildcards):
     """LBP-TOP for the paper's baselines, ConvNet features for the extra row."""
     if wildcards.method == "rf_convnet_mean":
-        return feature_stores()
+        return feature_stores(wildcards)
     return lbptop_stores()
 
 
 def all_predictions():
     return expand(
-        f"{RESULTS}/predictions/{{method}}/seed_{{seed}}.parquet",
+        f"{RESULTS}/predictions/{{method}}/fold_{{fold}}/seed_{{seed}}.parquet",
         method=METHODS,
+        fold=FOLDS,
         seed=SEEDS,
     )

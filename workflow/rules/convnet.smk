@@ -35,19 +35,20 @@ rule finetune_convnet:
     input:
         pretrained=f"{RESULTS}/convnet/pretrained.pt",
         clips=f"{RESULTS}/data/clips.csv",
+        folds=f"{RESULTS}/data/folds.csv",
         faces=face_stores(),
     output:
-        model=f"{RESULTS}/convnet/finetuned.pt",
-        history=f"{RESULTS}/convnet/finetune_history.csv",
+        model=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
+        history=f"{RESULTS}/convnet/fold_{{fold}}/finetune_history.csv",
         curve=report(
-            f"{RESULTS}/plots/convnet_finetune_curve.png",
+            f"{RESULTS}/plots/convnet_finetune_curve_fold_{{fold}}.png",
             caption="../report/training_curve.rst",
             category="Training",
         ),
     log:
-        f"{RESULTS}/logs/finetune_convnet.log",
+        f"{RESULTS}/logs/finetune_convnet/fold_{{fold}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/finetune_convnet.tsv"
+        f"{RESULTS}/benchmarks/finetune_convnet/fold_{{fold}}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: config["training_threads"]
@@ -56,21 +57,21 @@ rule finetune_convnet:
         classes=config["dataset"]["classes"],
         fer_to_target=config["pretrain_data"]["fer_to_target"],
         device=config["device"],
-        checkpoints=f"{RESULTS}/convnet/checkpoints/finetune",
+        checkpoints=get_finetune_checkpoints,
     script:
         "../scripts/finetune_convnet.py"
 
 
 rule extract_features:
     input:
-        model=f"{RESULTS}/convnet/finetuned.pt",
+        model=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
         faces=f"{RESULTS}/faces/shard_{{shard}}.h5",
     output:
-        store=f"{RESULTS}/features/{{layer}}/shard_{{shard}}.h5",
+        store=f"{RESULTS}/features/{{layer}}/fold_{{fold}}/shard_{{shard}}.h5",
     log:
-        f"{RESULTS}/logs/extract_features/{{layer}}_shard_{{shard}}.log",
+        f"{RESULTS}/logs/extract_features/{{layer}}_fold_{{fold}}_shard_{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/extract_features/{{layer}}_shard_{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/extract_features/{{layer}}_fold_{{fold}}_shard_{{shard}}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1

@@ -57,3 +57,23 @@ rule prepare_fer:
         classes=config["dataset"]["classes"],
     script:
         "../scripts/prepare_fer.py"
+
+
+rule assign_folds:
+    input:
+        clips=f"{RESULTS}/data/clips.csv",
+    output:
+        folds=f"{RESULTS}/data/folds.csv",
+    log:
+        f"{RESULTS}/logs/assign_folds.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/assign_folds.tsv"
+    conda:
+        "../../envs/corpus.yaml"
+    threads: 1
+    params:
+        protocol=PROTOCOL,
+        folds=config["evaluation"]["folds"],
+        fold_seed=config["evaluation"]["fold_seed"],
+    script:
+        "../scripts/assign_folds.py"

@@ -7,12 +7,15 @@ rule evaluate:
     input:
         predictions=all_predictions(),
         training_sets=expand(
-            f"{RESULTS}/baselines/{{method}}/seed_{{seed}}_training_set.tsv",
+            f"{RESULTS}/baselines/{{method}}/fold_{{fold}}/seed_{{seed}}_training_set.tsv",
             method=BASELINES,
+            fold=FOLDS,
             seed=SEEDS,
         ),
         pretrain_history=f"{RESULTS}/convnet/pretrain_history.csv",
-        finetune_history=f"{RESULTS}/convnet/finetune_history.csv",
+        finetune_histories=expand(
+            f"{RESULTS}/convnet/fold_{{fold}}/finetune_history.csv", fold=FOLDS
+        ),
     output:
         metrics=f"{RESULTS}/metrics.parquet",
         table=report(
@@ -44,7 +47,7 @@ rule evaluate:
 rule plot_attention:
     input:
         attention=expand(
-            f"{RESULTS}/temporal/attention_lstm/seed_{{seed}}/attention.parquet",
+            f"{RESULTS}/temporal/attention_lstm/fold_0/seed_{{seed}}/attention.parquet",
             seed=SEEDS[0],
         ),
         faces=face_stores(),

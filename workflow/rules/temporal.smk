@@ -5,17 +5,18 @@
 rule train_temporal:
     input:
         clips=f"{RESULTS}/data/clips.csv",
+        folds=f"{RESULTS}/data/folds.csv",
         features=feature_stores(),
-        convnet=f"{RESULTS}/convnet/finetuned.pt",
+        convnet=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
     output:
-        model=f"{RESULTS}/temporal/{{model}}/seed_{{seed}}/model.pt",
-        history=f"{RESULTS}/temporal/{{model}}/seed_{{seed}}/history.csv",
-        attention=f"{RESULTS}/temporal/{{model}}/seed_{{seed}}/attention.parquet",
-        predictions=f"{RESULTS}/predictions/{{model}}/seed_{{seed}}.parquet",
+        model=f"{RESULTS}/temporal/{{model}}/fold_{{fold}}/seed_{{seed}}/model.pt",
+        history=f"{RESULTS}/temporal/{{model}}/fold_{{fold}}/seed_{{seed}}/history.csv",
+        attention=f"{RESULTS}/temporal/{{model}}/fold_{{fold}}/seed_{{seed}}/attention.parquet",
+        predictions=f"{RESULTS}/predictions/{{model}}/fold_{{fold}}/seed_{{seed}}.parquet",
     log:
-        f"{RESULTS}/logs/train_temporal/{{model}}_seed_{{seed}}.log",
+        f"{RESULTS}/logs/train_temporal/{{model}}_fold_{{fold}}_seed_{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_temporal/{{model}}_seed_{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/train_temporal/{{model}}_fold_{{fold}}_seed_{{seed}}.tsv"
     wildcard_constraints:
         model="lstm|attention_lstm",
     conda:

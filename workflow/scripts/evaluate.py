@@ -14,6 +14,6 @@ with script_logging(snakemake.log[0]):
         snakemake.output.table,
         list(snakemake.output.confusion),
         pretrain_history=snakemake.input.pretrain_history,
-        finetune_history=snakemake.input.finetune_history,
+        finetune_histories=list(snakemake.input.finetune_histories),
         convnet_seed=snakemake.params.convnet_seed,
     )

@@ -19,4 +19,6 @@ with script_logging(snakemake.log[0]):
         snakemake.output.history,
         snakemake.output.curve,
         snakemake.params.checkpoints,
+        fold=int(snakemake.wildcards.fold),
+        folds_csv=snakemake.input.folds,
     )

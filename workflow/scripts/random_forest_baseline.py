@@ -14,4 +14,6 @@ with script_logging(snakemake.log[0]):
         snakemake.threads,
         snakemake.output.predictions,
         snakemake.output.training_set,
+        fold=int(snakemake.wildcards.fold),
+        folds_csv=snakemake.input.folds,
     )

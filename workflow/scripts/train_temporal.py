@@ -22,4 +22,6 @@ with script_logging(snakemake.log[0]):
         snakemake.output.history,
         snakemake.output.attention,
         snakemake.output.predictions,
+        fold=int(snakemake.wildcards.fold),
+        folds_csv=snakemake.input.folds,
     )

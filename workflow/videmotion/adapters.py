@@ -65,6 +65,34 @@ def assign_subject_splits(subjects: pd.Series, fractions: dict[str, float], seed
     return subjects.astype(str).map(split_of)
 
 
+def assign_subject_folds(subjects: pd.Series, n_folds: int, seed: int) -> pd.Series:
+    """Fold number (0..k-1) of every clip: whole subjects go to one fold (subject-independent),
+    shuffled with the seed and dealt round-robin so that folds differ by at most one subject."""
+    unique = np.array(sorted(subjects.astype(str).unique()))
+    if len(unique) < n_folds:
+        raise DatasetError(f"{n_folds}-fold cross-validation needs at least {n_folds} subjects, the corpus has {len(unique)}")
+    rng = np.random.default_rng(seed)
+    rng.shuffle(unique)
+    fold_of = {subject: i % n_folds for i, subject in enumerate(unique)}
+    return subjects.astype(str).map(fold_of).astype("int64")
+
+
+def fold_view(clips: pd.DataFrame, fold: int) -> pd.DataFrame:
+    """The clip table as fold `fold` of a k-fold run sees it: its clips are the test set,
+    the next fold's clips the validation set (for early stopping), the rest training.
+    A table without a ``cv_fold`` column (the fixed protocol) is returned unchanged."""
+    if "cv_fold" not in clips.columns:
+        if fold != 0:
+            raise DatasetError(f"fold {fold} requested, but the clip table has no cv_fold column (fixed protocol has fold 0 only)")
+        return clips
+    n_folds = int(clips["cv_fold"].max()) + 1
+    if not 0 <= fold < n_folds:
+        raise DatasetError(f"fold {fold} is outside 0..{n_folds - 1}")
+    view = clips.copy()
+    view["split"] = np.where(view["cv_fold"] == fold, "test", np.where(view["cv_fold"] == (fold + 1) % n_folds, "val", "train"))
+    return view
+
+
 def check_clip_table(df: pd.DataFrame, classes: list[str], source: str) -> pd.DataFrame:
     """Validate a clip table; raise DatasetError naming the rows and the fix."""
     missing = [c for c in CLIP_COLUMNS if c not in df.columns]

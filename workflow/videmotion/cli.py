@@ -1,6 +1,6 @@
 """The ``videmotion`` command: apply a trained temporal model to a new video.
 
-    videmotion predict clip.mp4 --model results/temporal/attention_lstm/seed_0/model.pt
+    videmotion predict clip.mp4 --model results/temporal/attention_lstm/fold_0/seed_0/model.pt
 
 runs the same face stage (its parameters are stored in the model file), the fine-tuned
 ConvNet named in the model file (or ``--convnet``) and the temporal model, and prints
@@ -145,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("predict", help="classify the emotion of a video with a trained temporal model")
     p.add_argument("video", help="a video file or a folder of frame images")
-    p.add_argument("--model", required=True, help="a temporal model, e.g. results/temporal/attention_lstm/seed_0/model.pt")
+    p.add_argument("--model", required=True, help="a temporal model, e.g. results/temporal/attention_lstm/fold_0/seed_0/model.pt")
     p.add_argument("--convnet", help="the fine-tuned ConvNet (default: the one named in the model file)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--top-k", type=int, default=5, help="how many top-attention frames to list")

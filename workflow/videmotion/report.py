@@ -229,7 +229,7 @@ def metrics_table(predictions: pd.DataFrame, classes: Sequence[str]) -> pd.DataF
 
 
 def convnet_metrics(
-    pretrain_history: pd.DataFrame, finetune_history: pd.DataFrame, classes: Sequence[str], *, seed: int
+    pretrain_history: pd.DataFrame, finetune_history: pd.DataFrame, classes: Sequence[str], *, seed: int, fold: int = 0
 ) -> pd.DataFrame:
     """The ConvNet rows of the metrics table (schema in the module docstring) from its two histories.
 
@@ -246,7 +246,7 @@ def convnet_metrics(
         missing = [c for c in (acc_column, n_column) if c not in history.columns]
         if missing or history.empty:
             raise ValueError(f"{method}: the ConvNet history lacks columns {missing} or rows")
-        row: dict[str, object] = {"method": method, "split": split, "seed": int(seed), "fold": 0}
+        row: dict[str, object] = {"method": method, "split": split, "seed": int(seed), "fold": int(fold)}
         row["n"] = int(history[n_column].iloc[0])
         row.update({column: np.nan for column in SCORE_COLUMNS})
         row["acc"] = float(history[acc_column].iloc[0])

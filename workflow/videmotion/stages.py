@@ -59,9 +59,33 @@ def atomic_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
     os.replace(tmp, path)
 
 
-def read_clips(path: str | os.PathLike) -> pd.DataFrame:
-    """The clip table written by :func:`prepare_clips`."""
-    return pd.read_csv(path, dtype={"clip_id": str, "path": str, "label": str, "subject": str, "split": str})
+def read_clips(path: str | os.PathLike, fold: int | None = None, folds_csv: str | os.PathLike | None = None) -> pd.DataFrame:
+    """The clip table written by :func:`prepare_clips`; with `fold`, the splits that fold
+    sees under the fold table of :func:`assign_folds` (the fixed protocol has fold 0 only)."""
+    clips = pd.read_csv(path, dtype={"clip_id": str, "path": str, "label": str, "subject": str, "split": str})
+    if fold is None:
+        return clips
+    if folds_csv is not None:
+        folds = pd.read_csv(folds_csv, dtype={"clip_id": str})
+        if (folds["protocol"] == "kfold").all():
+            clips = clips.merge(folds[["clip_id", "cv_fold"]], on="clip_id", how="left", validate="one_to_one")
+    return adapters.fold_view(clips, fold)
+
+
+def assign_folds(clips_csv: str | os.PathLike, protocol: str, n_folds: int, fold_seed: int, out_csv: str | os.PathLike) -> pd.DataFrame:
+    """The evaluation protocol's fold of every clip: subject-independent k folds, or fold 0
+    (the manifest's own split) under the fixed protocol. Kept apart from the clip table so
+    that switching protocols does not rerun the face stage."""
+    clips = read_clips(clips_csv)
+    folds = pd.DataFrame({"clip_id": clips["clip_id"], "protocol": protocol})
+    if protocol == "kfold":
+        folds["cv_fold"] = adapters.assign_subject_folds(clips["subject"], n_folds, fold_seed)
+        log.info("%d-fold subject-independent cross-validation; clips per fold: %s", n_folds, folds["cv_fold"].value_counts().sort_index().tolist())
+    else:
+        folds["cv_fold"] = 0
+        log.info("fixed protocol: the manifest's train/val/test split, one fold")
+    atomic_csv(folds, out_csv)
+    return folds
 
 
 def evenly_spaced(n: int, k: int | None) -> np.ndarray:
@@ -281,12 +305,13 @@ def _sample_clip_frames(face_paths: list[str], clips: pd.DataFrame, splits: tupl
 
 def finetune_convnet(
     pretrained: str, clips_csv: str, face_paths: list[str], convnet_cfg: dict, classes: list[str], fer_to_target: dict,
-    device: str, out_model: str, out_history: str, out_curve: str, checkpoint_dir: str | None = None,
+    device: str, out_model: str, out_history: str, out_curve: str, checkpoint_dir: str | None = None, fold: int = 0, folds_csv: str | None = None,
 ) -> None:
-    """Fine-tune with frozen convs; with `checkpoint_dir`, resume a killed run there and clear it when done."""
+    """Fine-tune with frozen convs on fold `fold`'s training clips; with `checkpoint_dir`,
+    resume a killed run there and clear it when done."""
     from . import convnet
 
-    clips = read_clips(clips_csv)
+    clips = read_clips(clips_csv, fold, folds_csv)
     model, pre_meta = convnet.load_checkpoint(pretrained, device=device)
     params = dict(convnet_cfg["finetune"])
     frames, labels, splits = _sample_clip_frames(face_paths, clips, ("train", "val", "test"), params["frames_per_clip"])
@@ -380,24 +405,24 @@ def _clip_frame(clips: pd.DataFrame, available: set[str]) -> pd.DataFrame:
     return clips[clips["clip_id"].isin(available)].reset_index(drop=True)
 
 
-def predictions_frame(clips: pd.DataFrame, probs: np.ndarray, classes: list[str], method: str, seed: int) -> pd.DataFrame:
+def predictions_frame(clips: pd.DataFrame, probs: np.ndarray, classes: list[str], method: str, seed: int, fold: int = 0) -> pd.DataFrame:
     df = pd.DataFrame({"clip_id": clips["clip_id"].to_numpy(), "split": clips["split"].to_numpy(), "label": clips["label"].to_numpy()})
     df["predicted"] = [classes[i] for i in probs.argmax(1)]
     for i, c in enumerate(classes):
         df[f"prob_{c}"] = probs[:, i].astype(np.float64)
     df["method"] = method
     df["seed"] = int(seed)
-    df["fold"] = 0
+    df["fold"] = int(fold)
     return df
 
 
 def random_forest_baseline(
     method: str, seed: int, clips_csv: str, feature_paths: list[str], baselines_cfg: dict, classes: list[str], threads: int,
-    out_predictions: str, out_training_set: str,
+    out_predictions: str, out_training_set: str, fold: int = 0, folds_csv: str | None = None,
 ) -> None:
     from .baselines import mean_pool, predict_proba_full, sample_per_class, sample_summary, train_random_forest
 
-    clips = read_clips(clips_csv)
+    clips = read_clips(clips_csv, fold, folds_csv)
     if method == "rf_convnet_mean":
         seqs = read_feature_stores(feature_paths)
         clips = _clip_frame(clips, set(seqs))
@@ -420,7 +445,7 @@ def random_forest_baseline(
     model = train_random_forest(X[train], y[train], params=rf_params, seed=seed)
     evaluated = clips["split"].isin(["val", "test"]).to_numpy()
     probs = predict_proba_full(model, X[evaluated], len(classes))
-    preds = predictions_frame(clips[evaluated].reset_index(drop=True), probs, classes, method, seed)
+    preds = predictions_frame(clips[evaluated].reset_index(drop=True), probs, classes, method, seed, fold)
     atomic_parquet(preds, out_predictions)
     log.info("%s seed %d: trained on %d clips; test accuracy %.3f", method, seed, len(train),
              float((preds.query("split == 'test'")["predicted"] == preds.query("split == 'test'")["label"]).mean()))
@@ -446,11 +471,12 @@ def build_sequences(clips: pd.DataFrame, seqs: dict[str, tuple[np.ndarray, np.nd
 def train_temporal(
     model_kind: str, seed: int, clips_csv: str, feature_paths: list[str], convnet_path: str, temporal_cfg: dict, classes: list[str],
     face_cfg: dict, feature_layer: str, device: str, out_model: str, out_history: str, out_attention: str, out_predictions: str,
+    fold: int = 0,
 ) -> None:
     from . import temporal
     from .torch_utils import seed_everything
 
-    clips = read_clips(clips_csv)
+    clips = read_clips(clips_csv, fold, folds_csv)
     # the feature stores must come from the ConvNet this model will be saved with
     seqs = read_feature_stores(feature_paths, expected_hash=feature_store_hash(feature_layer, convnet_path))
     clips = _clip_frame(clips, set(seqs))
@@ -468,6 +494,7 @@ def train_temporal(
         "classes": list(classes),
         "params": temporal_cfg,
         "seed": seed,
+        "fold": fold,
         "best_epoch": int(history.attrs.get("best_epoch", -1)),
         "face_params": face_cfg,
         "feature_layer": feature_layer,
@@ -480,7 +507,7 @@ def train_temporal(
         seqset, frame_indexes = sets[split]
         probs, alphas = temporal.predict_temporal(model, seqset, device=device)
         rows = clips[clips["split"] == split].reset_index(drop=True)
-        pred_frames.append(predictions_frame(rows, probs, classes, model_kind, seed))
+        pred_frames.append(predictions_frame(rows, probs, classes, model_kind, seed, fold))
         if alphas is not None:
             for cid, fidx, alpha, p in zip(seqset.clip_ids, frame_indexes, alphas, probs):
                 attention_rows.append(pd.DataFrame({"clip_id": cid, "split": split, "position": np.arange(len(alpha)), "frame_index": fidx,
@@ -496,10 +523,19 @@ def train_temporal(
 
 
 # ---------------------------------------------------------------- evaluation
+def _fold_of(path: str | os.PathLike) -> int:
+    """The fold number of an output under a ``fold_<k>`` folder."""
+    for part in reversed(Path(path).parts):
+        if part.startswith("fold_") and part[5:].isdigit():
+            return int(part[5:])
+    raise ValueError(f"{path} is not under a fold_<k> folder")
+
+
 def evaluate(prediction_paths: list[str], training_sets: list[str], classes: list[str], methods: list[str],
              baseline2_per_class: int, out_metrics: str, out_table: str, confusion_paths: list[str],
-             pretrain_history: str | None = None, finetune_history: str | None = None, convnet_seed: int = 0) -> pd.DataFrame:
-    """Metrics of every prediction file, plus the ConvNet-alone rows when both ConvNet histories are given."""
+             pretrain_history: str | None = None, finetune_histories: list[str] | None = None, convnet_seed: int = 0) -> pd.DataFrame:
+    """Metrics of every prediction file, plus the ConvNet-alone rows when the ConvNet histories
+    are given (one fine-tuning history per fold, in a ``fold_<k>`` folder)."""
     from .baselines import sample_notes
     from .metrics import confusion_matrix
     from .report import METHOD_NAMES, convnet_metrics, metrics_table, plot_confusion, results_table_markdown, validate_predictions
@@ -507,12 +543,16 @@ def evaluate(prediction_paths: list[str], training_sets: list[str], classes: lis
     predictions = pd.concat([pd.read_parquet(p) for p in prediction_paths], ignore_index=True)
     validate_predictions(predictions, classes)
     metrics = metrics_table(predictions, classes)
-    if pretrain_history is not None and finetune_history is not None:
-        convnet_rows = convnet_metrics(pd.read_csv(pretrain_history), pd.read_csv(finetune_history), classes, seed=convnet_seed)
-        metrics = pd.concat([metrics, convnet_rows], ignore_index=True)
+    if pretrain_history is not None and finetune_histories:
+        pretrain = pd.read_csv(pretrain_history)
+        for i, path in enumerate(finetune_histories):
+            rows = convnet_metrics(pretrain, pd.read_csv(path), classes, seed=convnet_seed, fold=_fold_of(path))
+            # FER accuracy does not depend on the fold: one row, from the first fold's pass
+            rows = rows if i == 0 else rows[rows["method"] != "convnet_fer"]
+            metrics = pd.concat([metrics, rows], ignore_index=True)
     atomic_parquet(metrics, out_metrics)
     notes = []
-    baseline2_sets = [p for p in training_sets if Path(p).parent.name == "baseline2"]
+    baseline2_sets = [p for p in training_sets if "baseline2" in Path(p).parts]
     if baseline2_sets:  # the draw differs by seed, the per-class shortfall does not
         notes += sample_notes(pd.read_csv(baseline2_sets[0], sep="\t"), baseline2_per_class)
     atomic_write_text(out_table, results_table_markdown(metrics, split="test", notes=notes))

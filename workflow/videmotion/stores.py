@@ -26,7 +26,7 @@ Face store (``results/faces/shard_<k>.h5``), layout ``videmotion.face_store`` v2
 
     v1 (no landmarks, no aligned) is not read: rerun the face stage to rebuild it.
 
-Feature store (``results/features/<layer>/shard_<k>.h5``), layout
+Feature store (``results/features/<layer>/fold_<f>/shard_<k>.h5``), layout
 ``videmotion.feature_store`` v1::
 
     /                       attrs: layout, layout_version, config_hash, package_version,
