@@ -59,8 +59,8 @@ def _rules() -> list[tuple[str, str]]:
 
 
 @pytest.mark.parametrize("rule, body", _rules(), ids=[r for r, _ in _rules()])
-def test_every_rule_declares_log_benchmark_env_and_threads(rule, body):
-    for directive in ("log:", "benchmark:", "conda:", "threads:"):
+def test_every_rule_declares_log_benchmark_env_threads_and_resources(rule, body):
+    for directive in ("log:", "benchmark:", "conda:", "threads:", "resources:"):
         assert f"    {directive}" in body, f"{rule} lacks {directive}"
     env = re.search(r'conda:\n\s+"([^"]+)"', body).group(1)
     assert (REPO / "workflow/rules" / env).resolve().is_file(), f"{rule}: conda env {env} does not exist"

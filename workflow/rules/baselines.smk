@@ -15,6 +15,9 @@ rule lbptop_features:
     conda:
         "../../envs/ml.yaml"
     threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=60,
     params:
         lbptop=config["baselines"]["lbptop"],
         faces=get_face_params,
@@ -39,6 +42,9 @@ rule random_forest_baseline:
     conda:
         "../../envs/ml.yaml"
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
     params:
         baselines=config["baselines"],
         classes=config["dataset"]["classes"],

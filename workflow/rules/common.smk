@@ -51,6 +51,12 @@ def get_final_output():
     ]
 
 
+def get_gpu_request(wildcards):
+    """The SLURM GRES of the GPU rules (e.g. "gpu:1"): a GPU only where config
+    cluster.gpu_gres asks for one; empty = none (local runs ignore it)."""
+    return config["cluster"]["gpu_gres"]
+
+
 def get_dataset_input(wildcards):
     """The file the clip adapter reads: the rendered or the user's manifest."""
     adapter = config["dataset"]["adapter"]

@@ -23,6 +23,10 @@ rule pretrain_convnet:
     conda:
         "../../envs/torch.yaml"
     threads: config["training_threads"]
+    resources:
+        mem_mb=8000,
+        runtime=240,
+        gres=get_gpu_request,
     params:
         convnet=get_convnet_params,
         device=config["device"],
@@ -52,6 +56,10 @@ rule finetune_convnet:
     conda:
         "../../envs/torch.yaml"
     threads: config["training_threads"]
+    resources:
+        mem_mb=8000,
+        runtime=120,
+        gres=get_gpu_request,
     params:
         convnet=get_convnet_params,
         classes=config["dataset"]["classes"],
@@ -75,6 +83,10 @@ rule extract_features:
     conda:
         "../../envs/torch.yaml"
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=60,
+        gres=get_gpu_request,
     params:
         batch_size=config["features"]["batch_size"],
         device=config["device"],

@@ -15,6 +15,9 @@ rule render_synthetic_corpus:
     conda:
         "../../envs/corpus.yaml"
     threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=30,
     params:
         synthetic=config["dataset"]["synthetic"],
     script:
@@ -33,6 +36,9 @@ rule prepare_clips:
     conda:
         "../../envs/corpus.yaml"
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         dataset=get_dataset_params,
         n_shards=config["faces"]["n_shards"],
@@ -52,6 +58,9 @@ rule prepare_fer:
     conda:
         "../../envs/corpus.yaml"
     threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         pretrain_data=config["pretrain_data"],
         classes=config["dataset"]["classes"],
@@ -71,6 +80,9 @@ rule assign_folds:
     conda:
         "../../envs/corpus.yaml"
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     params:
         protocol=PROTOCOL,
         folds=config["evaluation"]["folds"],

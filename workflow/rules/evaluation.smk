@@ -35,6 +35,9 @@ rule evaluate:
     conda:
         "../../envs/ml.yaml"
     threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         classes=config["dataset"]["classes"],
         methods=METHODS,
@@ -64,6 +67,9 @@ rule plot_attention:
     conda:
         "../../envs/ml.yaml"
     threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
     params:
         classes=config["dataset"]["classes"],
         per_class=1,

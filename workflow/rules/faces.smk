@@ -15,6 +15,9 @@ rule extract_faces:
     conda:
         "../../envs/faces.yaml"
     threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=120,
     params:
         faces=get_face_params,
         device=config["device"],
@@ -40,5 +43,8 @@ rule face_qc:
     conda:
         "../../envs/faces.yaml"
     threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     script:
         "../scripts/face_qc.py"

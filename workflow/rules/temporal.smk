@@ -22,6 +22,10 @@ rule train_temporal:
     conda:
         "../../envs/torch.yaml"
     threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=240,
+        gres=get_gpu_request,
     params:
         temporal=get_temporal_params,
         classes=config["dataset"]["classes"],

@@ -71,7 +71,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from .torch_utils import atomic_torch_save, load_state, resolve_device, save_state, seed_everything
+from .torch_utils import atomic_torch_save, inverse_frequency_weights, load_state, resolve_device, save_state, seed_everything
 
 FACE_SIZE = 100
 FeatureLayer = Literal["logits", "penultimate"]
@@ -322,13 +322,7 @@ def _frames_to_input(frames: torch.Tensor, augment: v2.Compose | None) -> torch.
     return x
 
 
-def _class_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """Inverse-frequency weights N / (C * n_c), normalised over present classes; 0 for absent ones."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(n_classes)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights
+_class_weights = inverse_frequency_weights
 
 
 def _check_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:

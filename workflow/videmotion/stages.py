@@ -35,28 +35,29 @@ LBPTOP_VERSION = 1
 
 
 # ---------------------------------------------------------------- small helpers
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+def _atomic(path: str | os.PathLike, write) -> None:
+    """Call write(tmp) on a temporary name beside `path`, then rename: a killed job never
+    leaves a half-written output that looks complete."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    _atomic(path, lambda tmp: tmp.write_text(text))
 
 
 def atomic_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, path)
+    _atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
 
 
 def atomic_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    df.to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    _atomic(path, lambda tmp: df.to_csv(tmp, index=False))
 
 
 def read_clips(path: str | os.PathLike, fold: int | None = None, folds_csv: str | os.PathLike | None = None) -> pd.DataFrame:

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_utils import load_state, resolve_device, save_state, seed_everything
+from .torch_utils import inverse_frequency_weights, load_state, resolve_device, save_state, seed_everything
 
 LogFn = Callable[[str], None] | None
 
@@ -331,13 +331,7 @@ def _make_optimizer(parameters: list[nn.Parameter], name: str, lr: float) -> tor
     raise ValueError(f"unknown optimizer {name!r}; use 'adam', 'sgd' or 'rmsprop'")
 
 
-def _inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
-    """N / (C_present * n_c) for present classes, 0 for absent ones."""
-    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(n_classes)
-    weights[present] = counts.sum() / (present.sum() * counts[present])
-    return weights
+_inverse_frequency_weights = inverse_frequency_weights
 
 
 @torch.no_grad()
@@ -416,7 +410,7 @@ def train_temporal(
     optimizer = _make_optimizer([p for p in model.parameters() if p.requires_grad], params["optimizer"], params["lr"])
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
     batch_size = int(params["batch_size"])
-    labels_t = torch.from_numpy(train.labels)
+    labels_t = torch.as_tensor(np.array(train.labels, dtype=np.int64))  # a copy: pandas 3 hands out read-only arrays
     rows: list[dict[str, float]] = []
     best: tuple[float, float] | None = None
     best_state = copy.deepcopy(model.state_dict())

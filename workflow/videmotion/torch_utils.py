@@ -18,6 +18,16 @@ import numpy as np
 import torch
 
 
+def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
+    """Class weights N / (C_present * n_c) for present classes, 0 for absent ones (for an
+    imbalance-weighted loss)."""
+    counts = np.bincount(labels, minlength=n_classes).astype(np.float64)
+    present = counts > 0
+    weights = np.zeros(n_classes)
+    weights[present] = counts.sum() / (present.sum() * counts[present])
+    return weights
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn "auto" / "cpu" / "cuda" / "cuda:N" into a torch.device ("auto": CUDA when available)."""
     if isinstance(device, torch.device):
