@@ -472,7 +472,7 @@ def build_sequences(clips: pd.DataFrame, seqs: dict[str, tuple[np.ndarray, np.nd
 def train_temporal(
     model_kind: str, seed: int, clips_csv: str, feature_paths: list[str], convnet_path: str, temporal_cfg: dict, classes: list[str],
     face_cfg: dict, feature_layer: str, device: str, out_model: str, out_history: str, out_attention: str, out_predictions: str,
-    fold: int = 0,
+    fold: int = 0, folds_csv: str | None = None,
 ) -> None:
     from . import temporal
     from .torch_utils import seed_everything
