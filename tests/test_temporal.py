@@ -272,3 +272,65 @@ def test_without_validation_the_last_epoch_is_kept() -> None:
     _, history = train_temporal(LSTMClassifier(4, 4, 3), train, None, params={"max_epochs": 3}, seed=0, device="cpu")
     assert len(history) == 3 and history.attrs["best_epoch"] == 3
     assert history["val_loss"].isna().all()
+
+
+def _variable_batch(dtype: torch.dtype, hidden: int, seed: int) -> tuple[PeepholeLSTM, torch.Tensor, torch.Tensor]:
+    """A peephole LSTM and an unsorted variable-length batch with trailing padding beyond the longest clip."""
+    torch.manual_seed(seed)
+    cell = PeepholeLSTM(3, hidden).to(dtype)
+    with torch.no_grad():  # non-trivial peepholes and bias, so that every term of eq. 1 matters
+        for parameter in cell.parameters():
+            parameter.uniform_(-0.8, 0.8)
+    lengths = torch.tensor([3, 5, 1, 5, 2])
+    x = torch.randn(5, 6, 3, dtype=dtype)
+    return cell, x, lengths
+
+
+def test_fused_backward_passes_gradcheck_on_variable_lengths() -> None:
+    """The hand-written BPTT against finite differences, for x and every parameter, through H and h_last."""
+    cell, x, lengths = _variable_batch(torch.float64, hidden=2, seed=0)
+    names = [name for name, _ in cell.named_parameters()]
+
+    def run(x_in: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.func.functional_call(cell, dict(zip(names, params, strict=True)), (x_in, lengths))
+
+    inputs = (x.requires_grad_(), *(p.detach().clone().requires_grad_() for p in cell.parameters()))
+    assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fused_matches_plain_autograd_outputs_and_gradients(dtype: torch.dtype) -> None:
+    cell, x, lengths = _variable_batch(dtype, hidden=16, seed=1)
+    weights_h, weights_last = torch.randn(5, 6, 16, dtype=dtype), torch.randn(5, 16, dtype=dtype)
+    results = []
+    for forward in (cell.forward, cell.forward_reference):
+        x_in = x.clone().requires_grad_()
+        hidden, h_last = forward(x_in, lengths)
+        loss = (hidden * weights_h).sum() + (h_last * weights_last).sum()
+        grads = torch.autograd.grad(loss, [x_in, *cell.parameters()])
+        results.append((hidden.detach(), h_last.detach(), grads))
+    (hidden, h_last, grads), (ref_hidden, ref_last, ref_grads) = results
+    atol = 1e-5 if dtype == torch.float32 else 1e-12
+    torch.testing.assert_close(hidden, ref_hidden, rtol=0, atol=atol)
+    torch.testing.assert_close(h_last, ref_last, rtol=0, atol=atol)
+    assert torch.all(hidden[2, 1:] == 0) and torch.all(hidden[:, 5] == 0)  # padded steps output exactly 0
+    for name, grad, ref in zip(["x", *(n for n, _ in cell.named_parameters())], grads, ref_grads, strict=True):
+        torch.testing.assert_close(grad, ref, rtol=1e-5, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
+    assert torch.all(grads[0][2, 1:] == 0)  # padded inputs get no gradient
+
+
+def test_fused_backward_twice_and_same_seed_are_identical() -> None:
+    """retain_graph backward reuses intact saved tensors; same seed -> bitwise equal results on CPU."""
+    runs = []
+    for _ in range(2):
+        cell, x, lengths = _variable_batch(torch.float32, hidden=8, seed=2)
+        hidden, h_last = cell(x, lengths)
+        loss = hidden.pow(2).sum() + h_last.sum()
+        first = torch.autograd.grad(loss, list(cell.parameters()), retain_graph=True)
+        second = torch.autograd.grad(loss, list(cell.parameters()))
+        for a, b in zip(first, second, strict=True):
+            assert torch.equal(a, b)
+        runs.append((hidden.detach(), first))
+    assert torch.equal(runs[0][0], runs[1][0])
+    for a, b in zip(runs[0][1], runs[1][1], strict=True):
+        assert torch.equal(a, b)
