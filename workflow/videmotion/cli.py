@@ -50,7 +50,7 @@ def predict_video(video: str | Path, model_path: str | Path, convnet_path: str |
     convnet_file = Path(convnet_path or meta["convnet_path"])
     if not convnet_file.is_file():
         raise PredictError(f"ConvNet checkpoint {convnet_file} not found; pass --convnet")
-    params = face_params({k: v for k, v in meta["face_params"].items() if k != "n_shards"})
+    params = face_params(meta["face_params"])
     params["min_faces"] = 1
     detector = FaceDetector(params, device=str(resolve_device(device)) if params["mtcnn_fallback"] else "cpu")
     clip = {"clip_id": Path(video).stem or "clip", "path": str(video), "label": "", "subject": "", "split": ""}

@@ -76,10 +76,17 @@ NO_LANDMARKS = np.full((5, 2), np.nan, np.float32)
 NEAR_VJ_FACE_PX = 64.0
 
 
+# Keys of the config's `faces` section that organise the workflow, not the detection.
+WORKFLOW_ONLY_KEYS = ("n_shards",)
+
+
 def face_params(overrides: dict | None = None) -> dict:
-    """The face-stage parameters: defaults updated by `overrides` (None values ignored, except max_frames)."""
+    """The face-stage parameters: defaults updated by `overrides` (None values ignored, except
+    max_frames); workflow-only keys of the config section (sharding) are dropped."""
     params = dict(DEFAULT_FACE_PARAMS)
-    params.update({k: v for k, v in (overrides or {}).items() if v is not None or k == "max_frames"})
+    params.update(
+        {k: v for k, v in (overrides or {}).items() if (v is not None or k == "max_frames") and k not in WORKFLOW_ONLY_KEYS}
+    )
     return params
 
 

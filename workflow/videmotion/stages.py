@@ -188,7 +188,7 @@ def face_store_hash(face_cfg: dict) -> str:
     """The config hash a face store is written with: the full face parameters (defaults filled), not the sharding."""
     from .faces import face_params
 
-    return config_hash(face_params({k: v for k, v in face_cfg.items() if k != "n_shards"}))
+    return config_hash(face_params(face_cfg))
 
 
 def feature_store_hash(layer: str, convnet_path: str | os.PathLike) -> str:
@@ -204,7 +204,7 @@ def extract_faces(
 
     from .faces import FaceDetector, extract_clip, face_params
 
-    params = face_params({k: v for k, v in face_cfg.items() if k != "n_shards"})
+    params = face_params(face_cfg)
     clips = read_clips(clips_csv)
     clips = clips[clips["shard"] == shard]
     torch_device = "cpu"

@@ -688,7 +688,7 @@ def train_temporal(
         val_loss = val_acc = val_map = math.nan
         if len(val):
             val_logits, _ = _forward_all(model, val, torch_device, max(batch_size, 64))
-            val_target = torch.from_numpy(val.labels)
+            val_target = torch.as_tensor(np.array(val.labels, dtype=np.int64))  # a copy: pandas 3 hands out read-only arrays
             val_loss = F.cross_entropy(val_logits, val_target).item()
             predicted = val_logits.argmax(1).numpy()
             val_acc = float(np.mean(predicted == val.labels))
