@@ -576,10 +576,11 @@ def plot_attention_examples(attention_path: str, face_paths: list[str], classes:
     attention = attention[attention["split"] == "test"]
     labels = {}
     faces: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    attended = set(attention["clip_id"])
     for path in face_paths:
         for clip in read_face_store(path):
             labels[clip.clip_id] = clip.attrs["label"]
-            if clip.clip_id in set(attention["clip_id"]):
+            if clip.clip_id in attended:
                 faces[clip.clip_id] = (clip.frame_index, clip.faces)
     attention = attention.assign(label=attention["clip_id"].map(labels))
     chosen = []
