@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import hashlib
+import logging
+
 import cv2
 import numpy as np
 import pandas as pd
 import pytest
 
+from videmotion import stages
 from videmotion.adapters import (
     DatasetError,
+    assign_subject_folds,
     assign_subject_splits,
     fer_to_target,
     load_cheavd_clips,
     load_fer_csv,
     load_fer_folders,
     load_manifest_clips,
+    media_sha256,
     shard_of,
 )
 from videmotion.labels import CHEAVD_CLASSES, FER2013_CLASSES
@@ -161,3 +167,99 @@ def test_fold_view_rotates_test_and_validation_folds():
     assert fold_view(fixed, 0) is fixed
     with pytest.raises(DatasetError, match="fixed protocol has fold 0 only"):
         fold_view(fixed, 1)
+
+
+# ---------------------------------------------------------------- the same media under two clip ids
+def _media_manifest(tmp_path, rows, header="clip_id,path,label,subject,split"):
+    """A manifest over real files: each row's media is written with the given content (bytes, or a list of frames)."""
+    for _, rel, content, *_ in rows:
+        path = tmp_path / rel
+        if isinstance(content, list):
+            path.mkdir(parents=True, exist_ok=True)
+            for i, frame in enumerate(content):
+                cv2.imwrite(str(path / f"frame_{i}.png"), frame)
+        elif content is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+    return _manifest(tmp_path, [(c, rel, *rest) for c, rel, _, *rest in rows], header=header)
+
+
+def _prepare(tmp_path, manifest):
+    dataset = {"adapter": "manifest", "classes": CLASSES, "manifest": {"path": str(manifest), "data_root": str(tmp_path)}}
+    return stages.prepare_clips(dataset, str(manifest), tmp_path / "clips.csv", n_shards=2)
+
+
+def _frames(seed):
+    return [np.random.default_rng(seed + i).integers(0, 255, (20, 30), dtype=np.uint8) for i in range(3)]
+
+
+def test_media_checksums_of_files_and_frame_folders(tmp_path, monkeypatch):
+    (tmp_path / "a.avi").write_bytes(b"video bytes" * 1000)
+    (tmp_path / "b.avi").write_bytes(b"video bytes" * 1000)
+    (tmp_path / "empty.avi").write_bytes(b"")
+    assert media_sha256(tmp_path / "a.avi") == media_sha256(tmp_path / "b.avi") == hashlib.sha256(b"video bytes" * 1000).hexdigest()
+    for folder, frames in (("f1", _frames(0)), ("f2", _frames(0)), ("f3", _frames(0)[::-1])):
+        (tmp_path / folder).mkdir()
+        for i, frame in enumerate(frames):
+            cv2.imwrite(str(tmp_path / folder / f"img{i}.png"), frame)
+    assert media_sha256(tmp_path / "f1") == media_sha256(tmp_path / "f2") != media_sha256(tmp_path / "f3")  # order counts
+    (tmp_path / "no_frames").mkdir()
+    # nothing to compare: no checksum, and no crash (the face stage quarantines these clips)
+    assert media_sha256(tmp_path / "missing.avi") == media_sha256(tmp_path / "empty.avi") == media_sha256(tmp_path / "no_frames") == ""
+
+    def locked(path, chunk=0):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr("videmotion.adapters.file_sha256", locked)
+    assert media_sha256(tmp_path / "a.avi") == ""
+
+
+def test_identical_media_in_train_and_test_stops_prepare_clips(tmp_path):
+    video = b"the same recording" * 500
+    rows = [("c1", "clips/a.avi", video, "happy", "s1", "train"), ("c2", "clips/b.avi", b"other" * 10, "sad", "s2", "val"),
+            ("c3", "clips/c.avi", b"third" * 10, "angry", "s3", "test"), ("c4", "clips/copy_of_a.avi", video, "happy", "s3", "test")]
+    manifest = _media_manifest(tmp_path, rows)
+    with pytest.raises(DatasetError) as err:
+        _prepare(tmp_path, manifest)
+    message = str(err.value)
+    assert str(manifest) in message and "different splits" in message
+    assert f"clip c1 ({tmp_path / 'clips/a.avi'}, subject s1, split train)" in message
+    assert f"clip c4 ({tmp_path / 'clips/copy_of_a.avi'}, subject s3, split test)" in message
+    assert "Fix: drop one row of each pair" in message
+    assert not (tmp_path / "clips.csv").exists()  # nothing written: the run stops before any work
+
+
+def test_identical_frame_folders_in_two_splits_stop_prepare_clips(tmp_path):
+    rows = [("c1", "seq/a", _frames(1), "happy", "s1", "train"), ("c2", "seq/b", _frames(2), "sad", "s2", "val"),
+            ("c3", "seq/c", _frames(1), "angry", "s3", "test")]
+    with pytest.raises(DatasetError, match=r"clip c1 .*split train.* and clip c3 .*split test"):
+        _prepare(tmp_path, _media_manifest(tmp_path, rows))
+
+
+def test_identical_media_within_one_split_is_a_warning(tmp_path, caplog):
+    video = b"the same recording" * 500
+    rows = [("c1", "clips/a.avi", video, "happy", "s1", "train"), ("c2", "clips/b.avi", b"other" * 10, "sad", "s2", "val"),
+            ("c3", "clips/c.avi", b"third" * 10, "angry", "s3", "test"), ("c4", "clips/copy_of_a.avi", video, "sad", "s4", "train"),
+            ("c5", "clips/missing.avi", None, "sad", "s4", "train"), ("c6", "clips/also_missing.avi", None, "sad", "s3", "test")]
+    with caplog.at_level(logging.WARNING, logger="videmotion"):
+        clips = _prepare(tmp_path, _media_manifest(tmp_path, rows))
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "clip c1" in warnings[0] and "clip c4" in warnings[0] and "one split" in warnings[0]
+    written = stages.read_clips(tmp_path / "clips.csv")
+    assert written["media_sha256"].fillna("").tolist() == clips["media_sha256"].tolist()
+    assert clips.loc[0, "media_sha256"] == clips.loc[3, "media_sha256"] == hashlib.sha256(video).hexdigest()
+    assert clips.loc[4, "media_sha256"] == clips.loc[5, "media_sha256"] == ""  # missing files: no checksum, no false alarm
+
+
+def test_identical_media_of_two_subjects_in_different_folds_stops_assign_folds(tmp_path, caplog):
+    """k-fold puts whole subjects in folds: the same media under two subjects of one split can land in two folds."""
+    splits = ["train", "train", "val", "test", "train", "val", "test", "train"]
+    rows = [(f"c{i}", f"clips/{i}.avi", f"clip {i}".encode() * 20, "happy", f"s{i}", split) for i, split in enumerate(splits)]
+    rows.append(("c_copy", "clips/copy.avi", b"clip 0" * 20, "happy", "s_other", "train"))
+    clips = _prepare(tmp_path, _media_manifest(tmp_path, rows))  # one split: a warning only
+    seed = next(s for s in range(50) if len(set(assign_subject_folds(clips["subject"], 3, seed=s)[[0, 8]])) == 2)
+    with pytest.raises(DatasetError, match=r"clip c0 .*subject s0, fold \d.* and clip c_copy .*subject s_other, fold \d.*same subject"):
+        stages.assign_folds(tmp_path / "clips.csv", "kfold", 3, seed, tmp_path / "folds.csv")
+    assert not (tmp_path / "folds.csv").exists()
+    # the fixed protocol: the splits were checked by prepare_clips
+    assert (stages.assign_folds(tmp_path / "clips.csv", "fixed", 3, seed, tmp_path / "folds.csv")["cv_fold"] == 0).all()

@@ -123,6 +123,9 @@ def make_bad_clips(folder: Path, *, with_unreadable: bool) -> dict[str, tuple[Pa
         writer.write(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
     writer.release()
     add("grayscale", gray, "used", "")
+    # frames smaller than MTCNN's smallest face (40 px) used to crash it; now they are refused before detection
+    add("frame_24x24", write_video(folder / "tiny_24x24.avi", _face_frames(3, 24, 24)), "excluded", "frame_too_small",
+        r"frames are 24x24 px; .*at least 40 px")
     add("frame_3840x2160", write_video(folder / "uhd.avi", _face_frames(3, 3840, 2160)), "used", "")
     (folder / "zero_fps_header.avi").write_bytes(_zero_fps_header(good_bytes))
     add("zero_fps_header", folder / "zero_fps_header.avi", "used", "")
@@ -158,7 +161,7 @@ def detector() -> FaceDetector:
 
 
 BAD_CLIP_NAMES = ["zero_byte", "truncated_index", "truncated_stream", "text_named_mp4", "one_frame", "no_face", "grayscale",
-                  "frame_3840x2160", "zero_fps_header", "empty_frame_folder", "missing_file"]
+                  "frame_24x24", "frame_3840x2160", "zero_fps_header", "empty_frame_folder", "missing_file"]
 
 
 @pytest.mark.parametrize("name", BAD_CLIP_NAMES)
@@ -295,6 +298,28 @@ def test_missing_clip_file_is_quarantined_not_fatal(tmp_path, detector):
     clips = stages.prepare_clips(dataset, str(manifest), tmp_path / "clips.csv", n_shards=1)
     faces, qc = extract_clip(detector, clips.iloc[0].to_dict(), face_params(TINY_FACE_PARAMS))
     assert faces is None and qc.reason == "missing" and str(tmp_path / "clips/a.avi") in qc.detail
+
+
+def test_identical_media_in_train_and_test_stops_the_workflow(tmp_path):
+    """The duplicate check runs in the prepare_clips job (not at dry run): the job fails, its log names both rows."""
+    data = tmp_path / "data"
+    (data / "clips").mkdir(parents=True)
+    for i, name in enumerate(("a", "b", "c")):
+        write_video(data / f"clips/{name}.avi", _face_frames(2, seed=i))
+    shutil.copy(data / "clips/a.avi", data / "clips/a_again.avi")
+    (data / "manifest.csv").write_text("\n".join([MANIFEST_HEADER, *GOOD_ROWS, "c4,clips/a_again.avi,happy,s3,test"]) + "\n")
+    (tmp_path / "wf").mkdir()
+    workdir = copy_workflow(tmp_path / "wf")
+    override = workdir / "leak.yaml"
+    override.write_text(f"dataset:\n  adapter: manifest\n  classes: [happy, sad, angry]\n"
+                        f"  manifest: {{path: '{data / 'manifest.csv'}', data_root: '{data}'}}\n")
+    result = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", str(override), "--", "results/data/clips.csv", cores=1, timeout=300)
+    assert result.returncode != 0
+    log = (workdir / "results/logs/prepare_clips.log").read_text()
+    assert "DatasetError" in log and "different splits" in log, log[-3000:]
+    assert f"clip c1 ({data / 'clips/a.avi'}, subject s1, split train)" in log
+    assert f"clip c4 ({data / 'clips/a_again.avi'}, subject s3, split test)" in log
+    assert not (workdir / "results/data/clips.csv").exists()
 
 
 # ---------------------------------------------------------------- FER rows
@@ -494,6 +519,14 @@ def test_no_shell_true_anywhere_in_the_package_or_scripts():
 
 
 # ---------------------------------------------------------------- the whole workflow on a mixed manifest
+# Two excluded bad clips are test clips (they must still count in the test scores); the
+# rest are train clips: 6 of its 17 excluded (7 of 18 where the unreadable file can be
+# made), and 2 of the 6 test clips, far above the default faces.max_excluded_fraction
+# (5 %), so this corpus sets its own on purpose.
+BAD_IN_TEST = ("no_face", "one_frame")
+MIXED_FRACTION = "faces:\n  max_excluded_fraction: 0.5\n"
+
+
 @pytest.fixture(scope="module")
 def mixed_run(tmp_path_factory, tiny_run) -> tuple[Path, pd.DataFrame, dict[str, BadClip]]:
     """The tiny workflow on a manifest of 16 good clips (from the tiny corpus) and the bad-clip corpus."""
@@ -506,8 +539,9 @@ def mixed_run(tmp_path_factory, tiny_run) -> tuple[Path, pd.DataFrame, dict[str,
     for rel in good["path"]:
         shutil.copy(corpus / rel, data / rel)
     bad = make_bad_clips(data / "bad", with_unreadable=not RUNNING_AS_ROOT)
-    bad_rows = pd.DataFrame([{"clip_id": f"bad_{name}", "path": str(path.relative_to(data)), "label": "happy", "subject": "bad_subject",
-                              "split": "train"} for name, (path, _) in bad.items()])
+    bad_rows = pd.DataFrame([{"clip_id": f"bad_{name}", "path": str(path.relative_to(data)), "label": "happy",
+                              "subject": "bad_test_subject" if name in BAD_IN_TEST else "bad_subject",
+                              "split": "test" if name in BAD_IN_TEST else "train"} for name, (path, _) in bad.items()])
     manifest = pd.concat([good, bad_rows], ignore_index=True)
     manifest.to_csv(data / "manifest.csv", index=False)
     (base / "wf").mkdir()
@@ -518,6 +552,7 @@ def mixed_run(tmp_path_factory, tiny_run) -> tuple[Path, pd.DataFrame, dict[str,
         f"  manifest: {{path: '{data / 'manifest.csv'}', data_root: '{data}'}}\n"
         f"pretrain_data:\n  adapter: fer2013_csv\n  path: '{corpus / 'fer2013.csv'}'\n"
         "evaluation:\n  seeds: [0]\n"
+        f"{MIXED_FRACTION}"
     )
     result = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", str(override))
     assert result.returncode == 0, result.stderr[-4000:]
@@ -556,6 +591,25 @@ def test_mixed_manifest_still_produces_the_table(mixed_run):
 
 
 @pytest.mark.slow
+def test_excluded_test_clips_count_against_the_scores(mixed_run):
+    """Under the default evaluation.excluded_clips (count_as_wrong) the test scores cover the whole split."""
+    workdir, manifest, expected = mixed_run
+    metrics = pd.read_parquet(workdir / "results/metrics.parquet")
+    n_test = int((manifest["split"] == "test").sum())
+    test_runs = metrics[(metrics["split"] == "test") & metrics["method"].isin(["baseline1", "lstm", "attention_lstm"])]
+    assert len(test_runs) == 3
+    assert (test_runs["n_clips"] == n_test).all() and (test_runs["n"] == n_test).all()
+    assert (test_runs["n_excluded"] == len(BAD_IN_TEST)).all() and (test_runs["n_evaluated"] == n_test - 2).all()
+    # recompute each run's ACC from its prediction file: the excluded clips are wrong, not absent
+    for run in test_runs.itertuples():
+        preds = pd.read_parquet(workdir / f"results/predictions/{run.method}/fold_0/seed_0.parquet").query("split == 'test'")
+        assert len(preds) == n_test - 2 and not preds["clip_id"].isin([f"bad_{n}" for n in BAD_IN_TEST]).any()
+        assert run.acc == pytest.approx((preds["predicted"] == preds["label"]).sum() / n_test)
+    table = (workdir / "results/table.md").read_text()
+    assert f"Test split: {n_test} clips, {n_test - 2} reached the models, 2 excluded by the face stage (no_face: 1, too_few_faces: 1)" in table
+
+
+@pytest.mark.slow
 def test_corrupt_store_in_a_finished_run_fails_clearly_then_rebuilds(mixed_run):
     """A corrupt store with an up-to-date mtime looks finished to Snakemake: its consumer must say which file and what to do."""
     workdir, _, _ = mixed_run
@@ -573,3 +627,22 @@ def test_corrupt_store_in_a_finished_run_fails_clearly_then_rebuilds(mixed_run):
     rerun = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", "mixed.yaml", "--", target)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
     assert len(stages.read_lbptop_stores([str(store)])) > 0
+
+
+@pytest.mark.slow
+def test_mixed_manifest_fails_face_qc_under_the_default_fraction(mixed_run):
+    """Without its own faces.max_excluded_fraction, the mixed corpus stops at face_qc: the log lists the
+    clips in, excluded and the reasons per split, and the first excluded clips (runs last: it removes qc/)."""
+    workdir, manifest, expected = mixed_run
+    override = workdir / "mixed_default_fraction.yaml"
+    override.write_text((workdir / "mixed.yaml").read_text().replace(MIXED_FRACTION, ""))
+    failed = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", str(override), "--", "results/qc/faces.parquet")
+    assert failed.returncode != 0
+    log = (workdir / "results/logs/face_qc.log").read_text()
+    n_train = int((manifest["split"] == "train").sum())
+    excluded = [c for c, e in expected.items() if e.status == "excluded" and c.removeprefix("bad_") not in BAD_IN_TEST]
+    assert "faces.max_excluded_fraction = 5.0% of the clips of split(s) ['train', 'test']" in log, log[-3000:]
+    assert f"train: {n_train} clips in, {len(excluded)} excluded ({len(excluded) / n_train:.1%}): " in log
+    assert "frame_too_small 1" in log and "val: 4 clips in, 0 excluded (0.0%)" in log
+    assert "bad_zero_byte (train): empty_file:" in log
+    assert not (workdir / "results/qc/faces.parquet").exists()  # nothing written

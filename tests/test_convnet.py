@@ -232,3 +232,69 @@ def test_new_head_starts_from_the_mapped_pretraining_units():
     assert net.head.out_features == 8
     assert torch.equal(net.head.weight[2], old_w[3]) and torch.equal(net.head.bias[0], old_b[6])
     assert not torch.equal(net.head.weight[1], old_w[1])  # unmapped rows are fresh
+
+
+# ----------------------------------------------------------------------------- the paper's protocol (l1, early stopping, step cap)
+
+
+def test_l1_penalty_is_the_temporal_models_and_shrinks_the_weights() -> None:
+    from videmotion import temporal
+    from videmotion.torch_utils import l1_penalty
+
+    assert convnet.l1_penalty is temporal.l1_penalty is l1_penalty  # one mechanism, not a copy
+    images, labels = _shapes(60, seed=3)
+    usage = np.array(["Training"] * 40 + ["PublicTest"] * 10 + ["PrivateTest"] * 10)
+    runs = {}
+    for l1 in (0.0, 1e-2):
+        params = {**TINY, "epochs": 2, "batch_size": 20, "lr": 3e-3, "l1": l1}
+        runs[l1] = pretrain_convnet(images, labels, usage, n_classes=3, params=params, seed=0, device="cpu")
+    (plain, plain_history), (shrunk, shrunk_history) = runs[0.0], runs[1e-2]
+    with torch.no_grad():
+        plain_norm, shrunk_norm = float(l1_penalty(plain)), float(l1_penalty(shrunk))
+    assert shrunk_norm < 0.95 * plain_norm
+    # the reported training loss is the penalised one: cross-entropy + l1 * sum|w|
+    assert shrunk_history["train_loss"].iloc[0] - plain_history["train_loss"].iloc[0] > 0.5 * 1e-2 * shrunk_norm
+
+
+def test_l1_in_fine_tuning_leaves_the_frozen_trunk_alone() -> None:
+    torch.manual_seed(0)
+    pretrained = ConvNet(7, **TINY)
+    before_trunk = _trunk_state(pretrained)
+    frames, labels = _frames(24, seed=3)
+    params = {"epochs": 2, "batch_size": 8, "l1": 1e-2}
+    tuned, _ = finetune_convnet(pretrained, frames, labels, np.arange(24) >= 18, n_classes=2, params=params, seed=0, device="cpu")
+    for key, value in before_trunk.items():
+        assert torch.equal(_trunk_state(tuned)[key], value), key
+
+
+def test_early_stopping_ends_training_after_patience_epochs_without_a_better_score() -> None:
+    images, labels = _shapes(60, seed=4)
+    usage = np.array(["Training"] * 40 + ["PublicTest"] * 10 + ["PrivateTest"] * 10)
+    # A learning rate too small to move a float32 weight and no BatchNorm statistics: every
+    # epoch scores exactly as the first, so none is better than epoch 1.
+    params = {**TINY, "batch_norm": False, "epochs": 10, "batch_size": 20, "lr": 1e-30, "patience": 3}
+    _, history = pretrain_convnet(images, labels, usage, n_classes=3, params=params, seed=0, device="cpu")
+    assert history["epoch"].tolist() == [1, 2, 3, 4]
+    assert history.attrs["best_epoch"] == 1 and history.attrs["stop_reason"] == "early_stopping"
+    _, history = pretrain_convnet(images, labels, usage, n_classes=3, params={**params, "patience": None}, seed=0, device="cpu")
+    assert len(history) == 10 and history.attrs["stop_reason"] == "epochs"  # null: every epoch
+
+
+def test_max_iterations_caps_the_optimizer_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    optimizers = []
+    make = convnet._make_optimizer
+
+    def recording(parameters, params):
+        optimizers.append(make(parameters, params))
+        return optimizers[-1]
+
+    monkeypatch.setattr(convnet, "_make_optimizer", recording)
+    images, labels = _shapes(60, seed=5)
+    usage = np.array(["Training"] * 40 + ["PublicTest"] * 10 + ["PrivateTest"] * 10)
+    # 40 training faces in batches of 16: 3 steps per epoch, so 5 steps end inside epoch 2
+    params = {**TINY, "epochs": 10, "batch_size": 16, "lr": 3e-3, "lr_decay": 0.9, "max_iterations": 5}
+    _, history = pretrain_convnet(images, labels, usage, n_classes=3, params=params, seed=0, device="cpu")
+    assert len(history) == 2 and history.attrs["stop_reason"] == "max_iterations"
+    (optimizer,) = optimizers
+    assert {int(state["step"]) for state in optimizer.state.values()} == {5}
+    assert history["lr"].tolist() == pytest.approx([3e-3, 3e-3 * 0.9])

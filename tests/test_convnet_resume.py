@@ -134,6 +134,32 @@ def test_resumed_finetuning_is_bit_identical(tmp_path: Path, monkeypatch: pytest
     pd.testing.assert_frame_equal(history.drop(columns="seconds"), ref_history.drop(columns="seconds"))
 
 
+@pytest.mark.parametrize("crash_after", ["before_the_stop", "the_stopping_epoch"])
+def test_resumed_run_stops_early_where_the_uninterrupted_one_did(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crash_after: str
+) -> None:
+    """Early stopping survives a kill: the stale epochs are counted from the checkpoint's best
+    epoch, and a run killed after the checkpoint of its last epoch trains no further."""
+    images, labels = _toy_faces(60, seed=5)
+    params = {**PRETRAIN, "epochs": 12, "patience": 5}
+    reference, ref_history = _pretrain(images, labels, params=params)
+    stopped = len(ref_history)
+    assert ref_history.attrs["stop_reason"] == "early_stopping" and stopped < 12
+    assert stopped - ref_history.attrs["best_epoch"] == 5
+    crash = 3 if crash_after == "before_the_stop" else stopped
+    with monkeypatch.context() as patch:
+        _crash_after(patch, crash)
+        with pytest.raises(InjectedCrash):
+            _pretrain(images, labels, tmp_path, params=params)
+    messages: list[str] = []
+    resumed, history = _pretrain(images, labels, tmp_path, params=params, log=messages.append)
+    assert history.attrs["resumed_from_epoch"] == crash and history.attrs["stop_reason"] == "early_stopping"
+    assert [m.split(":")[0] for m in messages if m.startswith("epoch ")] == [f"epoch {e}" for e in range(crash + 1, stopped + 1)]
+    _assert_same_weights(reference, resumed)
+    pd.testing.assert_frame_equal(history.drop(columns="seconds"), ref_history.drop(columns="seconds"))
+    assert history.attrs["best_epoch"] == ref_history.attrs["best_epoch"]
+
+
 def test_checkpoint_of_other_params_or_data_is_ignored(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     images, labels = _toy_faces(60, seed=2)
     with monkeypatch.context() as patch:
@@ -206,7 +232,7 @@ def test_rng_states_round_trip() -> None:
 
 
 def test_convnet_rows_reach_the_metrics_and_a_second_table() -> None:
-    from videmotion.report import convnet_metrics, results_table_markdown
+    from videmotion.report import convnet_metrics, describe_run, results_table_markdown
 
     classes = ["a", "b"]
     pretrain = pd.DataFrame({"epoch": [1, 2], "fer_test_acc": [0.625, 0.625], "fer_test_n": [3589, 3589]})
@@ -216,7 +242,8 @@ def test_convnet_rows_reach_the_metrics_and_a_second_table() -> None:
     assert rows["acc"].tolist() == [0.625, 0.3125] and rows["n"].tolist() == [3589, 480]
     assert rows["seed"].tolist() == [3, 3] and rows[["map", "macro_f1", "recall_a"]].isna().all().all()
     lstm = {"method": "lstm", "split": "test", "seed": 0, "fold": 0, "n": 10, "acc": 0.5, "map": 0.5, "uar": 0.5, "macro_precision": 0.5, "macro_f1": 0.5}
-    table = results_table_markdown(pd.concat([pd.DataFrame([lstm]), rows], ignore_index=True))
+    describe = describe_run(protocol="fixed", folds=1, feature_layer="logits", unfreeze_last_conv_blocks=0, excluded_clips="count_as_wrong")
+    table = results_table_markdown(pd.concat([pd.DataFrame([lstm]), rows], ignore_index=True), describe=describe)
     table1, convnet_table = table.split("\nConvNet: ")
     assert "62.50" not in table1 and "31.25" not in table1 and "convnet_frames" not in table1
     assert "| Pretrained ConvNet | FER2013 PrivateTest images | 62.50 | 3,589 |" in convnet_table

@@ -3,14 +3,20 @@
 from __future__ import annotations
 
 import math
+import re
+from pathlib import Path
 
 import cv2
 import h5py
 import numpy as np
+import pandas as pd
 import pytest
 from conftest import drawn_face_frame, write_video
 
+from videmotion import stages
+from videmotion.adapters import DatasetError
 from videmotion.faces import (
+    QUARANTINE_REASONS,
     Detection,
     FaceDetector,
     align_face,
@@ -213,3 +219,110 @@ def test_real_footage_faces_found_and_aligned(real_video):
     assert qc.status == "used"
     assert qc.faces_kept >= 22, qc  # one real face in every frame
     assert qc.faces_aligned >= 20 and np.isfinite(faces.landmarks[faces.aligned == 1]).all()
+
+
+# ---------------------------------------------------------------- data problems vs bugs
+def _never(*args, **kwargs):
+    raise AssertionError("a detector ran on a frame too small for it")
+
+
+@pytest.mark.parametrize(
+    "side, mtcnn, reason, need",
+    [(24, True, "frame_too_small", r"at least 40 px .*mtcnn_min_face_size 40"), (20, False, "frame_too_small", r"at least 24 px"),
+     (24, False, "no_face", None)],
+    ids=["24px_with_mtcnn", "20px_viola_jones_only", "24px_viola_jones_only"],
+)
+def test_frames_smaller_than_the_detectors_take_are_quarantined_before_detection(tmp_path, side, mtcnn, reason, need):
+    """24x24 frames used to crash MTCNN (`torch.cat(): expected a non-empty list`); now the size is checked first."""
+    path = write_video(tmp_path / "tiny.avi", [np.full((side, side, 3), 120, np.uint8)] * 3)
+    params = face_params({"mtcnn_fallback": mtcnn, "min_faces": 1})
+    detector = FaceDetector(params)
+    if reason == "frame_too_small":
+        detector.viola_jones = detector.mtcnn_detect = _never
+    faces, qc = extract_clip(detector, _clip(path), params)
+    assert faces is None and (qc.status, qc.reason) == ("excluded", reason), qc
+    assert reason in QUARANTINE_REASONS
+    if need:
+        assert f"frames are {side}x{side} px" in qc.detail and re.search(need, qc.detail), qc.detail
+
+
+def test_frame_size_is_judged_at_the_detect_scale():
+    detector = FaceDetector(face_params({"detect_width": 320, "mtcnn_min_face_size": 40}))
+    assert detector.min_frame_side() == 40
+    assert detector.frame_too_small((240, 320, 3)) == ""
+    # 1280x120 is downscaled to 320x30: too small for MTCNN's 40 px
+    assert "1280x120 px (320x30 px at faces.detect_width 320)" in detector.frame_too_small((120, 1280, 3))
+    # facenet-pytorch's own float test: 47 * (12 / 47) < 12, so a 47 px minimum face needs 48 px
+    assert FaceDetector(face_params({"mtcnn_min_face_size": 47})).min_frame_side() == 48
+
+
+def test_mtcnn_near_a_face_at_the_frame_corner_does_not_crash():
+    """A window clipped by the frame corner can be smaller than MTCNN's smallest face: no faces, no crash."""
+    detector = FaceDetector(face_params({"mtcnn_min_face_size": 40}))
+    frame = drawn_face_frame()
+    assert detector.mtcnn_detect(frame, near=np.array([0, 0, 15, 15], np.float32)) == []  # a 30x30 px window
+
+
+def test_a_library_exception_propagates_naming_the_clip(face_video, tmp_path, monkeypatch):
+    """Only data problems are quarantined: an exception from a detector fails the clip's job, not the clip."""
+    params = face_params({"min_faces": 1})
+    detector = FaceDetector(params)
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a bug inside the detector")
+
+    detector.viola_jones = broken
+    with pytest.raises(RuntimeError, match="a bug inside the detector") as err:
+        extract_clip(detector, _clip(face_video, clip_id="clip_x"), params)
+    assert any("clip_x" in note and str(face_video) in note for note in err.value.__notes__)
+    # the stage glue: the job fails and writes neither its store nor its QC part
+    clips = tmp_path / "clips.csv"
+    pd.DataFrame([_clip(face_video, clip_id="clip_x") | {"shard": 0}]).to_csv(clips, index=False)
+    monkeypatch.setattr(FaceDetector, "mtcnn_detect", broken)
+    monkeypatch.setattr(FaceDetector, "viola_jones", broken)
+    store, qc_part = tmp_path / "shard_0.h5", tmp_path / "qc_shard_0.parquet"
+    with pytest.raises(RuntimeError, match="a bug inside the detector"):
+        stages.extract_faces(clips, 0, {"n_shards": 1, "min_faces": 1}, "cpu", store, qc_part)
+    assert not store.exists() and not qc_part.exists()
+
+
+def test_every_quarantine_reason_raised_is_documented():
+    """The reasons the face stage can give (video.py and faces.py) are the documented ones, and vice versa."""
+    package = Path(__file__).resolve().parents[1] / "workflow/videmotion"
+    source = (package / "video.py").read_text() + (package / "faces.py").read_text()
+    raised = set(re.findall(r'ClipReadError\("(\w+)"', source)) | set(re.findall(r'"(no_face|too_few_faces)"', source))
+    assert raised == set(QUARANTINE_REASONS)
+
+
+def _qc_rows(spec: dict[str, tuple[int, dict[str, int]]]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A clip table and its QC rows: {split: (clips, {reason: excluded clips})}."""
+    clips, qc = [], []
+    for split, (n, reasons) in spec.items():
+        excluded = [r for r, k in reasons.items() for _ in range(k)]
+        for i in range(n):
+            cid = f"{split}_{i}"
+            clips.append({"clip_id": cid, "path": f"/d/{cid}.avi", "label": "happy", "subject": f"s_{split}", "split": split, "shard": 0})
+            reason = excluded[i] if i < len(excluded) else ""
+            qc.append({"clip_id": cid, "path": f"/d/{cid}.avi", "split": split, "status": "excluded" if reason else "used",
+                       "reason": reason, "detail": f"why {cid}" if reason else "", "frames_processed": 5, "faces_kept": 0 if reason else 5,
+                       "faces_mtcnn": 0, "faces_aligned": 0})
+    return pd.DataFrame(clips), pd.DataFrame(qc)
+
+
+def test_face_qc_fails_when_a_split_loses_too_many_clips(tmp_path):
+    clips, qc = _qc_rows({"train": (40, {"no_face": 1}), "val": (10, {}), "test": (10, {"missing": 1, "frame_too_small": 1})})
+    clips.to_csv(tmp_path / "clips.csv", index=False)
+    qc.to_parquet(tmp_path / "qc_shard_0.parquet")
+    out, summary = tmp_path / "qc/faces.parquet", tmp_path / "qc/faces_summary.tsv"
+    with pytest.raises(DatasetError) as err:
+        stages.merge_face_qc(tmp_path / "clips.csv", [str(tmp_path / "qc_shard_0.parquet")], out, summary, max_excluded_fraction=0.05)
+    message = str(err.value)
+    assert "faces.max_excluded_fraction = 5.0%" in message and "['test']" in message
+    assert "train: 40 clips in, 1 excluded (2.5%): no_face 1" in message
+    assert "val: 10 clips in, 0 excluded (0.0%)" in message
+    assert "test: 10 clips in, 2 excluded (20.0%): frame_too_small 1, missing 1" in message
+    assert message.index("test_0 (test): missing: why test_0") < message.index("train_0 (train): no_face")  # the failing split first
+    assert not out.exists() and not summary.exists()
+    # at the limit it passes, and the outputs are written
+    stages.merge_face_qc(tmp_path / "clips.csv", [str(tmp_path / "qc_shard_0.parquet")], out, summary, max_excluded_fraction=0.2)
+    assert len(pd.read_parquet(out)) == 60 and summary.is_file()

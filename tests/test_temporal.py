@@ -197,7 +197,7 @@ FAST = {"max_epochs": 25, "patience": 25, "batch_size": 16, "lr": 0.01, "lr_deca
 def test_attention_lstm_learns_burst_and_attends_to_it() -> None:
     train, val = _burst_set(96, seed=0), _burst_set(48, seed=1)
     torch.manual_seed(0)
-    model = AttentionLSTMClassifier(4, 16, 3)
+    model = AttentionLSTMClassifier(4, 16, 3, dropout=0.0)
     model, history = train_temporal(model, train, val, params=FAST, seed=0, device="cpu")
     probs, alphas = predict_temporal(model, val, device="cpu")
     assert probs.shape == (48, 3) and probs.dtype == np.float32
@@ -215,7 +215,7 @@ def test_attention_lstm_learns_burst_and_attends_to_it() -> None:
 def test_lstm_classifier_learns_burst() -> None:
     train, val = _burst_set(96, seed=2), _burst_set(48, seed=3)
     torch.manual_seed(0)
-    model, history = train_temporal(LSTMClassifier(4, 16, 3), train, val, params=FAST, seed=0, device="cpu")
+    model, history = train_temporal(LSTMClassifier(4, 16, 3, dropout=0.0), train, val, params=FAST, seed=0, device="cpu")
     probs, alphas = predict_temporal(model, val, device="cpu")
     assert alphas is None
     assert np.mean(probs.argmax(1) == val.labels) >= 0.85

@@ -43,6 +43,17 @@ def test_frame_folder_in_natural_order(tmp_path):
     assert probe_clip(folder).kind == "frames"
 
 
+def test_16_bit_frames_are_read_as_8_bit(tmp_path):
+    """16-bit PNG frames (some lab cameras write them) reach the detectors as 8-bit images, not as a crash."""
+    folder = tmp_path / "seq16"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "0001.png"), np.full((20, 30, 3), 0xA0FF, np.uint16))
+    cv2.imwrite(str(folder / "0002.png"), np.full((20, 30), 0x1200, np.uint16))
+    frames = read_all_frames(folder)
+    assert [f.dtype for f in frames] == [np.uint8, np.uint8]
+    assert int(frames[0][0, 0, 0]) == 0xA0 and int(frames[1][0, 0, 2]) == 0x12 and frames[1].shape == (20, 30, 3)
+
+
 @pytest.mark.parametrize(
     "make, reason",
     [

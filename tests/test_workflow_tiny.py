@@ -85,6 +85,14 @@ def override_file(workdir: Path, text: str) -> str:
     return str(path)
 
 
+def test_the_excluded_fraction_limit_reruns_only_the_face_qc_merge(tiny_run):
+    result = snakemake(tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", override_file(tiny_run, "faces:\n  max_excluded_fraction: 0.2\n"))
+    out = result.stdout + result.stderr
+    assert result.returncode == 0, out
+    jobs = planned_jobs(out)
+    assert "face_qc" in jobs and jobs <= {"face_qc", "evaluate"}, jobs  # evaluate reads the QC table
+
+
 def test_report_builds_with_table_and_plots(tiny_run):
     result = snakemake(tiny_run, "--report", "report.html", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

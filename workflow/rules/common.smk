@@ -80,7 +80,8 @@ def get_dataset_params(wildcards):
 
 
 def get_face_params(wildcards):
-    return config["faces"]
+    """The face section without max_excluded_fraction (face_qc's alone): changing it reruns nothing else."""
+    return {k: v for k, v in config["faces"].items() if k != "max_excluded_fraction"}
 
 
 def get_convnet_params(wildcards):
@@ -89,6 +90,24 @@ def get_convnet_params(wildcards):
 
 def get_temporal_params(wildcards):
     return config["temporal"]
+
+
+def get_evaluation_params(wildcards):
+    """How excluded clips are scored and how differences are bootstrapped."""
+    evaluation = config["evaluation"]
+    return {k: evaluation[k] for k in ("excluded_clips", "bootstrap")}
+
+
+def get_run_description(wildcards):
+    """What the table's labels are derived from: protocol, ConvNet freezing, feature layer."""
+    return {
+        "protocol": PROTOCOL,
+        "folds": len(FOLDS),
+        "feature_layer": LAYER,
+        "unfreeze_last_conv_blocks": config["convnet"]["finetune"][
+            "unfreeze_last_conv_blocks"
+        ],
+    }
 
 
 def get_finetune_checkpoints(wildcards):

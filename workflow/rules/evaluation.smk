@@ -1,11 +1,15 @@
 # Evaluation: ACC (eq. 5) and the paper's MAP (eq. 6, per-class recall averaged) with
-# true macro precision and macro F1, per method x split x seed; the Table 1 layout with
-# the paper's CHEAVD figures beside ours; confusion matrices and attention plots.
+# true macro precision and macro F1, per method x split x seed over every clip of the
+# split; paired bootstrap differences between methods; the Table 1 layout with the
+# paper's CHEAVD figures beside ours; confusion matrices and attention plots.
 
 
 rule evaluate:
     input:
         predictions=all_predictions(),
+        clips=f"{RESULTS}/data/clips.csv",
+        folds=f"{RESULTS}/data/folds.csv",
+        face_qc=f"{RESULTS}/qc/faces.parquet",
         training_sets=expand(
             f"{RESULTS}/baselines/{{method}}/fold_{{fold}}/seed_{{seed}}_training_set.tsv",
             method=BASELINES,
@@ -43,6 +47,8 @@ rule evaluate:
         methods=METHODS,
         baseline2_per_class=config["baselines"]["baseline2_per_class"],
         convnet_seed=config["convnet"]["seed"],
+        evaluation=get_evaluation_params,
+        describe=get_run_description,
     script:
         "../scripts/evaluate.py"
 

@@ -46,5 +46,7 @@ rule face_qc:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        max_excluded_fraction=config["faces"]["max_excluded_fraction"],
     script:
         "../scripts/face_qc.py"

@@ -7,4 +7,4 @@ from videmotion.stages import render_synthetic_corpus
 
 with script_logging(snakemake.log[0]):
     params = snakemake.params.synthetic
-    render_synthetic_corpus(Path(snakemake.output.manifest).parent, params["size"], params["seed"], params.get("overrides", {}))
+    render_synthetic_corpus(Path(snakemake.output.manifest).parent, params["size"], params["seed"], params["overrides"])

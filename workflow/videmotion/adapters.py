@@ -17,13 +17,21 @@ Raw labels are translated by ``label_map`` (raw -> target class) and must then b
 of the configured classes. Errors name the file, the row and the fix, and are raised
 before any work starts.
 
+The same media under two clip ids (:func:`media_sha256`: the bytes of a video, or of a
+frame folder's frames) is refused when the two land in different splits, or different
+folds under k-fold (:func:`check_duplicate_media`): the test set would hold training
+clips. Within one split it is only logged.
+
 FER adapters return :class:`FerImages` from the official ``fer2013.csv``
 (``emotion,pixels,Usage``) or from image folders ``train|test/<class>/*.png``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import re
+import time
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,12 +40,16 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from .config import defaults_for, merge_params
 from .labels import FER2013_CLASSES, FER2013_USAGES
-from .video import IMAGE_SUFFIXES
+from .stores import file_sha256
+from .video import IMAGE_SUFFIXES, list_frame_images
 
 CLIP_COLUMNS = ["clip_id", "path", "label", "subject", "split"]
 SPLITS = ("train", "val", "test")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".mpg", ".mpeg", ".flv", ".wmv", ".m4v")
+
+log = logging.getLogger("videmotion")
 
 
 class DatasetError(ValueError):
@@ -51,14 +63,22 @@ def _resolve_inside(root: Path, rel: str, where: str) -> Path:
     return path
 
 
-def assign_subject_splits(subjects: pd.Series, fractions: dict[str, float], seed: int) -> pd.Series:
-    """Assign whole subjects to train/val/test (subject-disjoint) with a seeded shuffle."""
+def split_fractions(fractions: dict[str, float] | None = None) -> dict[str, float]:
+    """The fractions of subjects in val and test: the config schema's ``dataset.split_fractions``
+    overridden by `fractions` (unknown keys raise ValueError)."""
+    return merge_params(defaults_for("dataset.split_fractions"), fractions, what="split fraction")
+
+
+def assign_subject_splits(subjects: pd.Series, fractions: dict[str, float] | None, seed: int) -> pd.Series:
+    """Assign whole subjects to train/val/test (subject-disjoint) with a seeded shuffle; `fractions`
+    as :func:`split_fractions` takes them."""
+    fractions = split_fractions(fractions)
     unique = np.array(sorted(subjects.astype(str).unique()))
     rng = np.random.default_rng(seed)
     rng.shuffle(unique)
     n = len(unique)
-    n_val = max(1, round(fractions.get("val", 0.15) * n)) if n >= 3 else 0
-    n_test = max(1, round(fractions.get("test", 0.15) * n)) if n >= 3 else 0
+    n_val = max(1, round(fractions["val"] * n)) if n >= 3 else 0
+    n_test = max(1, round(fractions["test"] * n)) if n >= 3 else 0
     split_of = {s: "test" for s in unique[:n_test]}
     split_of.update({s: "val" for s in unique[n_test : n_test + n_val]})
     split_of.update({s: "train" for s in unique[n_test + n_val :]})
@@ -128,6 +148,74 @@ def check_clip_table(df: pd.DataFrame, classes: list[str], source: str) -> pd.Da
     return df
 
 
+def media_sha256(path: str | Path) -> str:
+    """Checksum of a clip's media: the bytes of a video file, or, for a frame folder, of its
+    frame images in order (the checksum of their checksums). Files are read in chunks.
+
+    '' when there is nothing to compare: a missing, unreadable or zero-byte file, or a
+    folder without frame images. The face stage quarantines those.
+    """
+    path = Path(path)
+    try:
+        if path.is_dir():
+            frames = list_frame_images(path)
+            if not frames:
+                return ""
+            digest = hashlib.sha256()
+            for frame in frames:
+                digest.update(bytes.fromhex(file_sha256(frame)))
+            return digest.hexdigest()
+        if not path.is_file() or path.stat().st_size == 0:
+            return ""
+        return file_sha256(path)
+    except OSError:
+        return ""
+
+
+def add_media_hashes(df: pd.DataFrame) -> pd.DataFrame:
+    """The clip table with a ``media_sha256`` column (see :func:`media_sha256`)."""
+    start = time.perf_counter()
+    df = df.copy()
+    df["media_sha256"] = [media_sha256(p) for p in df["path"]]
+    log.info("checksums of %d clips' media in %.1f s (%d without media to compare)", len(df), time.perf_counter() - start,
+             int((df["media_sha256"] == "").sum()))
+    return df
+
+
+def check_duplicate_media(df: pd.DataFrame, source: str, group: str = "split") -> None:
+    """Refuse the same media under two clip ids in different `group`s (``split``, or ``cv_fold``
+    under k-fold): a clip that is trained on and tested would inflate every score. Within
+    one group the duplicate is logged as a warning. Rows without a checksum are skipped."""
+    if "media_sha256" not in df.columns:
+        raise DatasetError(f"{source}: no media_sha256 column; the clip table is older than this check: "
+                           "rerun prepare_clips (snakemake --forcerun prepare_clips)")
+    hashes = df["media_sha256"].fillna("").astype(str)
+    dup = df[(hashes != "") & hashes.duplicated(keep=False)]
+    if dup.empty:
+        return
+    where = "fold" if group == "cv_fold" else group
+
+    def row(r: pd.Series) -> str:
+        return f"clip {r['clip_id']} ({r['path']}, subject {r['subject']}, {where} {r[group]})"
+
+    crossing, within = [], []
+    for digest, rows in dup.groupby(hashes[dup.index], sort=False):
+        first = rows.iloc[0]
+        for _, other in rows.iloc[1:].iterrows():
+            pair = f"{row(first)} and {row(other)} (sha256 {digest[:12]})"
+            (crossing if other[group] != first[group] else within).append(pair)
+    if crossing:
+        fix = "give both rows the same subject (k-fold puts whole subjects in one fold)" if group == "cv_fold" else \
+            "put both rows in one split"
+        raise DatasetError(
+            f"{source}: the same media under two clip ids in different {where}s, so one recording would be both "
+            f"trained on and evaluated: {'; '.join(crossing[:5])}" + (f"; and {len(crossing) - 5} more" if len(crossing) > 5 else "")
+            + f". Fix: drop one row of each pair from the manifest, or {fix}."
+        )
+    log.warning("%s: the same media under two clip ids in one %s (kept, but the recording counts twice): %s",
+                source, where, "; ".join(within[:5]) + (f"; and {len(within) - 5} more" if len(within) > 5 else ""))
+
+
 def _apply_label_map(df: pd.DataFrame, label_map: dict[str, str]) -> pd.DataFrame:
     df = df.copy()
     df["label"] = df["label"].astype(str).map(lambda raw: label_map.get(raw, raw))
@@ -141,9 +229,11 @@ def load_manifest_clips(
     classes: list[str],
     label_map: dict[str, str] | None = None,
     split_fractions: dict[str, float] | None = None,
-    split_seed: int = 0,
+    split_seed: int | None = None,
 ) -> pd.DataFrame:
-    """A user's manifest CSV as a validated clip table with absolute paths."""
+    """A user's manifest CSV as a validated clip table with absolute paths. Without a split
+    column, subjects are split by `split_fractions` and `split_seed` (None: the config
+    schema's ``dataset.split_fractions`` and ``dataset.split_seed``)."""
     manifest = Path(manifest)
     if not manifest.is_file():
         raise DatasetError(f"manifest {manifest} does not exist; set dataset.manifest.path")
@@ -153,7 +243,8 @@ def load_manifest_clips(
     if "split" not in df.columns or (df["split"] == "").all():
         if "subject" not in df.columns:
             raise DatasetError(f"{manifest}: needs a subject column to assign subject-disjoint splits")
-        df["split"] = assign_subject_splits(df["subject"], split_fractions or {}, split_seed)
+        seed = defaults_for("dataset")["split_seed"] if split_seed is None else split_seed
+        df["split"] = assign_subject_splits(df["subject"], split_fractions, seed)
     for col in CLIP_COLUMNS:
         if col in df.columns:
             df[col] = df[col].astype(str).str.strip()
@@ -169,13 +260,16 @@ def load_cheavd_clips(
     classes: list[str],
     label_map: dict[str, str] | None = None,
     split_folders: dict[str, str] | None = None,
-    subject_pattern: str = r"^(?P<subject>[^_]+)_",
+    subject_pattern: str | None = None,
 ) -> pd.DataFrame:
-    """CHEAVD's class-folder layout: ``<root>/<split folder>/<label>/<clip file>``."""
+    """CHEAVD's class-folder layout: ``<root>/<split folder>/<label>/<clip file>``; `split_folders`
+    and `subject_pattern` None take the config schema's ``dataset.cheavd`` defaults."""
     root = Path(root)
     if not root.is_dir():
         raise DatasetError(f"CHEAVD root {root} does not exist; set dataset.cheavd.root")
-    folders = split_folders or {"train": "train", "val": "val", "test": "test"}
+    cheavd_defaults = defaults_for("dataset.cheavd")
+    folders = split_folders or cheavd_defaults["split_folders"]
+    subject_pattern = cheavd_defaults["subject_pattern"] if subject_pattern is None else subject_pattern
     pattern = re.compile(subject_pattern)
     rows = []
     for split, folder in folders.items():
@@ -236,12 +330,16 @@ def load_fer_csv(path: str | Path) -> FerImages:
     return FerImages(images, labels, usage.astype(object))
 
 
-def load_fer_folders(root: str | Path, seed: int = 0, val_fraction: float = 0.1) -> FerImages:
+def load_fer_folders(root: str | Path, seed: int | None = None, val_fraction: float | None = None) -> FerImages:
     """FER2013 as image folders ``train|test/<class>/*.png``.
 
     The folder release has no validation split: ``test`` becomes PrivateTest and a
-    seeded ``val_fraction`` of ``train`` becomes PublicTest (the validation split).
+    seeded ``val_fraction`` of ``train`` becomes PublicTest (the validation split). None
+    takes the config schema's ``pretrain_data.val_seed`` / ``pretrain_data.val_fraction``.
     """
+    defaults = defaults_for("pretrain_data")
+    seed = defaults["val_seed"] if seed is None else seed
+    val_fraction = defaults["val_fraction"] if val_fraction is None else val_fraction
     root = Path(root)
     index = {name: i for i, name in enumerate(FER2013_CLASSES)}
     images, labels, usage = [], [], []

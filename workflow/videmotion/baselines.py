@@ -22,13 +22,17 @@ import numpy as np
 import pandas as pd
 from sklearn.ensemble import RandomForestClassifier
 
-DEFAULT_RF_PARAMS: dict[str, Any] = {
-    "n_estimators": 500,
-    "max_depth": None,
-    "min_samples_leaf": 1,
-    "class_weight": None,
-    "n_jobs": 1,
-}
+from .config import defaults_for, merge_params
+
+# The forest's parameters: the config schema's baselines.random_forest (where each key is
+# documented), never a copy; plus n_jobs, which is not a model parameter but the cores one
+# fit may use (the workflow runs one per job).
+DEFAULT_RF_PARAMS: dict[str, Any] = {**defaults_for("baselines.random_forest"), "n_jobs": 1}
+
+
+def rf_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Random-forest parameters: :data:`DEFAULT_RF_PARAMS` overridden by `params` (unknown keys raise)."""
+    return merge_params(DEFAULT_RF_PARAMS, params, what="random-forest parameter")
 
 
 def sample_per_class(labels: np.ndarray, n_per_class: int, seed: int) -> np.ndarray:
@@ -105,15 +109,12 @@ def train_random_forest(X: np.ndarray, y: np.ndarray, *, params: dict[str, Any],
 
     ``params`` may set ``n_estimators``, ``max_depth``, ``min_samples_leaf``,
     ``class_weight`` ("balanced" or None) and ``n_jobs``; unset keys take
-    :data:`DEFAULT_RF_PARAMS`. ``seed`` is the forest's ``random_state``, so the same data,
+    :data:`DEFAULT_RF_PARAMS` (the schema's). ``seed`` is the forest's ``random_state``, so the same data,
     params and seed grow the same trees regardless of ``n_jobs``. (With ``n_jobs > 1``
     sklearn sums the trees' votes in thread order, so probabilities may differ in the
     last bits between runs; ``n_jobs=1`` is bit-for-bit reproducible.)
     """
-    unknown = sorted(set(params) - set(DEFAULT_RF_PARAMS))
-    if unknown:
-        raise ValueError(f"unknown random-forest parameters {unknown}; allowed: {sorted(DEFAULT_RF_PARAMS)}")
-    merged = {**DEFAULT_RF_PARAMS, **params}
+    merged = rf_params(params)
     if merged["class_weight"] not in ("balanced", None):
         raise ValueError(f"class_weight must be 'balanced' or None, got {merged['class_weight']!r}")
     X = np.asarray(X)

@@ -152,10 +152,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strip", help="write a PNG strip of the top-attention faces here")
     p.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=_cmd_predict)
+    sub.add_parser("readme", add_help=False, help="paste the demo's results into README.md, or --check them (see videmotion.readme)")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["readme"]:
+        from .readme import main as readme_main
+
+        return readme_main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)

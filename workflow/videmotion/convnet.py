@@ -36,9 +36,17 @@ flattened map 32x6x6) has 407,992 parameters with 8 outputs, so it trains on two
 Result objects: :func:`pretrain_convnet` and :func:`finetune_convnet` return
 ``(model, history)``; ``history`` has one row per epoch with columns ``epoch, train_loss,
 train_acc, val_loss, val_acc, lr, seconds`` and ``history.attrs`` holds ``best_epoch``
-(the epoch whose weights were kept), ``resumed_from_epoch`` (0 for a fresh start) and, for
-pretraining, ``test_acc`` / ``test_loss`` / ``test_n`` on FER2013's PrivateTest split (NaN
-when that split is empty).
+(the epoch whose weights were kept), ``resumed_from_epoch`` (0 for a fresh start),
+``stop_reason`` ("epochs", "early_stopping" or "max_iterations") and, for pretraining,
+``test_acc`` / ``test_loss`` / ``test_n`` on FER2013's PrivateTest split (NaN when that
+split is empty).
+
+Training protocol: the parameters (schema sections ``convnet.pretrain`` and
+``convnet.finetune``) set the optimizer, learning rate and per-epoch decay, L2 weight decay
+and, for the paper's protocol (workflow/config/paper.yaml), an ``l1`` coefficient (the
+temporal models' L1 term), early stopping after ``patience`` epochs without a better
+validation score, and a cap of ``max_iterations`` optimizer steps. By default l1 is 0 and
+neither early stopping nor a step cap applies: every epoch runs and the best one is kept.
 
 Checkpoints and resuming: given a ``checkpoint_dir``, both trainings write
 ``<checkpoint_dir>/last.pt`` atomically after every epoch: model, optimizer and scheduler
@@ -71,7 +79,16 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from .torch_utils import atomic_torch_save, inverse_frequency_weights, load_state, resolve_device, save_state, seed_everything
+from .config import defaults_for, merge_params
+from .torch_utils import (
+    atomic_torch_save,
+    inverse_frequency_weights,
+    l1_penalty,
+    load_state,
+    resolve_device,
+    save_state,
+    seed_everything,
+)
 
 FACE_SIZE = 100
 FeatureLayer = Literal["logits", "penultimate"]
@@ -82,55 +99,54 @@ LogFn = Callable[[str], None] | None
 _POOL_AFTER = (True, True, True, False, True)
 _CHANNEL_MULTIPLIERS = (1, 2, 4, 4, 2)
 
-PRETRAIN_DEFAULTS: dict[str, Any] = {
-    "width": 64,  # conv channels (w, 2w, 4w, 4w, 2w)
-    "fc_sizes": (1024, 512),  # hidden FC layers; the head (n_classes) is added after them
-    "batch_norm": True,
-    "dropout": 0.5,
-    "epochs": 30,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "lr_decay": 0.95,  # ExponentialLR gamma, applied once per epoch
-    "weight_decay": 1e-4,
-    "optimizer": "adam",  # "adam" | "sgd" (SGD uses momentum 0.9, Nesterov)
-    "class_balance": "loss",  # "loss": inverse-frequency weights | "sampler": weighted sampling | "none"
-    "augment": True,  # random horizontal flip, small affine, brightness (torchvision.transforms.v2)
+# Defaults: the config schema's sections (workflow/schemas/config.schema.yaml, where each
+# key is documented), never a copy. Pretraining takes convnet.architecture + convnet.pretrain;
+# fine-tuning takes convnet.finetune less frames_per_clip, which the workflow stage uses to
+# pick the frames it passes in.
+ARCHITECTURE_DEFAULTS: dict[str, Any] = defaults_for("convnet.architecture")
+PRETRAIN_DEFAULTS: dict[str, Any] = {**ARCHITECTURE_DEFAULTS, **defaults_for("convnet.pretrain")}
+FINETUNE_STAGE_KEYS = ("frames_per_clip",)
+FINETUNE_DEFAULTS: dict[str, Any] = {
+    key: value for key, value in defaults_for("convnet.finetune").items() if key not in FINETUNE_STAGE_KEYS
 }
 
-FINETUNE_DEFAULTS: dict[str, Any] = {
-    "epochs": 20,
-    "batch_size": 128,
-    "lr": 1e-3,
-    "lr_decay": 1.0,
-    "weight_decay": 1e-4,
-    "optimizer": "adam",
-    "class_balance": "loss",
-    "augment": False,
-    "unfreeze_last_conv_blocks": 0,  # 0 = the paper: every convolution layer stays fixed
-    # Trunk outputs are cached (computed once) when nothing needs gradients through the
-    # convolutions and augmentation is off; above this size the frames go through the trunk
-    # at every step instead.
-    "cache_max_bytes": 2 * 1024**3,
-}
+# Fine-tuning caches the trunk outputs (computed once) when nothing needs gradients through
+# the convolutions and augmentation is off; above this many bytes the frames go through the
+# trunk at every step instead. A memory limit, not a model parameter: results are the same.
+TRUNK_CACHE_MAX_BYTES = 2 * 1024**3
+
+
+def pretrain_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Pretraining parameters: :data:`PRETRAIN_DEFAULTS` (the schema's) overridden by `params`."""
+    return merge_params(PRETRAIN_DEFAULTS, params)
+
+
+def finetune_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Fine-tuning parameters: :data:`FINETUNE_DEFAULTS` (the schema's) overridden by `params`."""
+    return merge_params(FINETUNE_DEFAULTS, params)
 
 
 class ConvNet(nn.Module):
     """AlexNet-like ConvNet on 1x100x100 grayscale faces in [0, 1]; outputs class logits.
 
-    ``ConvNet(n_classes, width=64, fc_sizes=(1024, 512), batch_norm=True, dropout=0.5)``:
-    five 3x3 conv blocks with channels (w, 2w, 4w, 4w, 2w), then FC layers ``fc_sizes``
-    and a last FC with ``n_classes`` outputs (the paper's per-frame feature).
+    ``ConvNet(n_classes, width, fc_sizes, batch_norm, dropout)``: five 3x3 conv blocks with
+    channels (w, 2w, 4w, 4w, 2w), then FC layers ``fc_sizes`` and a last FC with
+    ``n_classes`` outputs (the paper's per-frame feature). An argument left None takes the
+    config schema's ``convnet.architecture`` default (:data:`ARCHITECTURE_DEFAULTS`).
     """
 
     def __init__(
         self,
         n_classes: int,
-        width: int = 64,
-        fc_sizes: Sequence[int] = (1024, 512),
-        batch_norm: bool = True,
-        dropout: float = 0.5,
+        width: int | None = None,
+        fc_sizes: Sequence[int] | None = None,
+        batch_norm: bool | None = None,
+        dropout: float | None = None,
     ) -> None:
         super().__init__()
+        given = {"width": width, "fc_sizes": fc_sizes, "batch_norm": batch_norm, "dropout": dropout}
+        arch = merge_params(ARCHITECTURE_DEFAULTS, {key: value for key, value in given.items() if value is not None})
+        width, fc_sizes, batch_norm, dropout = arch["width"], arch["fc_sizes"], arch["batch_norm"], arch["dropout"]
         if n_classes < 1 or width < 1 or any(size < 1 for size in fc_sizes):
             raise ValueError("n_classes, width and fc_sizes must be positive")
         self.config: dict[str, Any] = {
@@ -276,15 +292,6 @@ def count_parameters(model: nn.Module) -> int:
 
 
 # ----------------------------------------------------------------------------- data helpers
-
-
-def merge_params(defaults: dict[str, Any], params: dict[str, Any] | None) -> dict[str, Any]:
-    """Defaults overridden by `params`; unknown keys raise ValueError (catches config typos)."""
-    params = dict(params or {})
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(defaults)}")
-    return {**defaults, **params}
 
 
 def upsample_faces(images: np.ndarray, size: int = FACE_SIZE, chunk: int = 2048) -> np.ndarray:
@@ -522,8 +529,14 @@ def _fit(
     """Train the trainable parameters of `model`; keep the best-validation epoch's weights.
 
     `prepare(batch, training)` turns stored inputs into network inputs on `device`;
-    `forward` maps them to logits. Selection: highest validation accuracy, ties broken by
-    lower validation loss; with no validation data the last epoch is kept.
+    `forward` maps them to logits. The loss is cross-entropy plus ``l1`` times the L1 norm
+    of the trainable weights (:func:`~videmotion.torch_utils.l1_penalty`, the temporal
+    models' term). Selection: highest validation accuracy, ties broken by lower validation
+    loss; with no validation data the last epoch is kept. Training ends after ``epochs``
+    epochs, after ``max_iterations`` optimizer steps (None: no cap), or, with ``patience``
+    set and validation data, after ``patience`` epochs without a better validation score
+    (early stopping); ``history.attrs["stop_reason"]`` says which ("epochs",
+    "max_iterations", "early_stopping").
 
     With `checkpoint_dir`, the whole training state (weights, optimizer, scheduler, every
     RNG, best-so-far weights and score, history) is saved there after every epoch, and a
@@ -571,30 +584,43 @@ def _fit(
             best_epoch = int(resumed["best_epoch"])
             first_epoch = int(resumed["epoch"]) + 1
             _say(log, f"resuming after epoch {first_epoch - 1} of {n_epochs} from {Path(checkpoint_dir) / CHECKPOINT_FILE}")
-    for epoch in range(first_epoch, n_epochs + 1):
+    # Every epoch takes ceil(N / batch_size) steps (the last one capped by max_iterations),
+    # so the steps done and the stopping rule follow from the epoch and best epoch alone:
+    # a run resumed after its last epoch stops right away, as the uninterrupted one did.
+    max_iterations = params["max_iterations"]
+    steps = (first_epoch - 1) * math.ceil(len(train_y_np) / batch_size)
+    steps = steps if max_iterations is None else min(steps, int(max_iterations))
+    stop_reason = _stop_reason(params, epoch=first_epoch - 1, best_epoch=best_epoch, steps=steps, has_val=len(val_y) > 0)
+    for epoch in range(first_epoch, n_epochs + 1) if stop_reason is None else ():
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         model.train()
         order = _epoch_order(train_y_np, n_classes, balance, rng)
-        loss_sum, correct = 0.0, 0
+        loss_sum, correct, seen = 0.0, 0, 0
         for start in range(0, len(order), batch_size):
+            if max_iterations is not None and steps >= max_iterations:
+                break
             index = torch.from_numpy(order[start : start + batch_size])
             logits = forward(prepare(train_x[index], True))
             target = train_y[index].to(device)
             loss = F.cross_entropy(logits, target, weight=weight)
+            if params["l1"]:
+                loss = loss + params["l1"] * l1_penalty(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
+            steps += 1
             loss_sum += loss.item() * len(index)
             correct += (logits.argmax(1) == target).sum().item()
+            seen += len(index)
         scheduler.step()
         model.eval()
         val_loss, val_acc = _evaluate(forward, val_x, val_y, prepare, batch_size)
         rows.append(
             {
                 "epoch": epoch,
-                "train_loss": loss_sum / len(order),
-                "train_acc": correct / len(order),
+                "train_loss": loss_sum / max(seen, 1),
+                "train_acc": correct / max(seen, 1),
                 "val_loss": val_loss,
                 "val_acc": val_acc,
                 "lr": lr,
@@ -629,13 +655,31 @@ def _fit(
                 f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
                 f"val loss {val_loss:.4f} acc {val_acc:.3f} | {row['seconds']:.1f} s"
             )
+        stop_reason = _stop_reason(params, epoch=epoch, best_epoch=best_epoch, steps=steps, has_val=len(val_y) > 0)
+        if stop_reason is not None:
+            break
+    if stop_reason in ("early_stopping", "max_iterations"):
+        _say(log, f"stopped after epoch {len(rows)} ({stop_reason}); keeping epoch {best_epoch}")
     if best_state is not None:
         model.load_state_dict(best_state)
     model.eval()
     history = pd.DataFrame(rows, columns=["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"])
     history.attrs["best_epoch"] = best_epoch
     history.attrs["resumed_from_epoch"] = first_epoch - 1
+    history.attrs["stop_reason"] = stop_reason or "epochs"
     return history
+
+
+def _stop_reason(params: dict[str, Any], *, epoch: int, best_epoch: int, steps: int, has_val: bool) -> str | None:
+    """Why training ends after `epoch` (None: it goes on): the step cap, early stopping
+    (``patience`` epochs since the best one, with validation data), or the epoch count."""
+    if params["max_iterations"] is not None and steps >= params["max_iterations"]:
+        return "max_iterations"
+    if params["patience"] is not None and has_val and epoch - best_epoch >= params["patience"]:
+        return "early_stopping"
+    if epoch >= params["epochs"]:
+        return "epochs"
+    return None
 
 
 def _image_prepare(device: torch.device, augment: bool) -> Callable[[torch.Tensor, bool], torch.Tensor]:
@@ -664,12 +708,12 @@ def pretrain_convnet(
 
     Faces are upsampled to 100x100 (bilinear); "Training" rows train, "PublicTest" rows
     select the best epoch, "PrivateTest" rows give ``history.attrs["test_acc"]`` (and
-    ``test_n``, their count). `params` overrides :data:`PRETRAIN_DEFAULTS`. With
+    ``test_n``, their count). `params` overrides :data:`PRETRAIN_DEFAULTS` (the schema's). With
     `checkpoint_dir`, every epoch is checkpointed there and a killed run resumes (see
     :func:`_fit`). Returns the model (best epoch's weights, eval mode, on `device`) and
     the per-epoch history.
     """
-    params = merge_params(PRETRAIN_DEFAULTS, params)
+    params = pretrain_params(params)
     labels = _check_labels(labels, n_classes)
     usage = np.asarray(usage).astype(str)
     if not (len(images) == len(labels) == len(usage)):
@@ -749,7 +793,7 @@ def finetune_convnet(
     `checkpoint_dir`, every epoch is checkpointed there and a killed run resumes (see
     :func:`_fit`). The input `model` is not modified. Returns (fine-tuned model, history).
     """
-    params = merge_params(FINETUNE_DEFAULTS, params)
+    params = finetune_params(params)
     labels = _check_labels(labels, n_classes)
     is_val = np.asarray(is_val, dtype=bool)
     frames = upsample_faces(frames)
@@ -766,7 +810,7 @@ def finetune_convnet(
     train_mask, val_mask = torch.from_numpy(~is_val), torch.from_numpy(is_val)
     cache_bytes = len(frames) * model.trunk_dim * 4
     use_cache = model.n_frozen_blocks == len(model.conv_blocks) and not params["augment"]
-    use_cache = use_cache and cache_bytes <= params["cache_max_bytes"]
+    use_cache = use_cache and cache_bytes <= TRUNK_CACHE_MAX_BYTES
     if use_cache:
         cached = _trunk_cache(model, frames_t, torch_device, params["batch_size"])
 
@@ -805,11 +849,17 @@ def extract_features(
     model: ConvNet,
     frames: np.ndarray,
     *,
-    layer: FeatureLayer = "logits",
-    batch_size: int = 256,
+    layer: FeatureLayer | None = None,
+    batch_size: int | None = None,
     device: str = "auto",
 ) -> np.ndarray:
-    """Per-frame features float32 (N, D) for uint8 faces (N, 100, 100), batched, in eval mode."""
+    """Per-frame features float32 (N, D) for uint8 faces (N, 100, 100), batched, in eval mode.
+
+    `layer` and `batch_size` left None take the config schema's ``features`` defaults.
+    """
+    defaults = defaults_for("features")
+    layer = defaults["layer"] if layer is None else layer
+    batch_size = defaults["batch_size"] if batch_size is None else batch_size
     torch_device = resolve_device(device)
     frames = np.asarray(frames)
     if frames.ndim != 3:

@@ -35,39 +35,14 @@ from __future__ import annotations
 
 import math
 import time
-import traceback
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
+from .config import defaults_for
 from .stores import DETECTOR_CODES, ClipFaces, file_sha256
 from .video import ClipReadError, FrameStream, probe_clip
-
-DEFAULT_FACE_PARAMS: dict = {
-    "face_size": 100,  # the paper's 100x100 input
-    "detect_width": 320,  # frames are downscaled to this width for Viola-Jones
-    "vj_scale_factor": 1.1,
-    "vj_min_neighbors": 4,
-    "vj_min_size_fraction": 0.12,  # smallest face, as a fraction of the downscaled frame height
-    "tracking": True,  # between detections, follow the face by template matching
-    "redetect_every": 10,  # detectors verify the track at least every k processed frames
-    "track_window": 2.0,  # search window side, in face-box sides
-    "track_min_score": 0.6,  # normalised cross-correlation below which the track is lost
-    "track_template": 32,  # the template is the face box downscaled to this side (px)
-    "mtcnn_fallback": True,
-    "mtcnn_min_prob": 0.9,
-    "mtcnn_min_face_size": 40,  # px in the downscaled frame; larger = fewer pyramid levels = faster
-    "fallback_every": 3,  # without a face, whole-frame passes run on every k-th frame only
-    "align": True,  # level the eyes (landmarks) before cropping
-    "landmark_min_prob": 0.5,  # ONet face probability below which its landmarks are not used
-    "max_roll": 45.0,  # degrees; a steeper eye line is taken as a landmark failure
-    "eye_line": 0.4,  # aligned crops: eye height as a fraction of the crop side from the top
-    "margin": 0.15,  # crop = detected box enlarged by this fraction on each side
-    "frame_step": 1,  # process every k-th frame
-    "max_frames": None,  # cap per clip (None = all)
-    "min_faces": 1,  # clips with fewer kept faces are excluded
-}
 
 NO_LANDMARKS = np.full((5, 2), np.nan, np.float32)
 # Viola-Jones near the last face rescales its window so that the face has about this
@@ -75,14 +50,34 @@ NO_LANDMARKS = np.full((5, 2), np.nan, np.float32)
 # at full resolution: downscaling its window cost recall on the demo corpus.)
 NEAR_VJ_FACE_PX = 64.0
 
+# Why the face stage excludes a clip (the `reason` of its QC row), with what each means.
+# These data problems are the only ones quarantined; any other exception (a bug, a
+# library failing) fails the job with its traceback, naming the clip.
+QUARANTINE_REASONS: dict[str, str] = {
+    "missing": "the path does not exist",
+    "unreadable": "the file, or a frame folder's first image, cannot be read (permissions, or an undecodable image)",
+    "empty_file": "a zero-byte file",
+    "not_a_video": "OpenCV cannot open the file as a video (not a video, or truncated before its index)",
+    "no_frames": "no frame could be decoded: a folder without frame images, or a video without a decodable frame",
+    "frame_too_small": "frames too small for the detectors: short side below the smallest face they look for",
+    "no_face": "no face in any processed frame",
+    "too_few_faces": "fewer faces than faces.min_faces",
+}
+
 
 # Keys of the config's `faces` section that organise the workflow, not the detection.
-WORKFLOW_ONLY_KEYS = ("n_shards",)
+WORKFLOW_ONLY_KEYS = ("n_shards", "max_excluded_fraction")
+
+
+# The face stage's parameters: the config schema's `faces` section (where each key is
+# documented) less its workflow-only keys; never a copy.
+DEFAULT_FACE_PARAMS: dict = {k: v for k, v in defaults_for("faces").items() if k not in WORKFLOW_ONLY_KEYS}
 
 
 def face_params(overrides: dict | None = None) -> dict:
-    """The face-stage parameters: defaults updated by `overrides` (None values ignored, except
-    max_frames); workflow-only keys of the config section (sharding) are dropped."""
+    """The face-stage parameters: :data:`DEFAULT_FACE_PARAMS` (the schema's) updated by
+    `overrides` (None values ignored, except max_frames); workflow-only keys of the config
+    section (sharding) are dropped."""
     params = dict(DEFAULT_FACE_PARAMS)
     params.update(
         {k: v for k, v in (overrides or {}).items() if (v is not None or k == "max_frames") and k not in WORKFLOW_ONLY_KEYS}
@@ -147,6 +142,38 @@ class FaceDetector:
     def _scale(self, frame: np.ndarray) -> float:
         return min(1.0, self.params["detect_width"] / frame.shape[1])
 
+    def _mtcnn_takes(self, side: float) -> bool:
+        """Whether an image of this short side (px) gets a level of MTCNN's image pyramid.
+
+        The first level scales the image by 12 / ``mtcnn_min_face_size`` and P-Net needs
+        12 px; an image with no level makes facenet-pytorch crash (``torch.cat`` of an
+        empty list). The test is facenet-pytorch's own, floating point included.
+        """
+        return side * (12.0 / self.params["mtcnn_min_face_size"]) >= 12
+
+    def min_frame_side(self) -> int:
+        """The smallest short side (px, in the frame downscaled to ``detect_width``) that every
+        detector in use can take: Viola-Jones's cascade window and, with the fallback on,
+        MTCNN's smallest face."""
+        side = max(self.cascade.getOriginalWindowSize())  # 24 px for the frontal-face cascade
+        if self.params["mtcnn_fallback"]:
+            mtcnn = int(self.params["mtcnn_min_face_size"])
+            side = max(side, mtcnn if self._mtcnn_takes(mtcnn) else mtcnn + 1)
+        return side
+
+    def frame_too_small(self, shape: tuple[int, ...]) -> str:
+        """Why a frame of this shape is too small for the detectors; '' when it is not."""
+        h, w = shape[:2]
+        scale = min(1.0, self.params["detect_width"] / w)
+        dh, dw = (round(h * scale), round(w * scale)) if scale < 1 else (h, w)  # the sizes cv2.resize gives
+        need = self.min_frame_side()
+        if min(dh, dw) >= need:
+            return ""
+        at = f" ({dw}x{dh} px at faces.detect_width {self.params['detect_width']})" if scale < 1 else ""
+        mtcnn = f", MTCNN's smallest face faces.mtcnn_min_face_size {self.params['mtcnn_min_face_size']} px" if self.params["mtcnn_fallback"] else ""
+        return (f"frames are {w}x{h} px{at}; the face detectors need a short side of at least {need} px "
+                f"(Viola-Jones's window {max(self.cascade.getOriginalWindowSize())} px{mtcnn})")
+
     def _cascade(self, small: np.ndarray, min_side: int, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         kwargs = {"maxSize": (max_side, max_side)} if max_side else {}
         rects, _, weights = self.cascade.detectMultiScale3(
@@ -195,7 +222,10 @@ class FaceDetector:
             if min(bgr.shape[:2]) < 24:
                 return []
         scale = self._scale(bgr)
-        rgb = cv2.cvtColor(_resize(bgr, scale), cv2.COLOR_BGR2RGB)
+        small = _resize(bgr, scale)
+        if not self._mtcnn_takes(min(small.shape[:2])):  # a window near the frame edge can be smaller than MTCNN's smallest face
+            return []
+        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
         boxes, probs, points = self.mtcnn.detect(rgb, landmarks=True)
         if boxes is None:
             return []
@@ -420,7 +450,12 @@ def _truncation_note(kind: str, frames_read: int, frames_reported: int, max_fram
 
 
 def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[ClipFaces | None, ClipQC]:
-    """Detect, track, align and crop the face in every processed frame of one clip; never raises for bad input."""
+    """Detect, track, align and crop the face in every processed frame of one clip.
+
+    A data problem excludes the clip: the QC row gets one of :data:`QUARANTINE_REASONS`
+    and a detail. Any other exception (a bug, a library failing) propagates, with a note
+    naming the clip, and fails the job.
+    """
     qc = ClipQC(clip_id=clip["clip_id"], path=str(clip["path"]), label=clip["label"], subject=str(clip["subject"]), split=clip["split"])
     start = time.perf_counter()
     try:
@@ -436,6 +471,10 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
         for frame_index, frame in stream:
             if frame_index % params["frame_step"]:
                 continue
+            too_small = detector.frame_too_small(frame.shape)  # decided before the detectors see the frame
+            if too_small:
+                qc.frames_read = stream.frames_read
+                raise ClipReadError("frame_too_small", f"frame {frame_index}: {too_small}")
             qc.frames_processed += 1
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
             found = None
@@ -502,11 +541,12 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
         qc.detail = _truncation_note(info.kind, qc.frames_read, info.n_frames_reported, params["max_frames"])
         return result, qc
     except ClipReadError as err:
+        if err.reason not in QUARANTINE_REASONS:  # an undocumented reason is a bug, not a data problem
+            raise
         qc.reason, qc.detail = err.reason, err.detail
         return None, qc
-    except Exception as err:  # a clip must never take the shard down with it
-        qc.reason = "error"
-        qc.detail = f"{type(err).__name__}: {err} | {traceback.format_exc(limit=2)}"
-        return None, qc
+    except Exception as err:  # not a data problem: fail, and say which clip it was
+        err.add_note(f"while extracting the faces of clip {qc.clip_id} ({qc.path})")
+        raise
     finally:
         qc.seconds = round(time.perf_counter() - start, 3)

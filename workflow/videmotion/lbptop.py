@@ -44,11 +44,14 @@ frames rather than being empty.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from typing import Any
 
 import cv2
 import numpy as np
 from skimage.feature import local_binary_pattern
+
+from .config import defaults_for, merge_params
 
 PLANES: tuple[str, ...] = ("XY", "XT", "YT")
 
@@ -66,20 +69,25 @@ def lbp_n_bins(n_points: int, method: str) -> int:
     raise ValueError(f"LBP method {method!r} is not supported; use one of {list(_SUPPORTED_METHODS)}")
 
 
-def lbp_top_dim(
-    *,
-    n_points: int = 8,
-    method: str = "uniform",
-    grid: tuple[int, int] = (2, 2),
-    time_blocks: int = 1,
-) -> int:
-    """Length of the LBP-TOP descriptor: ``time_blocks * grid[0] * grid[1] * 3 planes * n_bins``."""
-    return time_blocks * grid[0] * grid[1] * len(PLANES) * lbp_n_bins(n_points, method)
+def lbptop_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """LBP-TOP parameters (``radius``, ``n_points``, ``grid``, ``time_blocks``, ``resize``,
+    ``max_frames``): the config schema's ``baselines.lbptop`` defaults overridden by `params`;
+    unknown keys raise ValueError. Every function here takes them as keyword arguments."""
+    return merge_params(defaults_for("baselines.lbptop"), params, what="LBP-TOP parameter")
 
 
-def needs_time_padding(n_frames: int, *, radius: int = 1, time_blocks: int = 1) -> bool:
-    """True when a clip of ``n_frames`` frames is edge-padded in time (see the module docstring)."""
-    return n_frames - 2 * radius < time_blocks
+def lbp_top_dim(*, method: str = "uniform", **params: Any) -> int:
+    """Length of the LBP-TOP descriptor: ``time_blocks * grid[0] * grid[1] * 3 planes * n_bins``
+    (`params`: see :func:`lbptop_params`)."""
+    p = lbptop_params(params)
+    return p["time_blocks"] * p["grid"][0] * p["grid"][1] * len(PLANES) * lbp_n_bins(p["n_points"], method)
+
+
+def needs_time_padding(n_frames: int, **params: Any) -> bool:
+    """True when a clip of ``n_frames`` frames is edge-padded in time (see the module docstring;
+    `params`: see :func:`lbptop_params`, of which ``radius`` and ``time_blocks`` matter)."""
+    p = lbptop_params(params)
+    return n_frames - 2 * p["radius"] < p["time_blocks"]
 
 
 def _block_slices(n: int, k: int) -> list[slice]:
@@ -133,23 +141,19 @@ def _plane_codes(volume: np.ndarray, radius: int, n_points: int, method: str) ->
     return {"XY": xy, "XT": xt, "YT": yt}
 
 
-def lbp_top(
-    volume: np.ndarray,
-    *,
-    radius: int = 1,
-    n_points: int = 8,
-    method: str = "uniform",
-    grid: tuple[int, int] = (2, 2),
-    time_blocks: int = 1,
-    max_frames: int | None = None,
-    resize: int | None = None,
-) -> np.ndarray:
+def lbp_top(volume: np.ndarray, *, method: str = "uniform", **params: Any) -> np.ndarray:
     """LBP-TOP descriptor of a uint8 face sequence ``(T, H, W)``; float32, length :func:`lbp_top_dim`.
 
-    ``max_frames`` keeps that many evenly spaced frames of a longer clip and
-    ``resize`` downscales every face to ``resize x resize`` first (both for speed).
-    Layout, centre rule and short-sequence handling are in the module docstring.
+    `params` are :func:`lbptop_params`' (keys left out take the config schema's defaults):
+    ``radius`` and ``n_points`` of the LBP, the ``grid`` and ``time_blocks`` of the
+    histograms; ``max_frames`` keeps that many evenly spaced frames of a longer clip and
+    ``resize`` downscales every face to ``resize x resize`` first (both for speed; None:
+    all frames, faces as given). Layout, centre rule and short-sequence handling are in
+    the module docstring.
     """
+    p = lbptop_params(params)
+    radius, n_points, grid, time_blocks = p["radius"], p["n_points"], p["grid"], p["time_blocks"]
+    max_frames, resize = p["max_frames"], p["resize"]
     if radius < 1 or int(radius) != radius:
         raise ValueError(f"radius must be a positive integer, got {radius}")
     if len(grid) != 2 or min(grid) < 1 or time_blocks < 1:
@@ -159,7 +163,7 @@ def lbp_top(
     n_frames, height, width = volume.shape
     if min(height, width) < 2 * radius + 1:
         raise ValueError(f"faces of {height}x{width} px are too small for LBP radius {radius}")
-    if needs_time_padding(n_frames, radius=radius, time_blocks=time_blocks):
+    if needs_time_padding(n_frames, **p):
         volume = np.pad(volume, ((radius, radius), (0, 0), (0, 0)), mode="edge")
 
     codes = _plane_codes(volume, radius, n_points, method)
@@ -186,18 +190,12 @@ def lbp_top_batch(volumes: Iterable[np.ndarray], **kwargs: object) -> np.ndarray
     rows = [lbp_top(volume, **kwargs) for volume in volumes]  # type: ignore[arg-type]
     if rows:
         return np.stack(rows)
-    dim_kwargs = {k: kwargs[k] for k in ("n_points", "method", "grid", "time_blocks") if k in kwargs}
-    return np.zeros((0, lbp_top_dim(**dim_kwargs)), dtype=np.float32)  # type: ignore[arg-type]
+    return np.zeros((0, lbp_top_dim(**kwargs)), dtype=np.float32)  # type: ignore[arg-type]
 
 
-def block_histograms(
-    descriptor: np.ndarray,
-    *,
-    n_points: int = 8,
-    method: str = "uniform",
-    grid: Sequence[int] = (2, 2),
-    time_blocks: int = 1,
-) -> np.ndarray:
-    """View a descriptor as ``(time_blocks, grid[0], grid[1], 3 planes, n_bins)`` (planes in :data:`PLANES` order)."""
-    shape = (time_blocks, grid[0], grid[1], len(PLANES), lbp_n_bins(n_points, method))
+def block_histograms(descriptor: np.ndarray, *, method: str = "uniform", **params: Any) -> np.ndarray:
+    """View a descriptor as ``(time_blocks, grid[0], grid[1], 3 planes, n_bins)`` (planes in
+    :data:`PLANES` order; `params`: see :func:`lbptop_params`)."""
+    p = lbptop_params(params)
+    shape = (p["time_blocks"], p["grid"][0], p["grid"][1], len(PLANES), lbp_n_bins(p["n_points"], method))
     return np.asarray(descriptor).reshape(shape)

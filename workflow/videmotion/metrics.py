@@ -22,6 +22,15 @@ Decisions where eq. 6 leaves room:
 * A present class that is never predicted has precision ``0/0``; like sklearn's
   ``zero_division=0`` it counts as 0 (and so does its F1 when precision and recall
   are both 0).
+* A clip that reached no model (the face stage excluded it) can be scored as a
+  **missed** clip (``y_pred`` = ``None``): it counts in ``TP_i + FN_i`` of its true class
+  as a false negative, and as a false positive of no class. ``missed`` below is the
+  per-class count of such clips.
+
+Differences between two methods (:func:`paired_bootstrap`) are paired over the same test
+clips: the clips are resampled with replacement (within each fold), every run of both
+methods is scored on the same resample, and the difference of the run-averaged scores
+gives a percentile interval.
 """
 
 from __future__ import annotations
@@ -55,28 +64,33 @@ def confusion_matrix(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> 
     return _sk_confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)).astype(np.int64)
 
 
-def paper_acc(cm: np.ndarray) -> float:
-    """Eq. 5: ``sum TP_i / sum (TP_i + FN_i)``, i.e. the overall accuracy."""
-    total = cm.sum()
+def _missed(cm: np.ndarray, missed: np.ndarray | None) -> np.ndarray:
+    """Per-class counts of clips with no prediction (zeros when none)."""
+    return np.zeros(cm.shape[0], np.int64) if missed is None else np.asarray(missed, np.int64)
+
+
+def paper_acc(cm: np.ndarray, missed: np.ndarray | None = None) -> float:
+    """Eq. 5: ``sum TP_i / sum (TP_i + FN_i)``, i.e. the overall accuracy (missed clips are FN)."""
+    total = cm.sum() + _missed(cm, missed).sum()
     if total == 0:
         raise ValueError("ACC is undefined on an empty confusion matrix")
     return float(np.trace(cm) / total)
 
 
-def per_class_recall(cm: np.ndarray) -> np.ndarray:
+def per_class_recall(cm: np.ndarray, missed: np.ndarray | None = None) -> np.ndarray:
     """``P_i = TP_i / (TP_i + FN_i)`` of eq. 6 for every class; NaN for classes absent from y_true."""
     tp = np.diag(cm).astype(np.float64)
-    tp_plus_fn = cm.sum(axis=1).astype(np.float64)  # every clip whose true class is i
+    tp_plus_fn = (cm.sum(axis=1) + _missed(cm, missed)).astype(np.float64)  # every clip whose true class is i
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(tp_plus_fn > 0, tp / tp_plus_fn, np.nan)
 
 
-def paper_map(cm: np.ndarray) -> float:
+def paper_map(cm: np.ndarray, missed: np.ndarray | None = None) -> float:
     """Eq. 6, the paper's "MAP": ``(1/s) sum_i TP_i / (TP_i + FN_i)`` = per-class recall averaged (UAR).
 
     ``s`` counts the classes present in y_true (see the module docstring).
     """
-    recall = per_class_recall(cm)
+    recall = per_class_recall(cm, missed)
     present = ~np.isnan(recall)
     if not present.any():
         raise ValueError("MAP is undefined on an empty confusion matrix")
@@ -92,9 +106,9 @@ def per_class_precision(cm: np.ndarray) -> np.ndarray:
     return np.where(predicted > 0, tp / safe, 0.0)
 
 
-def per_class_f1(cm: np.ndarray) -> np.ndarray:
+def per_class_f1(cm: np.ndarray, missed: np.ndarray | None = None) -> np.ndarray:
     """Per-class F1 = 2PR/(P+R); 0 when P+R = 0; NaN for classes absent from y_true."""
-    recall = per_class_recall(cm)
+    recall = per_class_recall(cm, missed)
     precision = per_class_precision(cm)
     denom = precision + recall
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -109,26 +123,35 @@ def evaluate_predictions(
 ) -> dict[str, Any]:
     """All metrics of one run; labels are class names or indices into ``classes``.
 
-    Returns ``n``, ``acc`` (eq. 5), ``map`` (eq. 6 = UAR), ``uar`` (same value),
+    A ``None`` in ``y_pred`` is a clip with no prediction: a false negative of its true
+    class and a false positive of none (see the module docstring).
+
+    Returns ``n`` (clips scored, missed ones included), ``n_missed``, ``acc`` (eq. 5),
+    ``map`` (eq. 6 = UAR), ``uar`` (same value),
     ``macro_precision``, ``macro_f1``, ``n_classes_present``, the ``confusion_matrix``
     (s x s ints), and per-class dicts ``recall``, ``precision``, ``f1``, ``support``
     keyed by class name (macro averages over classes present in y_true).
     """
     true_idx = as_class_indices(y_true, classes)
-    pred_idx = as_class_indices(y_pred, classes)
-    if true_idx.size != pred_idx.size:
-        raise ValueError(f"y_true has {true_idx.size} labels but y_pred has {pred_idx.size}")
+    y_pred = list(y_pred)
+    if true_idx.size != len(y_pred):
+        raise ValueError(f"y_true has {true_idx.size} labels but y_pred has {len(y_pred)}")
     if true_idx.size == 0:
         raise ValueError("cannot evaluate zero predictions")
-    cm = confusion_matrix(true_idx, pred_idx, len(classes))
-    recall = per_class_recall(cm)
+    is_missed = np.array([p is None for p in y_pred], dtype=bool)
+    pred_idx = as_class_indices([p for p in y_pred if p is not None], classes)
+    missed = np.bincount(true_idx[is_missed], minlength=len(classes))
+    cm = confusion_matrix(true_idx[~is_missed], pred_idx, len(classes))
+    recall = per_class_recall(cm, missed)
     precision = per_class_precision(cm)
-    f1 = per_class_f1(cm)
-    present = cm.sum(axis=1) > 0
-    map_value = paper_map(cm)
+    f1 = per_class_f1(cm, missed)
+    support = cm.sum(axis=1) + missed
+    present = support > 0
+    map_value = paper_map(cm, missed)
     return {
         "n": int(true_idx.size),
-        "acc": paper_acc(cm),
+        "n_missed": int(is_missed.sum()),
+        "acc": paper_acc(cm, missed),
         "map": map_value,
         "uar": map_value,
         "macro_precision": float(precision[present].mean()),
@@ -138,7 +161,7 @@ def evaluate_predictions(
         "recall": dict(zip(classes, recall.tolist())),
         "precision": dict(zip(classes, precision.tolist())),
         "f1": dict(zip(classes, f1.tolist())),
-        "support": dict(zip(classes, cm.sum(axis=1).tolist())),
+        "support": dict(zip(classes, support.tolist())),
     }
 
 
@@ -168,3 +191,75 @@ def per_class_table(
             "in_macro": support > 0,
         }
     )
+
+
+def _run_scores(weights: np.ndarray, correct: np.ndarray, onehot: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """ACC and MAP (eq. 5, eq. 6) of one run under each row of clip weights (resample counts).
+
+    ``weights`` (B, n) counts how often each clip is drawn; ``correct`` (n,) is 1 where the
+    run predicted the clip's class; ``onehot`` (n, s) the clips' true classes. MAP averages
+    the classes present in each resample, as :func:`paper_map` does.
+    """
+    per_class_n = weights @ onehot
+    per_class_tp = weights @ (onehot * correct[:, None])
+    acc = per_class_tp.sum(1) / per_class_n.sum(1)
+    present = per_class_n > 0
+    recall = np.divide(per_class_tp, per_class_n, out=np.zeros_like(per_class_tp), where=present)
+    return acc, recall.sum(1) / present.sum(1)
+
+
+def paired_bootstrap(
+    runs_a: dict[tuple, np.ndarray],
+    runs_b: dict[tuple, np.ndarray],
+    labels: np.ndarray,
+    groups: np.ndarray,
+    run_groups: dict[tuple, np.ndarray],
+    *,
+    resamples: int,
+    seed: int,
+    confidence: float,
+) -> dict[str, Any]:
+    """Paired bootstrap of the difference A − B in ACC and MAP, averaged over runs.
+
+    ``labels`` (n,) are the true class indices of the n test clips, ``groups`` (n,) their
+    fold: the clips are resampled with replacement within each fold, so every fold keeps
+    its size. ``runs_a`` / ``runs_b`` map a run key (fold, seed) to a boolean (n,) vector of
+    correct predictions on the clips of that run (``run_groups[key]``, a boolean mask of
+    the clips the run was tested on). Runs are paired by key; each side's score is the
+    mean of its runs' ACC / MAP, as in the results table. Returns the point differences,
+    the percentile interval of each, and how many paired runs A won, tied and lost (MAP).
+    """
+    keys = sorted(runs_a)
+    if sorted(runs_b) != keys:
+        raise ValueError(f"paired runs differ: {keys} vs {sorted(runs_b)}")
+    n = labels.size
+    onehot = np.eye(int(labels.max()) + 1)[labels]
+    rng = np.random.default_rng(seed)
+    weights = np.zeros((resamples, n))
+    for g in np.unique(groups):
+        members = np.flatnonzero(groups == g)
+        draws = rng.integers(0, members.size, size=(resamples, members.size))
+        for row in range(resamples):
+            weights[row, members] = np.bincount(draws[row], minlength=members.size)
+    point = np.ones((1, n))
+    diffs = {"acc": [], "map": [], "acc_point": [], "map_point": []}
+    wins = ties = losses = 0
+    for key in keys:
+        mask = run_groups[key].astype(np.float64)
+        a_acc, a_map = _run_scores(weights * mask, runs_a[key].astype(np.float64), onehot)
+        b_acc, b_map = _run_scores(weights * mask, runs_b[key].astype(np.float64), onehot)
+        pa_acc, pa_map = _run_scores(point * mask, runs_a[key].astype(np.float64), onehot)
+        pb_acc, pb_map = _run_scores(point * mask, runs_b[key].astype(np.float64), onehot)
+        diffs["acc"].append(a_acc - b_acc)
+        diffs["map"].append(a_map - b_map)
+        diffs["acc_point"].append(pa_acc[0] - pb_acc[0])
+        diffs["map_point"].append(pa_map[0] - pb_map[0])
+        d = pa_map[0] - pb_map[0]
+        wins, ties, losses = wins + (d > 0), ties + (d == 0), losses + (d < 0)
+    tail = (1 - confidence) / 2 * 100
+    out: dict[str, Any] = {"runs": len(keys), "wins": int(wins), "ties": int(ties), "losses": int(losses)}
+    for metric in ("acc", "map"):
+        samples = np.mean(diffs[metric], axis=0)
+        out[f"d_{metric}"] = float(np.mean(diffs[f"{metric}_point"]))
+        out[f"d_{metric}_low"], out[f"d_{metric}_high"] = (float(v) for v in np.percentile(samples, [tail, 100 - tail]))
+    return out

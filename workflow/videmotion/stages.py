@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from . import adapters
+from .config import with_defaults
 from .stores import (
     FaceStoreWriter,
     atomic_h5,
@@ -63,7 +64,7 @@ def atomic_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
 def read_clips(path: str | os.PathLike, fold: int | None = None, folds_csv: str | os.PathLike | None = None) -> pd.DataFrame:
     """The clip table written by :func:`prepare_clips`; with `fold`, the splits that fold
     sees under the fold table of :func:`assign_folds` (the fixed protocol has fold 0 only)."""
-    clips = pd.read_csv(path, dtype={"clip_id": str, "path": str, "label": str, "subject": str, "split": str})
+    clips = pd.read_csv(path, dtype={"clip_id": str, "path": str, "label": str, "subject": str, "split": str, "media_sha256": str})
     if fold is None:
         return clips
     if folds_csv is not None:
@@ -81,6 +82,7 @@ def assign_folds(clips_csv: str | os.PathLike, protocol: str, n_folds: int, fold
     folds = pd.DataFrame({"clip_id": clips["clip_id"], "protocol": protocol})
     if protocol == "kfold":
         folds["cv_fold"] = adapters.assign_subject_folds(clips["subject"], n_folds, fold_seed)
+        adapters.check_duplicate_media(clips.assign(cv_fold=folds["cv_fold"]), str(clips_csv), group="cv_fold")
         log.info("%d-fold subject-independent cross-validation; clips per fold: %s", n_folds, folds["cv_fold"].value_counts().sort_index().tolist())
     else:
         folds["cv_fold"] = 0
@@ -131,29 +133,33 @@ def render_synthetic_corpus(out_dir: str | os.PathLike, size: str, seed: int, ov
 
 
 def prepare_clips(dataset: dict, manifest: str | None, out_csv: str | os.PathLike, n_shards: int) -> pd.DataFrame:
-    """Run the configured clip adapter and write the validated clip table with shards."""
+    """Run the configured clip adapter and write the validated clip table with media checksums
+    and shards; the same media in two splits stops the run here."""
+    dataset = with_defaults("dataset", dataset)  # keys left out: the config schema's defaults
     classes = list(dataset["classes"])
     if dataset["adapter"] in ("synthetic", "manifest"):
-        data_root = dataset.get("manifest", {}).get("data_root") if dataset["adapter"] == "manifest" else None
+        data_root = dataset["manifest"]["data_root"] if dataset["adapter"] == "manifest" else None
         clips = adapters.load_manifest_clips(
             manifest,
             data_root or None,
             classes=classes,
-            label_map=dataset.get("label_map", {}),
-            split_fractions=dataset.get("split_fractions", {}),
-            split_seed=dataset.get("split_seed", 0),
+            label_map=dataset["label_map"],
+            split_fractions=dataset["split_fractions"],
+            split_seed=dataset["split_seed"],
         )
     elif dataset["adapter"] == "cheavd":
         cheavd = dataset["cheavd"]
         clips = adapters.load_cheavd_clips(
             cheavd["root"],
             classes=classes,
-            label_map=dataset.get("label_map", {}),
-            split_folders=cheavd.get("split_folders"),
-            subject_pattern=cheavd.get("subject_pattern", r"^(?P<subject>[^_]+)_"),
+            label_map=dataset["label_map"],
+            split_folders=cheavd["split_folders"],
+            subject_pattern=cheavd["subject_pattern"],
         )
     else:
         raise adapters.DatasetError(f"unknown dataset adapter {dataset['adapter']!r}")
+    clips = adapters.add_media_hashes(clips)
+    adapters.check_duplicate_media(clips, str(manifest) if dataset["adapter"] != "cheavd" else f"CHEAVD at {dataset['cheavd']['root']}")
     clips["shard"] = [adapters.shard_of(c, n_shards) for c in clips["clip_id"]]
     counts = clips.groupby(["split", "label"]).size().unstack(fill_value=0)
     log.info("%d clips in %d shards; clips per split and class:\n%s", len(clips), n_shards, counts.to_string())
@@ -163,10 +169,11 @@ def prepare_clips(dataset: dict, manifest: str | None, out_csv: str | os.PathLik
 
 def prepare_fer(pretrain_data: dict, classes: list[str], source: str | None, out_h5: str | os.PathLike) -> None:
     """Read FER2013 (csv or folders) into one HDF5 file: images, labels (FER codes), usage."""
+    pretrain_data = with_defaults("pretrain_data", pretrain_data)  # keys left out: the config schema's defaults
     if pretrain_data["adapter"] in ("synthetic", "fer2013_csv"):
         fer = adapters.load_fer_csv(source)
     else:
-        fer = adapters.load_fer_folders(pretrain_data["path"])
+        fer = adapters.load_fer_folders(pretrain_data["path"], seed=pretrain_data["val_seed"], val_fraction=pretrain_data["val_fraction"])
     adapters.fer_to_target(fer, pretrain_data["fer_to_target"], classes)
     with atomic_h5(out_h5) as fh:
         fh.attrs["layout"] = "videmotion.fer_images"
@@ -230,8 +237,47 @@ def extract_faces(
     return qc_df
 
 
-def merge_face_qc(clips_csv: str | os.PathLike, qc_parts: list[str], out_parquet: str | os.PathLike, out_summary: str | os.PathLike) -> pd.DataFrame:
-    """One QC table for the corpus; checks that clips in = used + excluded."""
+def excluded_by_split(clips: pd.DataFrame, qc: pd.DataFrame) -> pd.DataFrame:
+    """Per split of the clip table: clips in, excluded, the excluded fraction, and one column per reason."""
+    rows = clips[["clip_id", "split"]].merge(qc[["clip_id", "status", "reason"]], on="clip_id", validate="one_to_one")
+    excluded = rows[rows["status"] == "excluded"]
+    splits = [s for s in adapters.SPLITS if s in set(rows["split"])]
+    table = rows.groupby("split").size().rename("clips").to_frame().reindex(splits)
+    table["excluded"] = excluded.groupby("split").size().reindex(splits, fill_value=0)
+    table["fraction"] = table["excluded"] / table["clips"]
+    reasons = excluded.groupby(["split", "reason"]).size().unstack(fill_value=0)
+    return table.join(reasons.reindex(splits, fill_value=0)).fillna(0)
+
+
+def _excluded_fraction_error(table: pd.DataFrame, qc: pd.DataFrame, max_excluded_fraction: float, qc_parts: list[str]) -> str:
+    """The message when some split lost more than `max_excluded_fraction` of its clips; '' when none did."""
+    over = list(table.index[table["fraction"] > max_excluded_fraction])
+    if not over:
+        return ""
+    reason_cols = [c for c in table.columns if c not in ("clips", "excluded", "fraction")]
+    lines = []
+    for split, row in table.iterrows():
+        by_reason = ", ".join(f"{r} {int(row[r])}" for r in reason_cols if row[r])
+        lines.append(f"  {split}: {int(row['clips'])} clips in, {int(row['excluded'])} excluded ({row['fraction']:.1%})"
+                     + (f": {by_reason}" if by_reason else ""))
+    excluded = qc[qc["status"] == "excluded"]
+    first = pd.concat([excluded[excluded["split"].isin(over)], excluded[~excluded["split"].isin(over)]]).head(10)
+    examples = [f"  {r.clip_id} ({r.split}): {r.reason}: {str(r.detail)[:160]}" for r in first.itertuples()]
+    return (
+        f"face QC: more than faces.max_excluded_fraction = {max_excluded_fraction:.1%} of the clips of split(s) {over} "
+        "were excluded, so the results would describe another corpus than the manifest's.\n"
+        "Clips in, excluded and the reasons, per split:\n" + "\n".join(lines) + "\n"
+        f"First excluded clips ({len(excluded)} in all):\n" + "\n".join(examples) + "\n"
+        f"Every clip's QC row is in {', '.join(map(str, qc_parts))}; the reasons are explained by "
+        "videmotion.faces.QUARANTINE_REASONS. Fix or drop those clips in the manifest, or raise "
+        "faces.max_excluded_fraction to accept the loss."
+    )
+
+
+def merge_face_qc(clips_csv: str | os.PathLike, qc_parts: list[str], out_parquet: str | os.PathLike, out_summary: str | os.PathLike,
+                  max_excluded_fraction: float) -> pd.DataFrame:
+    """One QC table for the corpus; checks that clips in = used + excluded, and fails (writing
+    nothing) when more than `max_excluded_fraction` of any split was excluded."""
     clips = read_clips(clips_csv)
     qc = pd.concat([pd.read_parquet(p) for p in qc_parts], ignore_index=True)
     missing = sorted(set(clips["clip_id"]) - set(qc["clip_id"]))
@@ -249,6 +295,11 @@ def merge_face_qc(clips_csv: str | os.PathLike, qc_parts: list[str], out_parquet
         .reset_index()
     )
     log.info("face QC: %d clips in = %d used + %d excluded\n%s", len(clips), used, excluded, summary.to_string(index=False))
+    by_split = excluded_by_split(clips, qc)
+    log.info("face QC per split:\n%s", by_split.to_string())
+    error = _excluded_fraction_error(by_split, qc, max_excluded_fraction, qc_parts)
+    if error:  # a failed job's outputs are deleted: the message is the whole report
+        raise adapters.DatasetError(error)
     atomic_parquet(qc, out_parquet)
     Path(out_summary).parent.mkdir(parents=True, exist_ok=True)
     summary.to_csv(out_summary, sep="\t", index=False)
@@ -372,19 +423,20 @@ def lbptop_features(face_store: str, lbptop_cfg: dict, out_store: str, face_cfg:
 
     Layout ``videmotion.lbptop_store`` v1: datasets ``clip_id`` (str, n) and
     ``features`` (float32, n x D); root attrs hold the LBP-TOP parameters. With
-    `face_cfg`, the face store must have been built under it.
+    `face_cfg`, the face store must have been built under it. Keys missing from
+    `lbptop_cfg` take the config schema's defaults.
     """
-    from .lbptop import lbp_top
+    from .lbptop import lbp_top, lbptop_params
 
+    params = lbptop_params(lbptop_cfg)
     ids, feats = [], []
     for clip in read_face_store(face_store, expected_hash=face_store_hash(face_cfg) if face_cfg else None):
-        feats.append(lbp_top(clip.faces, grid=tuple(lbptop_cfg["grid"]), radius=lbptop_cfg["radius"], n_points=lbptop_cfg["n_points"],
-                             time_blocks=lbptop_cfg["time_blocks"], resize=lbptop_cfg["resize"], max_frames=lbptop_cfg["max_frames"]))
+        feats.append(lbp_top(clip.faces, **params))
         ids.append(clip.clip_id)
     with atomic_h5(out_store) as fh:
         fh.attrs["layout"] = LBPTOP_LAYOUT
         fh.attrs["layout_version"] = LBPTOP_VERSION
-        fh.attrs["config_hash"] = config_hash(lbptop_cfg)
+        fh.attrs["config_hash"] = config_hash(params)
         fh.create_dataset("clip_id", data=np.array(ids, dtype=object), dtype=h5py.string_dtype())
         fh.create_dataset("features", data=np.stack(feats) if feats else np.zeros((0, 0), np.float32))
     log.info("LBP-TOP of %d clips", len(ids))
@@ -392,8 +444,10 @@ def lbptop_features(face_store: str, lbptop_cfg: dict, out_store: str, face_cfg:
 
 def read_lbptop_stores(paths: list[str], lbptop_cfg: dict | None = None) -> dict[str, np.ndarray]:
     """{clip_id: LBP-TOP vector} over several shards; with `lbptop_cfg`, each store must have been built under it."""
+    from .lbptop import lbptop_params
+
     out = {}
-    expected = config_hash(lbptop_cfg) if lbptop_cfg is not None else None
+    expected = config_hash(lbptop_params(lbptop_cfg)) if lbptop_cfg is not None else None
     for path in paths:
         with open_store(path, LBPTOP_LAYOUT, LBPTOP_VERSION, expected) as fh, damaged_store_errors(path):
             for cid, vec in zip(fh["clip_id"].asstr()[()], fh["features"][()]):
@@ -532,37 +586,73 @@ def _fold_of(path: str | os.PathLike) -> int:
     raise ValueError(f"{path} is not under a fold_<k> folder")
 
 
-def evaluate(prediction_paths: list[str], training_sets: list[str], classes: list[str], methods: list[str],
-             baseline2_per_class: int, out_metrics: str, out_table: str, confusion_paths: list[str],
-             pretrain_history: str | None = None, finetune_histories: list[str] | None = None, convnet_seed: int = 0) -> pd.DataFrame:
-    """Metrics of every prediction file, plus the ConvNet-alone rows when the ConvNet histories
-    are given (one fine-tuning history per fold, in a ``fold_<k>`` folder)."""
+def split_membership(clips_csv: str, folds_csv: str, face_qc: str, folds: list[int]) -> pd.DataFrame:
+    """Every clip of every fold's val and test split, whether the face stage excluded it
+    (and why), and the fold's majority training class (for ``evaluation.excluded_clips``)."""
+    qc = pd.read_parquet(face_qc, columns=["clip_id", "status", "reason"])
+    status = qc.set_index("clip_id")
+    frames = []
+    for fold in folds:
+        clips = read_clips(clips_csv, fold, folds_csv)
+        train = clips.loc[clips["split"] == "train", "label"]
+        majority = str(train.value_counts().sort_index().idxmax()) if not train.empty else ""
+        rows = clips[clips["split"].isin(["val", "test"])]
+        frames.append(pd.DataFrame({
+            "fold": fold, "split": rows["split"].to_numpy(), "clip_id": rows["clip_id"].to_numpy(),
+            "label": rows["label"].to_numpy(), "excluded": (status.loc[rows["clip_id"], "status"] == "excluded").to_numpy(),
+            "reason": status.loc[rows["clip_id"], "reason"].to_numpy(), "majority": majority,
+        }))
+    return pd.concat(frames, ignore_index=True)
+
+
+def evaluate(*, predictions: list[str], training_sets: list[str], clips: str, folds: str, face_qc: str, classes: list[str],
+             methods: list[str], baseline2_per_class: int, evaluation: dict, describe: dict, metrics: str, table: str,
+             confusion: list[str], pretrain_history: str | None = None, finetune_histories: list[str] | None = None,
+             convnet_seed: int = 0) -> pd.DataFrame:
+    """Metrics of every run over every clip of its split, the paired differences between
+    methods, and the ConvNet-alone rows when the ConvNet histories are given (one
+    fine-tuning history per fold, in a ``fold_<k>`` folder)."""
     from .baselines import sample_notes
     from .metrics import confusion_matrix
-    from .report import METHOD_NAMES, convnet_metrics, metrics_table, plot_confusion, results_table_markdown, validate_predictions
+    from .report import (
+        METHOD_NAMES, clip_accounting_lines, clip_counts, convnet_metrics, describe_run, method_differences, metrics_table,
+        plot_confusion, results_table_markdown, score_every_clip, validate_predictions,
+    )
 
-    predictions = pd.concat([pd.read_parquet(p) for p in prediction_paths], ignore_index=True)
-    validate_predictions(predictions, classes)
-    metrics = metrics_table(predictions, classes)
+    runs = pd.concat([pd.read_parquet(p) for p in predictions], ignore_index=True)
+    validate_predictions(runs, classes)
+    members = split_membership(clips, folds, face_qc, sorted(runs["fold"].unique().tolist()))
+    policy = evaluation["excluded_clips"]
+    scored = score_every_clip(runs, members, policy=policy)
+    table_rows = metrics_table(scored, classes).merge(clip_counts(scored, members), on=["method", "split", "seed", "fold"],
+                                                      how="left", validate="one_to_one")
+    bootstrap = evaluation["bootstrap"]
+    differences = method_differences(scored, classes, resamples=bootstrap["resamples"], seed=bootstrap["seed"],
+                                     confidence=bootstrap["confidence"])
+    parts = [table_rows]
     if pretrain_history is not None and finetune_histories:
         pretrain = pd.read_csv(pretrain_history)
         for i, path in enumerate(finetune_histories):
             rows = convnet_metrics(pretrain, pd.read_csv(path), classes, seed=convnet_seed, fold=_fold_of(path))
             # FER accuracy does not depend on the fold: one row, from the first fold's pass
-            rows = rows if i == 0 else rows[rows["method"] != "convnet_fer"]
-            metrics = pd.concat([metrics, rows], ignore_index=True)
-    atomic_parquet(metrics, out_metrics)
+            parts.append(rows if i == 0 else rows[rows["method"] != "convnet_fer"])
+    parts.append(differences)
+    result = pd.concat(parts, ignore_index=True)
+    atomic_parquet(result, metrics)
     notes = []
     baseline2_sets = [p for p in training_sets if "baseline2" in Path(p).parts]
     if baseline2_sets:  # the draw differs by seed, the per-class shortfall does not
         notes += sample_notes(pd.read_csv(baseline2_sets[0], sep="\t"), baseline2_per_class)
-    atomic_write_text(out_table, results_table_markdown(metrics, split="test", notes=notes))
+    labels = describe_run(**describe, excluded_clips=policy)
+    atomic_write_text(table, results_table_markdown(result, split="test", notes=notes, describe=labels,
+                                                    accounting=clip_accounting_lines(members, labels)))
     index = {c: i for i, c in enumerate(classes)}
-    for method, path in zip(methods, confusion_paths):
-        test = predictions[(predictions["method"] == method) & (predictions["split"] == "test")]
+    for method, path in zip(methods, confusion):
+        test = runs[(runs["method"] == method) & (runs["split"] == "test")]
         cm = confusion_matrix(test["label"].map(index).to_numpy(), test["predicted"].map(index).to_numpy(), len(classes))
-        plot_confusion(cm, classes, f"{METHOD_NAMES.get(method, method)}: test clips, all seeds", path)
-    return metrics
+        plot_confusion(cm, classes, f"{METHOD_NAMES.get(method, method)}: test clips that reached the model, all runs", path)
+    log.info("metrics of %d runs and %d paired differences", len(table_rows), len(differences))
+    return result
 
 
 def plot_attention_examples(attention_path: str, face_paths: list[str], classes: list[str], per_class: int, out_png: str, top_k: int = 3) -> None:

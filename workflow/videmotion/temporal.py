@@ -37,24 +37,29 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from .torch_utils import inverse_frequency_weights, load_state, resolve_device, save_state, seed_everything
+from .config import defaults_for, merge_params
+from .torch_utils import inverse_frequency_weights, l1_penalty, load_state, resolve_device, save_state, seed_everything
 
 LogFn = Callable[[str], None] | None
 
+# Defaults: the config schema's `temporal` section (workflow/schemas/config.schema.yaml, where
+# each key is documented), never a copy. Training takes every key but the model's size and
+# dropout (constructor arguments) and the frame cap (applied by the workflow stage when it
+# builds the sequences).
+NOT_TRAINING_KEYS = ("hidden_size", "dropout", "max_frames")
 TRAIN_DEFAULTS: dict[str, Any] = {
-    "lr": 0.005,  # the paper's learning rate
-    "lr_decay": 0.99,  # the paper's "learning rate attenuation ratio", applied per epoch (ExponentialLR)
-    "l1": 1e-4,  # the paper's L1 coefficient: l1 * sum(|w|) over all weights (biases excluded) added to the loss
-    "max_iterations": 100_000,  # the paper's iteration count, as optimizer steps
-    "max_epochs": 300,
-    "patience": 30,  # early stopping: epochs without a better validation score
-    "select_by": "map",  # validation score for early stopping: "map" (= UAR) | "acc" | "loss"
-    "optimizer": "adam",  # "adam" | "sgd" (momentum 0.9) | "rmsprop"
-    "batch_size": 32,
-    "class_weighting": "none",  # "none" | "inverse" (inverse-frequency weighted cross-entropy)
-    "grad_clip": 5.0,  # max global gradient norm; 0 or None disables clipping
-    "standardize": True,  # fit per-feature mean/std on the training frames
+    key: value for key, value in defaults_for("temporal").items() if key not in NOT_TRAINING_KEYS
 }
+
+
+def train_params(params: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Training parameters: :data:`TRAIN_DEFAULTS` (the schema's) overridden by `params`."""
+    return merge_params(TRAIN_DEFAULTS, params)
+
+
+def default_dropout() -> float:
+    """The config schema's ``temporal.dropout``: the models' dropout when none is given."""
+    return float(defaults_for("temporal")["dropout"])
 
 
 # ----------------------------------------------------------------------------- data
@@ -447,8 +452,9 @@ class _SequenceClassifier(nn.Module):
 
     kind: str = ""
 
-    def __init__(self, input_size: int, hidden_size: int, n_classes: int, dropout: float) -> None:
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int, dropout: float | None) -> None:
         super().__init__()
+        dropout = default_dropout() if dropout is None else dropout
         self.config: dict[str, Any] = {
             "kind": self.kind,
             "input_size": int(input_size),
@@ -478,7 +484,7 @@ class LSTMClassifier(_SequenceClassifier):
 
     kind = "lstm"
 
-    def __init__(self, input_size: int, hidden_size: int, n_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int, dropout: float | None = None) -> None:
         super().__init__(input_size, hidden_size, n_classes, dropout)
         self.output = nn.Linear(hidden_size, n_classes)
 
@@ -508,7 +514,7 @@ class AttentionLSTMClassifier(_SequenceClassifier):
 
     kind = "attention"
 
-    def __init__(self, input_size: int, hidden_size: int, n_classes: int, dropout: float = 0.0) -> None:
+    def __init__(self, input_size: int, hidden_size: int, n_classes: int, dropout: float | None = None) -> None:
         super().__init__(input_size, hidden_size, n_classes, dropout)
         self.W_h = nn.Linear(hidden_size, hidden_size, bias=False)
         self.w = nn.Linear(hidden_size, 1, bias=False)
@@ -538,9 +544,10 @@ _MODEL_KINDS: dict[str, type[_SequenceClassifier]] = {"lstm": LSTMClassifier, "a
 
 
 def build_temporal_model(
-    kind: str, input_size: int, hidden_size: int, n_classes: int, dropout: float = 0.0
+    kind: str, input_size: int, hidden_size: int, n_classes: int, dropout: float | None = None
 ) -> TemporalModel:
-    """Construct "lstm" (ConvNet+LSTM) or "attention" (ConvNet+Attention LSTM)."""
+    """Construct "lstm" (ConvNet+LSTM) or "attention" (ConvNet+Attention LSTM); `dropout` None
+    takes the config schema's ``temporal.dropout``."""
     if kind not in _MODEL_KINDS:
         raise ValueError(f"unknown temporal model {kind!r}; use one of {sorted(_MODEL_KINDS)}")
     return _MODEL_KINDS[kind](input_size, hidden_size, n_classes, dropout)  # type: ignore[return-value]
@@ -556,12 +563,6 @@ def unweighted_average_recall(y_true: np.ndarray, y_pred: np.ndarray) -> float:
     if classes.size == 0:
         return math.nan
     return float(np.mean([np.mean(y_pred[y_true == c] == c) for c in classes]))
-
-
-def _l1_penalty(model: nn.Module) -> torch.Tensor:
-    """Sum of |w| over every weight (biases excluded; peephole vectors included: they are weights)."""
-    terms = [p.abs().sum() for name, p in model.named_parameters() if not name.endswith("bias")]
-    return torch.stack(terms).sum()
 
 
 def _make_optimizer(parameters: list[nn.Parameter], name: str, lr: float) -> torch.optim.Optimizer:
@@ -613,7 +614,7 @@ def train_temporal(
 ) -> tuple[TemporalModel, pd.DataFrame]:
     """Train a temporal model with the paper's protocol; restore the best validation epoch.
 
-    `params` overrides :data:`TRAIN_DEFAULTS`. The loss is cross-entropy (optionally
+    `params` overrides :data:`TRAIN_DEFAULTS` (the schema's). The loss is cross-entropy (optionally
     inverse-frequency weighted) plus ``l1 * sum|w|``. After each epoch the validation set is
     scored; the epoch with the best ``select_by`` score (ties: lower validation loss) is
     kept, and training stops after ``patience`` epochs without improvement, after
@@ -622,10 +623,7 @@ def train_temporal(
     `device`, eval mode) with a history: epoch, steps, lr, train_loss, train_acc, val_loss,
     val_acc, val_map, seconds; ``history.attrs`` has best_epoch and stop_reason.
     """
-    unknown = sorted(set(params or {}) - set(TRAIN_DEFAULTS))
-    if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown}; known: {sorted(TRAIN_DEFAULTS)}")
-    params = {**TRAIN_DEFAULTS, **(params or {})}
+    params = train_params(params)
     if params["select_by"] not in ("map", "acc", "loss"):
         raise ValueError("select_by must be 'map', 'acc' or 'loss'")
     if len(train) == 0:
@@ -673,7 +671,7 @@ def train_temporal(
             logits, _ = model.logits_and_attention(x.to(torch_device), lengths)
             loss = F.cross_entropy(logits, target, weight=weight)
             if params["l1"]:
-                loss = loss + params["l1"] * _l1_penalty(model)
+                loss = loss + params["l1"] * l1_penalty(model)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if params["grad_clip"]:

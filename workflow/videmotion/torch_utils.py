@@ -28,6 +28,27 @@ def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
     return weights
 
 
+def l1_penalty(model: torch.nn.Module) -> torch.Tensor:
+    """The paper's L1 term: sum of |w| over the trainable weights of `model`.
+
+    Biases are excluded, and so are the affine terms of normalisation layers (BatchNorm);
+    peephole vectors count (they are weights). Frozen parameters (``requires_grad=False``)
+    are left out: the penalty cannot change them. Multiply by the L1 coefficient and add to
+    the loss.
+    """
+    norm_layers = (torch.nn.modules.batchnorm._NormBase, torch.nn.LayerNorm, torch.nn.GroupNorm)
+    terms = [
+        parameter.abs().sum()
+        for module in model.modules()
+        if not isinstance(module, norm_layers)
+        for name, parameter in module.named_parameters(recurse=False)
+        if parameter.requires_grad and name != "bias"
+    ]
+    if not terms:
+        return torch.zeros(())
+    return torch.stack(terms).sum()
+
+
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
     """Turn "auto" / "cpu" / "cuda" / "cuda:N" into a torch.device ("auto": CUDA when available)."""
     if isinstance(device, torch.device):

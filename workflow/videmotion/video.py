@@ -112,6 +112,10 @@ class FrameStream:
             yield from self._iter_video(path)
 
     def _accept(self, frame: np.ndarray) -> np.ndarray:
+        if frame.dtype == np.uint16:  # 16-bit PNG/TIFF frames: the detectors take 8-bit images
+            frame = (frame >> 8).astype(np.uint8)
+        elif frame.dtype != np.uint8:
+            raise ClipReadError("unreadable", f"frames of dtype {frame.dtype} are not 8- or 16-bit images")
         if frame.ndim == 2:  # grayscale sources are normalised to BGR
             frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
         elif frame.shape[2] == 4:

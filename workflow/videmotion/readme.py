@@ -1,0 +1,146 @@
+"""Paste what a run printed into the README, between marker comments, or check that it is there.
+
+    videmotion readme            # after `make demo`: update the README's generated blocks
+    videmotion readme --check    # exit 1 when the README's demo table differs from the run's
+
+A generated block sits between ``<!-- BEGIN <name> -->`` and ``<!-- END <name> -->``
+lines; everything outside the markers is prose and is never touched. Blocks:
+
+* ``demo-table``: ``results/table.md`` word for word (checked by ``--check`` and in CI);
+* ``demo-findings``: one sentence per paired comparison of ``results/metrics.parquet``,
+  quoting its interval and saying "not distinguishable" when the interval covers 0
+  (checked too);
+* ``demo-run``: what the run was: corpus size, protocol and folds x seeds, wall time of
+  the last ``make demo`` (``results/demo_wall_seconds.txt``) and summed job time. Wall
+  time depends on the machine's load, so ``--check`` does not compare this block.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+CHECKED_BLOCKS = ("demo-table", "demo-findings")
+
+
+class ReadmeError(Exception):
+    """The README or the results lack what a block needs; the message says which."""
+
+
+def _pattern(name: str) -> re.Pattern:
+    return re.compile(rf"(<!-- BEGIN {re.escape(name)} -->\n)(.*?)(<!-- END {re.escape(name)} -->)", re.S)
+
+
+def read_block(text: str, name: str) -> str:
+    """The text between one block's markers."""
+    found = _pattern(name).search(text)
+    if found is None:
+        raise ReadmeError(f"the README has no '<!-- BEGIN {name} -->' ... '<!-- END {name} -->' block")
+    return found.group(2)
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    """`text` with one block's content replaced by `body` (a trailing newline is added)."""
+    read_block(text, name)  # raises when the markers are missing
+    body = body if body.endswith("\n") else body + "\n"
+    return _pattern(name).sub(lambda m: m.group(1) + body + m.group(3), text, count=1)
+
+
+def demo_run_block(results: Path) -> str:
+    """The run's facts, read from its own outputs."""
+    clips = pd.read_csv(results / "data" / "clips.csv", dtype=str)
+    folds = pd.read_csv(results / "data" / "folds.csv", dtype={"clip_id": str})
+    qc = pd.read_parquet(results / "qc" / "faces.parquet", columns=["status", "frames_processed"])
+    metrics = pd.read_parquet(results / "metrics.parquet", columns=["method", "seed", "fold"])
+    seeds = sorted(metrics.loc[metrics["seed"] >= 0, "seed"].unique().tolist())
+    n_folds = folds["cv_fold"].nunique()
+    protocol = (f"subject-independent {n_folds}-fold cross-validation" if (folds["protocol"] == "kfold").all()
+                else "the fixed train/val/test split")
+    job_seconds = sum(float(pd.read_csv(t, sep="\t")["s"].iloc[0]) for t in (results / "benchmarks").rglob("*.tsv"))
+    wall_file = results / "demo_wall_seconds.txt"
+    if not wall_file.is_file():
+        raise ReadmeError(f"{wall_file} is missing: run `make demo` (it times the run) before `videmotion readme`")
+    wall = int(wall_file.read_text().split()[0])
+    return (
+        f"The corpus has {len(clips):,} clips of {clips['subject'].nunique()} subjects and "
+        f"{int(qc['frames_processed'].sum()):,} frames; the face stage used {int((qc['status'] == 'used').sum())} clips. "
+        f"Protocol: {protocol}, seeds {', '.join(map(str, seeds))}, so every method has "
+        f"{n_folds * len(seeds)} runs and every clip is scored once per seed. "
+        f"Wall time of `make demo` on this project's machine (2 CPU cores, no GPU): {wall // 60} min {wall % 60:02d} s; "
+        f"summed job time {job_seconds / 60:.1f} min.\n"
+    )
+
+
+def findings_block(results: Path) -> str:
+    """The comparisons of the run as sentences that quote their intervals."""
+    from .report import display_name, is_difference_row, signed_points as pts
+
+    metrics = pd.read_parquet(results / "metrics.parquet")
+    lines = []
+    for _, row in metrics[is_difference_row(metrics)].iterrows():
+        a, b = display_name(row["method_a"]), display_name(row["method_b"])
+        if row["map_ci_low"] > 0:
+            reading = f"the interval lies above 0: on this corpus {a} has the higher MAP"
+        elif row["map_ci_high"] < 0:
+            reading = f"the interval lies below 0: on this corpus {b} has the higher MAP"
+        else:
+            reading = "the interval covers 0: the two are not distinguishable on this corpus"
+        lines.append(
+            f"- **{a} vs {b}**: ΔMAP {pts(row['map'])} points, {row['confidence']:.0%} interval "
+            f"[{pts(row['map_ci_low'])}, {pts(row['map_ci_high'])}]; ΔACC {pts(row['acc'])} "
+            f"[{pts(row['acc_ci_low'])}, {pts(row['acc_ci_high'])}]; {a} won {int(row['wins'])} of "
+            f"{int(row['runs'])} paired runs by MAP ({int(row['ties'])} ties). So {reading}."
+        )
+    if not lines:
+        raise ReadmeError(f"{results / 'metrics.parquet'} has no paired comparisons")
+    return "\n".join(lines) + "\n"
+
+
+def generated_blocks(results: Path, names: tuple[str, ...] | None = None) -> dict[str, str]:
+    table = results / "table.md"
+    if not table.is_file():
+        raise ReadmeError(f"{table} is missing: run `make demo` first")
+    makers = {"demo-table": lambda: table.read_text(), "demo-findings": lambda: findings_block(results),
+              "demo-run": lambda: demo_run_block(results)}
+    return {name: make() for name, make in makers.items() if names is None or name in names}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="videmotion readme", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--results", default="results", type=Path)
+    parser.add_argument("--readme", default="README.md", type=Path)
+    parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
+    args = parser.parse_args(argv)
+    text = args.readme.read_text()
+    try:
+        if args.check:
+            fresh = generated_blocks(args.results, CHECKED_BLOCKS)
+            stale = [name for name, body in fresh.items() if read_block(text, name) != body]
+            if stale:
+                import difflib
+
+                for name in stale:
+                    print("\n".join(difflib.unified_diff(read_block(text, name).splitlines(), fresh[name].splitlines(),
+                                                         f"README.md ({name})", f"this run ({name})", lineterm="")))
+                print(f"error: the README's {', '.join(stale)} block(s) differ from this run; run `videmotion readme` "
+                      "after a fresh `make demo` and commit the README", file=sys.stderr)
+                return 1
+            print(f"README.md: {', '.join(CHECKED_BLOCKS)} match {args.results}")
+            return 0
+        blocks = generated_blocks(args.results)
+        for name, body in blocks.items():
+            text = replace_block(text, name, body)
+    except ReadmeError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    args.readme.write_text(text)
+    print(f"{args.readme}: updated {', '.join(blocks)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
