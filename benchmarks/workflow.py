@@ -18,21 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-import pandas as pd
-
-
-def stage_table(results: Path) -> pd.DataFrame:
-    rows = []
-    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
-        rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
-        bench = pd.read_csv(tsv, sep="\t")
-        rows.append(dict(rule=rule, s=float(bench["s"].iloc[0]), max_rss_mb=float(bench["max_rss"].iloc[0])))
-    df = pd.DataFrame(rows)
-    return (
-        df.groupby("rule")
-        .agg(jobs=("s", "size"), total_s=("s", "sum"), longest_s=("s", "max"), peak_rss_mb=("max_rss_mb", "max"))
-        .sort_values("total_s", ascending=False)
-    )
+from videmotion.readme import stage_table
 
 
 def timed(cmd: list[str], cwd: Path, repeats: int = 3) -> tuple[float, str]:

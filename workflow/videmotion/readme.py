@@ -12,7 +12,9 @@ lines; everything outside the markers is prose and is never touched. Blocks:
   (checked too);
 * ``demo-run``: what the run was: corpus size, protocol and folds x seeds, wall time of
   the last ``make demo`` (``results/demo_wall_seconds.txt``) and summed job time. Wall
-  time depends on the machine's load, so ``--check`` does not compare this block.
+  time depends on the machine's load, so ``--check`` does not compare this block;
+* ``demo-stages``: time and memory per rule, from every job's ``benchmark:`` file (not
+  compared either, for the same reason).
 """
 
 from __future__ import annotations
@@ -50,6 +52,29 @@ def replace_block(text: str, name: str, body: str) -> str:
     return _pattern(name).sub(lambda m: m.group(1) + body + m.group(3), text, count=1)
 
 
+def stage_table(results: Path) -> pd.DataFrame:
+    """Per rule: jobs, summed and longest wall time (s), and peak RSS (MB), from the run's benchmark files."""
+    rows = []
+    for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
+        rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
+        bench = pd.read_csv(tsv, sep="\t")
+        rows.append({"rule": rule, "s": float(bench["s"].iloc[0]), "max_rss_mb": float(bench["max_rss"].iloc[0])})
+    if not rows:
+        raise ReadmeError(f"no benchmark files under {results / 'benchmarks'}: run `make demo` first")
+    return (
+        pd.DataFrame(rows).groupby("rule")
+        .agg(jobs=("s", "size"), total_s=("s", "sum"), longest_s=("s", "max"), peak_rss_mb=("max_rss_mb", "max"))
+        .sort_values("total_s", ascending=False)
+    )
+
+
+def demo_stages_block(results: Path) -> str:
+    table = stage_table(results)
+    lines = ["| rule | jobs | total s | longest s | peak RSS MB |", "|---|---|---|---|---|"]
+    lines += [f"| {rule} | {int(r.jobs)} | {r.total_s:.1f} | {r.longest_s:.1f} | {r.peak_rss_mb:.0f} |" for rule, r in table.iterrows()]
+    return "\n".join(lines) + "\n"
+
+
 def demo_run_block(results: Path) -> str:
     """The run's facts, read from its own outputs."""
     clips = pd.read_csv(results / "data" / "clips.csv", dtype=str)
@@ -60,7 +85,7 @@ def demo_run_block(results: Path) -> str:
     n_folds = folds["cv_fold"].nunique()
     protocol = (f"subject-independent {n_folds}-fold cross-validation" if (folds["protocol"] == "kfold").all()
                 else "the fixed train/val/test split")
-    job_seconds = sum(float(pd.read_csv(t, sep="\t")["s"].iloc[0]) for t in (results / "benchmarks").rglob("*.tsv"))
+    job_seconds = float(stage_table(results)["total_s"].sum())
     wall_file = results / "demo_wall_seconds.txt"
     if not wall_file.is_file():
         raise ReadmeError(f"{wall_file} is missing: run `make demo` (it times the run) before `videmotion readme`")
@@ -105,7 +130,7 @@ def generated_blocks(results: Path, names: tuple[str, ...] | None = None) -> dic
     if not table.is_file():
         raise ReadmeError(f"{table} is missing: run `make demo` first")
     makers = {"demo-table": lambda: table.read_text(), "demo-findings": lambda: findings_block(results),
-              "demo-run": lambda: demo_run_block(results)}
+              "demo-run": lambda: demo_run_block(results), "demo-stages": lambda: demo_stages_block(results)}
     return {name: make() for name, make in makers.items() if names is None or name in names}
 
 
