@@ -41,7 +41,7 @@ from videmotion.convnet import ConvNet, save_checkpoint
 from videmotion.faces import FaceDetector, extract_clip, face_params
 from videmotion.stores import ClipFaces, FaceStoreWriter, StoreError, read_face_store, read_feature_stores, write_feature_store
 from videmotion.temporal import build_temporal_model, load_temporal_checkpoint, save_temporal_checkpoint
-from videmotion.video import FALLBACK_FPS, ClipReadError, probe_clip
+from videmotion.video import FALLBACK_FPS, probe_clip
 
 RUNNING_AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 

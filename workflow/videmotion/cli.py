@@ -43,7 +43,7 @@ def predict_video(video: str | Path, model_path: str | Path, convnet_path: str |
     """Label, probabilities and per-frame attention of one video (a file or a folder of frames)."""
     from . import convnet, temporal
     from .faces import FaceDetector, extract_clip, face_params
-    from .stages import evenly_spaced
+    from .video import evenly_spaced
     from .torch_utils import resolve_device
 
     model, meta = _load_trusted(temporal.load_temporal_checkpoint, model_path, "temporal model", device)
@@ -95,6 +95,8 @@ def save_strip(result: dict, k: int, path: str | Path) -> None:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
+    from .video import evenly_spaced
 
     faces = result["_faces"]
     if result["attention"] is not None:

@@ -16,10 +16,14 @@ import numpy as np
 import pandas as pd
 
 from . import adapters
+from .video import evenly_spaced
 from .config import with_defaults
 from .stores import (
     FaceStoreWriter,
+    atomic_csv,
     atomic_h5,
+    atomic_parquet,
+    atomic_write_text,
     config_hash,
     damaged_store_errors,
     file_sha256,
@@ -36,31 +40,6 @@ LBPTOP_VERSION = 1
 
 
 # ---------------------------------------------------------------- small helpers
-def _atomic(path: str | os.PathLike, write) -> None:
-    """Call write(tmp) on a temporary name beside `path`, then rename: a killed job never
-    leaves a half-written output that looks complete."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    _atomic(path, lambda tmp: tmp.write_text(text))
-
-
-def atomic_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    _atomic(path, lambda tmp: df.to_parquet(tmp, index=False))
-
-
-def atomic_csv(df: pd.DataFrame, path: str | os.PathLike) -> None:
-    _atomic(path, lambda tmp: df.to_csv(tmp, index=False))
-
-
 def read_clips(path: str | os.PathLike, fold: int | None = None, folds_csv: str | os.PathLike | None = None) -> pd.DataFrame:
     """The clip table written by :func:`prepare_clips`; with `fold`, the splits that fold
     sees under the fold table of :func:`assign_folds` (the fixed protocol has fold 0 only)."""
@@ -89,13 +68,6 @@ def assign_folds(clips_csv: str | os.PathLike, protocol: str, n_folds: int, fold
         log.info("fixed protocol: the manifest's train/val/test split, one fold")
     atomic_csv(folds, out_csv)
     return folds
-
-
-def evenly_spaced(n: int, k: int | None) -> np.ndarray:
-    """Indices of k evenly spaced items out of n (all of them when k is None or >= n)."""
-    if k is None or n <= k:
-        return np.arange(n)
-    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
 
 
 def plot_history(history: pd.DataFrame, title: str, path: str | os.PathLike) -> None:

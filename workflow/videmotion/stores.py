@@ -53,6 +53,7 @@ from pathlib import Path
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from . import __version__
 
@@ -90,22 +91,51 @@ def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 
 @contextmanager
-def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
-    """Open `path` for writing under a temporary name; rename into place only on success."""
+def atomic_output(path: str | os.PathLike, *, fsync: bool = False) -> Iterator[Path]:
+    """Yield a temporary sibling of `path` to write; rename it into place only on success.
+
+    The one atomic writer of the package: a killed job never leaves a half-written output
+    that looks complete. The temporary name ``.<name>.tmp-<pid><suffix>`` keeps the
+    extension (cv2 and pandas pick the format by it); a job killed mid-write leaves it
+    behind, and since only one job ever writes a given output, leftovers of earlier
+    attempts at this path are removed first. With `fsync`, the data reach the disk before
+    the rename (checkpoints that a resumed run must be able to trust).
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    # A job killed mid-write leaves its temporary file behind; only one job ever writes
-    # a given store, so leftovers of earlier attempts at this path are garbage.
     for stale in path.parent.glob(f".{path.name}.tmp-*"):
         stale.unlink(missing_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
     try:
-        with h5py.File(tmp, "w") as fh:
-            yield fh
+        yield tmp
+        if fsync:
+            with open(tmp, "rb") as fh:
+                os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
-        if tmp.exists():
-            tmp.unlink()
+        tmp.unlink(missing_ok=True)
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> None:
+    with atomic_output(path) as tmp:
+        tmp.write_text(text)
+
+
+def atomic_parquet(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    with atomic_output(path) as tmp:
+        df.to_parquet(tmp, index=False)
+
+
+def atomic_csv(df: pd.DataFrame, path: str | os.PathLike, **to_csv) -> None:
+    with atomic_output(path) as tmp:
+        df.to_csv(tmp, index=False, **to_csv)
+
+
+@contextmanager
+def atomic_h5(path: str | os.PathLike) -> Iterator[h5py.File]:
+    """Open `path` for writing under a temporary name (:func:`atomic_output`)."""
+    with atomic_output(path) as tmp, h5py.File(tmp, "w") as fh:
+        yield fh
 
 
 def _write_root_attrs(fh: h5py.File, layout: str, cfg_hash: str, **attrs) -> None:

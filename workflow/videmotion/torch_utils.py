@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import os
 import random
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -89,23 +88,13 @@ def check_json_able(meta: dict[str, Any]) -> None:
 
 
 def atomic_torch_save(path: str | Path, payload: dict[str, Any]) -> None:
-    """``torch.save(payload)`` to a temp file beside `path`, fsync, then os.replace.
+    """``torch.save(payload)`` through :func:`videmotion.stores.atomic_output` with fsync: a
+    reader (or a run resumed after a kill) sees the old file or the new one, never a
+    half-written one."""
+    from .stores import atomic_output
 
-    A reader (or a run resumed after a kill) sees the old file or the new one, never a
-    half-written one.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+    with atomic_output(path, fsync=True) as tmp:
+        torch.save(payload, tmp)
 
 
 def save_state(path: str | Path, state_dict: dict[str, torch.Tensor], meta: dict[str, Any]) -> None:

@@ -153,3 +153,11 @@ class FrameStream:
 def read_all_frames(path: str | os.PathLike, max_frames: int | None = None) -> list[np.ndarray]:
     """All frames of a short clip in memory (for tests and the predict command)."""
     return [f for _, f in FrameStream(str(path), max_frames=max_frames)]
+
+
+def evenly_spaced(n: int, k: int | None) -> np.ndarray:
+    """Indices of k evenly spaced items out of n (all of them when k is None or >= n): the
+    frame sampling of fine-tuning, the temporal models and the predict command."""
+    if k is None or n <= k:
+        return np.arange(n)
+    return np.unique(np.linspace(0, n - 1, k).round().astype(int))
