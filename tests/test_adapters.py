@@ -10,7 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from videmotion import stages
 from videmotion.adapters import (
     DatasetError,
     assign_subject_folds,
@@ -21,9 +20,12 @@ from videmotion.adapters import (
     load_fer_folders,
     load_manifest_clips,
     media_sha256,
+    read_clips,
     shard_of,
+    validate_clip_rows,
 )
 from videmotion.labels import CHEAVD_CLASSES, FER2013_CLASSES
+from videmotion.stages import corpus
 
 CLASSES = list(CHEAVD_CLASSES)
 
@@ -186,7 +188,7 @@ def _media_manifest(tmp_path, rows, header="clip_id,path,label,subject,split"):
 
 def _prepare(tmp_path, manifest):
     dataset = {"adapter": "manifest", "classes": CLASSES, "manifest": {"path": str(manifest), "data_root": str(tmp_path)}}
-    return stages.prepare_clips(dataset, str(manifest), tmp_path / "clips.csv", n_shards=2)
+    return corpus.prepare_clips(dataset=dataset, manifest=str(manifest), clips=str(tmp_path / "clips.csv"), shards=2)
 
 
 def _frames(seed):
@@ -245,7 +247,7 @@ def test_identical_media_within_one_split_is_a_warning(tmp_path, caplog):
         clips = _prepare(tmp_path, _media_manifest(tmp_path, rows))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "clip c1" in warnings[0] and "clip c4" in warnings[0] and "one split" in warnings[0]
-    written = stages.read_clips(tmp_path / "clips.csv")
+    written = read_clips(tmp_path / "clips.csv")
     assert written["media_sha256"].fillna("").tolist() == clips["media_sha256"].tolist()
     assert clips.loc[0, "media_sha256"] == clips.loc[3, "media_sha256"] == hashlib.sha256(video).hexdigest()
     assert clips.loc[4, "media_sha256"] == clips.loc[5, "media_sha256"] == ""  # missing files: no checksum, no false alarm
@@ -259,7 +261,33 @@ def test_identical_media_of_two_subjects_in_different_folds_stops_assign_folds(t
     clips = _prepare(tmp_path, _media_manifest(tmp_path, rows))  # one split: a warning only
     seed = next(s for s in range(50) if len(set(assign_subject_folds(clips["subject"], 3, seed=s)[[0, 8]])) == 2)
     with pytest.raises(DatasetError, match=r"clip c0 .*subject s0, fold \d.* and clip c_copy .*subject s_other, fold \d.*same subject"):
-        stages.assign_folds(tmp_path / "clips.csv", "kfold", 3, seed, tmp_path / "folds.csv")
+        corpus.assign_folds(clips=str(tmp_path / "clips.csv"), protocol="kfold", n_folds=3, fold_seed=seed, folds=str(tmp_path / "folds.csv"))
     assert not (tmp_path / "folds.csv").exists()
     # the fixed protocol: the splits were checked by prepare_clips
-    assert (stages.assign_folds(tmp_path / "clips.csv", "fixed", 3, seed, tmp_path / "folds.csv")["cv_fold"] == 0).all()
+    assert (corpus.assign_folds(clips=str(tmp_path / "clips.csv"), protocol="fixed", n_folds=3, fold_seed=seed, folds=str(tmp_path / "folds.csv"))["cv_fold"] == 0).all()
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        ([("c1", "a.avi", "happy", "s1", "train"), ("c 2", "b.avi", "happy", "s2", "test")],
+         r"m\.csv row 3: column 'clip_id': 'c 2' does not match .*\(rule properties/clip_id/pattern of clips\.schema\.yaml\)"),
+        ([("c1", "a.avi", "happy", "s1", "train"), ("c2", "b.avi", "happy", "s2", "tset")],
+         r"m\.csv row 3: column 'split': 'tset' is not one of \['train', 'val', 'test'\] \(rule properties/split/enum"),
+        ([("c1", "", "happy", "s1", "train")], r"m\.csv row 2: column 'path': '' should be non-empty .*minLength"),
+    ],
+    ids=["clip_id_pattern", "split_enum", "empty_path"],
+)
+def test_clip_table_rows_are_validated_by_the_clip_schema(rows, message):
+    df = pd.DataFrame(rows, columns=["clip_id", "path", "label", "subject", "split"])
+    with pytest.raises(DatasetError, match=message):
+        validate_clip_rows(df, "m.csv")
+
+
+def test_clip_schema_requires_its_columns_and_ignores_others():
+    df = pd.DataFrame({"clip_id": ["c1"], "path": ["a.avi"], "label": ["happy"], "split": ["train"], "notes": ["ok"]})
+    with pytest.raises(DatasetError, match=r"m\.csv row 2: 'subject' is a required property \(rule required of clips\.schema\.yaml\)"):
+        validate_clip_rows(df, "m.csv")
+    validate_clip_rows(df.assign(subject="s1", shard=0, media_sha256=""), "m.csv")  # a user's extra column is ignored
+    with pytest.raises(DatasetError, match=r"column 'shard': -1 is less than the minimum of 0"):
+        validate_clip_rows(df.assign(subject="s1", shard=-1), "m.csv")

@@ -35,11 +35,23 @@ import torch
 from conftest import drawn_face_frame, write_video
 from workflow_runs import REPO, copy_workflow, snakemake
 
-from videmotion import cli, stages
+from videmotion import cli
 from videmotion.adapters import DatasetError
 from videmotion.convnet import ConvNet, save_checkpoint
 from videmotion.faces import FaceDetector, extract_clip, face_params
-from videmotion.stores import ClipFaces, FaceStoreWriter, StoreError, read_face_store, read_feature_stores, write_feature_store
+from videmotion.stages import baselines, corpus
+from videmotion.stages import convnet as convnet_stage
+from videmotion.stages import temporal as temporal_stage
+from videmotion.stores import (
+    ClipFaces,
+    FaceStoreWriter,
+    StoreError,
+    feature_store_hash,
+    read_face_store,
+    read_feature_stores,
+    read_lbptop_stores,
+    write_feature_store,
+)
 from videmotion.temporal import build_temporal_model, load_temporal_checkpoint, save_temporal_checkpoint
 from videmotion.video import FALLBACK_FPS, probe_clip
 
@@ -285,7 +297,7 @@ def test_bad_manifest_row_stops_prepare_clips(tmp_path, bad_row, message):
     dataset = {"adapter": "manifest", "classes": ["neutral", "angry", "happy", "sad"], "manifest": {"path": str(manifest), "data_root": str(tmp_path)}}
     out = tmp_path / "clips.csv"
     with pytest.raises(DatasetError, match=message) as err:
-        stages.prepare_clips(dataset, str(manifest), out, n_shards=2)
+        corpus.prepare_clips(dataset=dataset, manifest=str(manifest), clips=str(out), shards=2)
     assert str(manifest) in str(err.value)  # the file is named
     assert not out.exists()  # nothing was written: the run stops here
 
@@ -295,7 +307,7 @@ def test_missing_clip_file_is_quarantined_not_fatal(tmp_path, detector):
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("\n".join([MANIFEST_HEADER, *GOOD_ROWS]) + "\n")
     dataset = {"adapter": "manifest", "classes": ["happy", "sad", "angry"], "manifest": {"path": str(manifest), "data_root": str(tmp_path)}}
-    clips = stages.prepare_clips(dataset, str(manifest), tmp_path / "clips.csv", n_shards=1)
+    clips = corpus.prepare_clips(dataset=dataset, manifest=str(manifest), clips=str(tmp_path / "clips.csv"), shards=1)
     faces, qc = extract_clip(detector, clips.iloc[0].to_dict(), face_params(TINY_FACE_PARAMS))
     assert faces is None and qc.reason == "missing" and str(tmp_path / "clips/a.avi") in qc.detail
 
@@ -329,7 +341,7 @@ def test_fer_row_with_wrong_pixel_count_stops_prepare_fer(tmp_path):
     csv.write_text(f"emotion,pixels,Usage\n3,{good},Training\n4,{' '.join(['7'] * 2303)},PublicTest\n")
     out = tmp_path / "fer.h5"
     with pytest.raises(DatasetError, match=r"fer2013\.csv row 3: expected 2304 pixel values in 0\.\.255, got 2303; fix or drop the row"):
-        stages.prepare_fer({"adapter": "fer2013_csv", "path": str(csv), "fer_to_target": {}}, ["happy"], str(csv), out)
+        corpus.prepare_fer(pretrain_data={"adapter": "fer2013_csv", "path": str(csv), "fer_to_target": {}}, classes=["happy"], source=str(csv), fer=str(out))
     assert not out.exists()
 
 
@@ -359,9 +371,9 @@ def test_bad_config_fails_the_dry_run_naming_the_key(workflow_copy, override, me
 
 
 # ---------------------------------------------------------------- stores
-def _face_store(path: Path, cfg_hash: str = "h", n_clips: int = 2) -> Path:
+def _face_store(path: Path, faces: dict | None = None, n_clips: int = 2) -> Path:
     rng = np.random.default_rng(0)
-    with FaceStoreWriter(path, cfg_hash=cfg_hash, shard=0, n_shards=1, face_size=100) as writer:
+    with FaceStoreWriter(path, faces=face_params(faces), shard=0, n_shards=1) as writer:
         for i in range(n_clips):
             n = 40
             writer.add(ClipFaces(f"c{i}", rng.integers(0, 255, (n, 100, 100), dtype=np.uint8), np.arange(n, dtype=np.int32),
@@ -402,31 +414,33 @@ def test_stage_reading_a_corrupt_face_store_fails_before_writing(tmp_path):
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 500)
     out = tmp_path / "lbptop.h5"
     with pytest.raises(StoreError, match="rerun the workflow"):
-        stages.lbptop_features(str(path), {"grid": [2, 2], "radius": 1, "n_points": 8, "time_blocks": 1, "resize": 32, "max_frames": 8}, str(out))
+        baselines.lbptop_features(face_store=str(path), store=str(out), shard=0, lbptop={"grid": [2, 2], "radius": 1, "n_points": 8, "time_blocks": 1, "resize": 32, "max_frames": 8}, faces=face_params())
     assert not out.exists() and not list(tmp_path.glob(".lbptop.h5.tmp-*"))
 
 
 def test_face_store_built_under_another_face_config_is_refused_by_its_consumers(tmp_path):
-    built_with = {"n_shards": 1, "margin": 0.15}
-    path = _face_store(tmp_path / "shard_0.h5", cfg_hash=stages.face_store_hash(built_with))
+    built_with = face_params({"margin": 0.15})
+    path = _face_store(tmp_path / "shard_0.h5", faces=built_with)
     lbptop_cfg = {"grid": [2, 2], "radius": 1, "n_points": 8, "time_blocks": 1, "resize": 32, "max_frames": 8}
-    stages.lbptop_features(str(path), lbptop_cfg, str(tmp_path / "ok.h5"), face_cfg={**built_with, "n_shards": 4})  # sharding is not part of it
+    baselines.lbptop_features(face_store=str(path), store=str(tmp_path / "ok.h5"), shard=0, lbptop=lbptop_cfg, faces=built_with)
+    other = face_params({"margin": 0.3})
     with pytest.raises(StoreError, match=r"built under another config.*rerun snakemake"):
-        stages.lbptop_features(str(path), lbptop_cfg, str(tmp_path / "lbptop.h5"), face_cfg={**built_with, "margin": 0.3})
+        baselines.lbptop_features(face_store=str(path), store=str(tmp_path / "lbptop.h5"), shard=0, lbptop=lbptop_cfg, faces=other)
     convnet = tmp_path / "convnet.pt"
     save_checkpoint(convnet, ConvNet(2, width=4, fc_sizes=(8, 4), batch_norm=False, dropout=0.0), {"stage": "finetuned"})
     with pytest.raises(StoreError, match=r"built under another config"):
-        stages.extract_features(str(convnet), str(path), 0, "logits", 8, "cpu", str(tmp_path / "f.h5"), face_cfg={**built_with, "margin": 0.3})
+        convnet_stage.extract_features(model=str(convnet), face_store=str(path), store=str(tmp_path / "f.h5"), layer="logits", fold=0,
+                                       shard=0, batch_size=8, faces=other, device="cpu")
     assert not (tmp_path / "f.h5").exists()
 
 
 def test_lbptop_store_built_under_other_lbptop_parameters_is_refused(tmp_path):
     path = _face_store(tmp_path / "shard_0.h5")
     cfg = {"grid": [2, 2], "radius": 1, "n_points": 8, "time_blocks": 1, "resize": 32, "max_frames": 8}
-    stages.lbptop_features(str(path), cfg, str(tmp_path / "lbptop.h5"))
-    assert set(stages.read_lbptop_stores([str(tmp_path / "lbptop.h5")], cfg)) == {"c0", "c1"}
+    baselines.lbptop_features(face_store=str(path), store=str(tmp_path / "lbptop.h5"), shard=0, lbptop=cfg, faces=face_params())
+    assert set(read_lbptop_stores([str(tmp_path / "lbptop.h5")], cfg)) == {"c0", "c1"}
     with pytest.raises(StoreError, match="built under another config"):
-        stages.read_lbptop_stores([str(tmp_path / "lbptop.h5")], {**cfg, "radius": 2})
+        read_lbptop_stores([str(tmp_path / "lbptop.h5")], {**cfg, "radius": 2})
 
 
 def test_feature_store_from_another_convnet_is_refused_by_train_temporal(tmp_path):
@@ -434,15 +448,17 @@ def test_feature_store_from_another_convnet_is_refused_by_train_temporal(tmp_pat
     convnet.write_bytes(b"the ConvNet the workflow trained")
     feats = {"c0": (np.ones((3, 4), np.float32), np.arange(3), {"label": "happy", "subject": "s", "split": "train"})}
     store = tmp_path / "features.h5"
-    write_feature_store(store, feats, cfg_hash=stages.feature_store_hash("logits", tmp_path / "finetuned.pt"), shard=0, layer="logits",
-                        convnet_sha256="x")
-    assert set(read_feature_stores([store], expected_hash=stages.feature_store_hash("logits", convnet))) == {"c0"}
+    write_feature_store(store, feats, cfg_hash=feature_store_hash("logits", tmp_path / "finetuned.pt"), shard=0, layer="logits",
+                        convnet_sha256="x", face_params="{}")
+    assert set(read_feature_stores([store], expected_hash=feature_store_hash("logits", convnet))) == {"c0"}
     convnet.write_bytes(b"another ConvNet")  # retrained since the features were extracted
     clips = tmp_path / "clips.csv"
     pd.DataFrame([{"clip_id": "c0", "path": "x", "label": "happy", "subject": "s", "split": "train", "shard": 0}]).to_csv(clips, index=False)
     with pytest.raises(StoreError, match=rf"{re.escape(str(store))}: built under another config"):
-        stages.train_temporal("lstm", 0, str(clips), [str(store)], str(convnet), {"max_frames": 8, "hidden_size": 4, "dropout": 0.0},
-                              ["happy"], {}, "logits", "cpu", *(str(tmp_path / n) for n in ("m.pt", "h.csv", "a.parquet", "p.parquet")))
+        temporal_stage.train_temporal(
+            clips=str(clips), folds=None, features=[str(store)], convnet=str(convnet), temporal_model="lstm", fold=0, seed=0,
+            temporal={"max_frames": 8, "hidden_size": 4, "dropout": 0.0}, classes=["happy"], layer="logits", device="cpu",
+            **{k: str(tmp_path / n) for k, n in (("model", "m.pt"), ("history", "h.csv"), ("attention", "a.parquet"), ("predictions", "p.parquet"))})
 
 
 # ---------------------------------------------------------------- checkpoints: malicious pickles
@@ -626,7 +642,7 @@ def test_corrupt_store_in_a_finished_run_fails_clearly_then_rebuilds(mixed_run):
     store.unlink()  # the fix the message names
     rerun = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", "mixed.yaml", "--", target)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
-    assert len(stages.read_lbptop_stores([str(store)])) > 0
+    assert len(read_lbptop_stores([str(store)])) > 0
 
 
 @pytest.mark.slow

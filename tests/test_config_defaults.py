@@ -23,8 +23,8 @@ from typing import Any
 import pytest
 from workflow_runs import REPO, SNAKEMAKE, copy_workflow, planned_jobs
 
-from videmotion import adapters, baselines, convnet, faces, lbptop, temporal
-from videmotion.config import SCHEMA_PATH, defaults_for, schema_defaults, section_schema, with_defaults
+from videmotion import adapters, baselines, convnet, lbptop, temporal
+from videmotion.config import FACE_QC_KEYS, SCHEMA_PATH, defaults_for, face_params, schema_defaults, section_schema, with_defaults
 
 PACKAGE = REPO / "workflow" / "videmotion"
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -68,7 +68,7 @@ ENTRIES: dict[str, tuple[Entry, tuple[str, ...], tuple[str, ...]]] = {
     "convnet.finetune_params": (convnet.finetune_params, ("convnet.finetune",), convnet.FINETUNE_STAGE_KEYS),
     "temporal.train_params": (temporal.train_params, ("temporal",), temporal.NOT_TRAINING_KEYS),
     "temporal models' dropout": (_temporal_dropout, ("temporal",), ("hidden_size", "max_frames", *temporal.TRAIN_DEFAULTS)),
-    "faces.face_params": (faces.face_params, ("faces",), faces.WORKFLOW_ONLY_KEYS),
+    "config.face_params": (face_params, ("faces",), FACE_QC_KEYS),
     "baselines.rf_params": (baselines.rf_params, ("baselines.random_forest",), ()),
     "lbptop.lbptop_params": (lbptop.lbptop_params, ("baselines.lbptop",), ()),
     "adapters.split_fractions": (adapters.split_fractions, ("dataset.split_fractions",), ()),
@@ -111,7 +111,8 @@ WORKFLOW_READ = {
     "temporal.hidden_size": "stages.train_temporal (model size)",
     "temporal.max_frames": "stages.train_temporal (sequence cap)",
     "evaluation": "common.smk and the evaluation stage",
-    **{f"faces.{key}": "the workflow (sharding, QC gate), not the detection" for key in faces.WORKFLOW_ONLY_KEYS},
+    "shards": "common.smk (SHARDS), stages.prepare_clips / extract_faces",
+    **{f"faces.{key}": "the face_qc rule (the QC gate), not the detection" for key in FACE_QC_KEYS},
 }
 
 
@@ -181,7 +182,7 @@ def test_the_old_disagreements_are_settled_on_the_schema_values() -> None:
     train = temporal.train_params()
     assert (train["batch_size"], train["max_epochs"], train["patience"]) == (16, 200, 15)
     assert temporal.LSTMClassifier(4, 4, 3).config["dropout"] == LEAVES["temporal.dropout"] == 0.2
-    assert faces.face_params()["min_faces"] == LEAVES["faces.min_faces"] == 3
+    assert face_params()["min_faces"] == LEAVES["faces.min_faces"] == 3
     assert baselines.rf_params()["n_estimators"] == LEAVES["baselines.random_forest.n_estimators"] == 300
     assert adapters.split_fractions()["test"] == LEAVES["dataset.split_fractions.test"] == 0.2
     assert lbptop.lbptop_params()["max_frames"] == LEAVES["baselines.lbptop.max_frames"] == 64

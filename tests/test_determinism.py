@@ -17,7 +17,8 @@ import torch
 import yaml
 from snakemake.utils import update_config, validate
 
-from videmotion import stages
+from videmotion.stages import baselines
+from videmotion.stages import temporal as temporal_stage
 
 pytestmark = pytest.mark.slow
 
@@ -45,25 +46,26 @@ def one_torch_thread():
 
 
 def _train_temporal(run: Path, config: dict, model: str, seed: int, out: Path) -> Path:
-    """stages.train_temporal exactly as the workflow's rule calls it, into `out`; returns the predictions file."""
+    """The train_temporal stage exactly as the workflow's rule calls it, into `out`; returns the predictions file."""
     results = run / "results"
     layer = config["features"]["layer"]
     out.mkdir(parents=True, exist_ok=True)
-    stages.train_temporal(
-        model_kind=model,
+    temporal_stage.train_temporal(
+        clips=str(results / "data/clips.csv"),
+        folds=str(results / "data/folds.csv"),
+        features=[str(p) for p in sorted((results / f"features/{layer}/fold_0").glob("shard_*.h5"))],
+        convnet=str(results / "convnet/fold_0/finetuned.pt"),
+        model=str(out / "model.pt"),
+        history=str(out / "history.csv"),
+        attention=str(out / "attention.parquet"),
+        predictions=str(out / "predictions.parquet"),
+        temporal_model=model,
+        fold=0,
         seed=seed,
-        clips_csv=str(results / "data/clips.csv"),
-        feature_paths=[str(p) for p in sorted((results / f"features/{layer}/fold_0").glob("shard_*.h5"))],
-        convnet_path=str(results / "convnet/fold_0/finetuned.pt"),
-        temporal_cfg=config["temporal"],
+        temporal=config["temporal"],
         classes=config["dataset"]["classes"],
-        face_cfg=config["faces"],
-        feature_layer=layer,
+        layer=layer,
         device=config["device"],
-        out_model=str(out / "model.pt"),
-        out_history=str(out / "history.csv"),
-        out_attention=str(out / "attention.parquet"),
-        out_predictions=str(out / "predictions.parquet"),
     )
     return out / "predictions.parquet"
 
@@ -71,16 +73,21 @@ def _train_temporal(run: Path, config: dict, model: str, seed: int, out: Path) -
 def _random_forest(run: Path, config: dict, method: str, seed: int, out: Path) -> Path:
     results = run / "results"
     out.mkdir(parents=True, exist_ok=True)
-    stages.random_forest_baseline(
+    baselines.random_forest_baseline(
+        clips=str(results / "data/clips.csv"),
+        folds=str(results / "data/folds.csv"),
+        features=[str(p) for p in sorted((results / "lbptop").glob("shard_*.h5"))],
+        convnet=[],
+        predictions=str(out / "predictions.parquet"),
+        training_set=str(out / "training_set.tsv"),
         method=method,
+        fold=0,
         seed=seed,
-        clips_csv=str(results / "data/clips.csv"),
-        feature_paths=[str(p) for p in sorted((results / "lbptop").glob("shard_*.h5"))],
-        baselines_cfg=config["baselines"],
         classes=config["dataset"]["classes"],
-        threads=1,
-        out_predictions=str(out / "predictions.parquet"),
-        out_training_set=str(out / "training_set.tsv"),
+        random_forest=config["baselines"]["random_forest"],
+        per_class=config["baselines"]["baseline2_per_class"] if method == "baseline2" else None,
+        lbptop=config["baselines"]["lbptop"],
+        layer=None,
     )
     return out / "predictions.parquet"
 

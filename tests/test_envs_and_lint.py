@@ -69,3 +69,19 @@ def test_every_rule_declares_log_benchmark_env_threads_and_resources(rule, body)
 def test_snakefile_does_not_import_torch_at_parse_time():
     for path in [REPO / "Snakefile", *(REPO / "workflow/rules").glob("*.smk")]:
         assert not re.search(r"^\s*(import torch|from torch)", path.read_text(), re.M), path
+
+
+def test_only_scripts_import_the_stage_layer_and_each_script_is_one_stage_call():
+    """rules/<stage>.smk -> videmotion.stages.<stage> -> domain modules: nothing below imports upward,
+    and a script only hands its job to one stage function."""
+    package = REPO / "workflow/videmotion"
+    upward = [str(p.relative_to(REPO)) for p in package.rglob("*.py")
+              if "stages" not in p.relative_to(package).parts and re.search(r"from \.+stages|import videmotion\.stages|from videmotion\.stages", p.read_text())]
+    assert upward == []
+    stage_modules = {p.stem for p in (package / "stages").glob("*.py")} - {"__init__"}
+    assert stage_modules == {p.stem for p in (REPO / "workflow/rules").glob("*.smk")} - {"common"}
+    for script in (REPO / "workflow/scripts").glob("*.py"):
+        code = [line for line in script.read_text().splitlines() if line and not line.startswith(("#", '"""'))]
+        assert code[0] == "from videmotion.runlog import run_stage", script
+        assert re.fullmatch(r"from videmotion\.stages\.(\w+) import (\w+)", code[1]), script
+        assert re.fullmatch(r"run_stage\(snakemake, \w+(, torch_threads=True)?\)", code[2]) and len(code) == 3, script

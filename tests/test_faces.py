@@ -13,7 +13,6 @@ import pandas as pd
 import pytest
 from conftest import drawn_face_frame, write_video
 
-from videmotion import stages
 from videmotion.adapters import DatasetError
 from videmotion.faces import (
     QUARANTINE_REASONS,
@@ -28,7 +27,16 @@ from videmotion.faces import (
     eye_roll,
     face_params,
 )
-from videmotion.stores import DETECTOR_CODES, FACE_STORE_LAYOUT, FaceStoreWriter, StoreError, read_face_store
+from videmotion.stages import faces as faces_stage
+from videmotion.stores import (
+    DETECTOR_CODES,
+    FACE_STORE_LAYOUT,
+    FaceStoreWriter,
+    StoreError,
+    face_store_hash,
+    read_face_store,
+    store_face_params,
+)
 
 VJ, TRACK, MTCNN = DETECTOR_CODES["vj"], DETECTOR_CODES["track"], DETECTOR_CODES["mtcnn"]
 
@@ -183,14 +191,15 @@ def test_qc_accounting_and_store_layout_v2(face_video, tmp_path):
     assert qc.choice_largest == 1 and qc.faces_aligned == int(faces.aligned.sum()) == 6
     np.testing.assert_array_equal(faces.frame_index, [0, 2, 4, 6, 8, 10])
     path = tmp_path / "shard_0.h5"
-    with FaceStoreWriter(path, cfg_hash="h", shard=0, n_shards=1, face_size=100) as writer:
+    with FaceStoreWriter(path, faces=params, shard=0, n_shards=1) as writer:
         writer.add(faces)
     with h5py.File(path, "r") as fh:  # plain h5py: the documented v2 layout
         assert fh.attrs["layout"] == FACE_STORE_LAYOUT and fh.attrs["layout_version"] == 2
         group = fh["clips/c1"]
         assert group["landmarks"].dtype == np.float32 and group["landmarks"].shape == (6, 5, 2)
         assert group["aligned"].dtype == np.uint8 and group["score"].shape == (6,)
-    (back,) = read_face_store(path, expected_hash="h")
+    (back,) = read_face_store(path, expected_hash=face_store_hash(params))
+    assert store_face_params(path) == params
     np.testing.assert_array_equal(back.landmarks, faces.landmarks)
     np.testing.assert_array_equal(back.aligned, faces.aligned)
     np.testing.assert_array_equal(back.detector, faces.detector)
@@ -282,7 +291,7 @@ def test_a_library_exception_propagates_naming_the_clip(face_video, tmp_path, mo
     monkeypatch.setattr(FaceDetector, "viola_jones", broken)
     store, qc_part = tmp_path / "shard_0.h5", tmp_path / "qc_shard_0.parquet"
     with pytest.raises(RuntimeError, match="a bug inside the detector"):
-        stages.extract_faces(clips, 0, {"n_shards": 1, "min_faces": 1}, "cpu", store, qc_part)
+        faces_stage.extract_faces(clips=str(clips), store=str(store), qc=str(qc_part), shard=0, shards=1, faces={"min_faces": 1}, device="cpu")
     assert not store.exists() and not qc_part.exists()
 
 
@@ -315,7 +324,7 @@ def test_face_qc_fails_when_a_split_loses_too_many_clips(tmp_path):
     qc.to_parquet(tmp_path / "qc_shard_0.parquet")
     out, summary = tmp_path / "qc/faces.parquet", tmp_path / "qc/faces_summary.tsv"
     with pytest.raises(DatasetError) as err:
-        stages.merge_face_qc(tmp_path / "clips.csv", [str(tmp_path / "qc_shard_0.parquet")], out, summary, max_excluded_fraction=0.05)
+        faces_stage.face_qc(clips=str(tmp_path / "clips.csv"), shard_qc=[str(tmp_path / "qc_shard_0.parquet")], qc=str(out), summary=str(summary), max_excluded_fraction=0.05)
     message = str(err.value)
     assert "faces.max_excluded_fraction = 5.0%" in message and "['test']" in message
     assert "train: 40 clips in, 1 excluded (2.5%): no_face 1" in message
@@ -324,5 +333,5 @@ def test_face_qc_fails_when_a_split_loses_too_many_clips(tmp_path):
     assert message.index("test_0 (test): missing: why test_0") < message.index("train_0 (train): no_face")  # the failing split first
     assert not out.exists() and not summary.exists()
     # at the limit it passes, and the outputs are written
-    stages.merge_face_qc(tmp_path / "clips.csv", [str(tmp_path / "qc_shard_0.parquet")], out, summary, max_excluded_fraction=0.2)
+    faces_stage.face_qc(clips=str(tmp_path / "clips.csv"), shard_qc=[str(tmp_path / "qc_shard_0.parquet")], qc=str(out), summary=str(summary), max_excluded_fraction=0.2)
     assert len(pd.read_parquet(out)) == 60 and summary.is_file()

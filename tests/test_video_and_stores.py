@@ -9,7 +9,9 @@ import h5py
 import numpy as np
 import pytest
 
+from videmotion.config import face_params
 from videmotion.stores import (
+    face_store_hash,
     FACE_STORE_LAYOUT,
     ClipFaces,
     FaceStoreWriter,
@@ -92,7 +94,7 @@ def _clip(clip_id: str, n: int) -> ClipFaces:
 def test_face_store_layout_and_round_trip(tmp_path):
     path = tmp_path / "shard_0.h5"
     clips = [_clip("a", 5), _clip("b", 70)]
-    with FaceStoreWriter(path, cfg_hash="abc", shard=0, n_shards=2, face_size=100) as writer:
+    with FaceStoreWriter(path, faces=face_params({"margin": 0.2}), shard=0, n_shards=2) as writer:
         for clip in clips:
             writer.add(clip)
     with h5py.File(path, "r") as fh:  # readable with plain h5py, documented layout
@@ -101,7 +103,7 @@ def test_face_store_layout_and_round_trip(tmp_path):
         assert ds.dtype == np.uint8 and ds.shape == (70, 100, 100)
         assert ds.chunks == (64, 100, 100) and ds.compression == "gzip"
         assert fh["clips/b/frame_index"].dtype == np.int32
-    back = {c.clip_id: c for c in read_face_store(path, expected_hash="abc")}
+    back = {c.clip_id: c for c in read_face_store(path, expected_hash=face_store_hash(face_params({"margin": 0.2})))}
     np.testing.assert_array_equal(back["b"].faces, clips[1].faces)
     np.testing.assert_array_equal(back["a"].frame_index, clips[0].frame_index)
     assert back["a"].attrs["label"] == "happy"
@@ -109,10 +111,10 @@ def test_face_store_layout_and_round_trip(tmp_path):
 
 def test_store_built_under_another_config_is_rejected(tmp_path):
     path = tmp_path / "s.h5"
-    with FaceStoreWriter(path, cfg_hash=config_hash({"margin": 0.1}), shard=0, n_shards=1, face_size=100) as w:
+    with FaceStoreWriter(path, faces=face_params({"margin": 0.1}), shard=0, n_shards=1) as w:
         w.add(_clip("a", 2))
     with pytest.raises(StoreError, match="another config"):
-        list(read_face_store(path, expected_hash=config_hash({"margin": 0.2})))
+        list(read_face_store(path, expected_hash=face_store_hash(face_params({"margin": 0.2}))))
 
 
 def test_corrupt_store_gives_clear_error(tmp_path):
@@ -125,7 +127,7 @@ def test_corrupt_store_gives_clear_error(tmp_path):
 def test_failed_write_leaves_no_store(tmp_path):
     path = tmp_path / "s.h5"
     with pytest.raises(RuntimeError):
-        with FaceStoreWriter(path, cfg_hash="x", shard=0, n_shards=1, face_size=100) as w:
+        with FaceStoreWriter(path, faces=face_params(), shard=0, n_shards=1) as w:
             w.add(_clip("a", 2))
             raise RuntimeError("killed mid-write")
     assert not path.exists()
@@ -135,7 +137,7 @@ def test_failed_write_leaves_no_store(tmp_path):
 def test_feature_store_round_trip(tmp_path):
     path = tmp_path / "f.h5"
     feats = {"a": (np.ones((3, 8), np.float32), np.array([0, 2, 4]), {"label": "sad", "subject": "s", "split": "val"})}
-    write_feature_store(path, feats, cfg_hash="h", shard=0, layer="logits", convnet_sha256="0" * 64)
+    write_feature_store(path, feats, cfg_hash="h", shard=0, layer="logits", convnet_sha256="0" * 64, face_params="{}")
     back = read_feature_stores([path], expected_hash="h")
     np.testing.assert_array_equal(back["a"][0], feats["a"][0])
     np.testing.assert_array_equal(back["a"][1], [0, 2, 4])

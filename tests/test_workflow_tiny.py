@@ -29,8 +29,15 @@ def test_table_and_metrics_hold_all_methods(tiny_run):
     metrics = pd.read_parquet(tiny_run / "results/metrics.parquet")
     assert {"baseline1", "baseline2", "lstm", "attention_lstm"} <= set(metrics["method"])
     convnet_rows = metrics[metrics["method"].isin(["convnet_fer", "convnet_frames"])]
-    metrics = metrics[~metrics.index.isin(convnet_rows.index)]
+    differences = metrics[metrics["method"].str.contains("-vs-")]
+    metrics = metrics[~metrics.index.isin(convnet_rows.index) & ~metrics.index.isin(differences.index)]
     assert set(metrics["split"]) == {"val", "test"} and set(metrics["seed"]) == {0, 1}
+    assert (metrics["n_clips"] == metrics["n_evaluated"] + metrics["n_excluded"]).all()
+    # the paired differences: one row per comparison, over all runs, with an interval around the point
+    assert differences["method"].tolist() == ["attention_lstm-vs-lstm", "lstm-vs-baseline1", "attention_lstm-vs-baseline1"]
+    assert (differences["seed"] == -1).all() and (differences["runs"] == 2).all()
+    assert ((differences["map_ci_low"] <= differences["map"]) & (differences["map"] <= differences["map_ci_high"])).all()
+    assert "| ConvNet+Attention LSTM − ConvNet+LSTM |" in table
     for col in ("acc", "map", "macro_precision", "macro_f1", "n"):
         assert col in metrics
     assert metrics[["acc", "map"]].apply(lambda s: s.between(0, 1)).all().all()

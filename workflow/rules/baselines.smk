@@ -5,7 +5,7 @@
 
 rule lbptop_features:
     input:
-        faces=f"{RESULTS}/faces/shard_{{shard}}.h5",
+        face_store=f"{RESULTS}/faces/shard_{{shard}}.h5",
     output:
         store=f"{RESULTS}/lbptop/shard_{{shard}}.h5",
     log:
@@ -30,6 +30,7 @@ rule random_forest_baseline:
         clips=f"{RESULTS}/data/clips.csv",
         folds=f"{RESULTS}/data/folds.csv",
         features=get_baseline_features,
+        convnet=get_baseline_convnet,
     output:
         predictions=f"{RESULTS}/predictions/{{method}}/fold_{{fold}}/seed_{{seed}}.parquet",
         training_set=f"{RESULTS}/baselines/{{method}}/fold_{{fold}}/seed_{{seed}}_training_set.tsv",
@@ -46,7 +47,10 @@ rule random_forest_baseline:
         mem_mb=4000,
         runtime=60,
     params:
-        baselines=config["baselines"],
         classes=config["dataset"]["classes"],
+        random_forest=config["baselines"]["random_forest"],
+        per_class=get_baseline2_per_class,
+        lbptop=get_baseline_lbptop,
+        layer=get_baseline_layer,
     script:
         "../scripts/random_forest_baseline.py"

@@ -4,11 +4,13 @@
 
 from snakemake.utils import validate
 
+from videmotion.config import face_params
+
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
 
 
 RESULTS = "results"
-SHARDS = list(range(config["faces"]["n_shards"]))
+SHARDS = list(range(config["shards"]))
 SEEDS = config["evaluation"]["seeds"]
 LAYER = config["features"]["layer"]
 BASELINES = ["baseline1", "baseline2"] + (
@@ -30,6 +32,14 @@ def evaluation_protocol():
 
 
 PROTOCOL = evaluation_protocol()
+
+
+def kfold_setting(key):
+    """evaluation.folds / fold_seed under the k-fold protocol; None under the fixed split,
+    which they do not affect (so changing them reruns nothing there)."""
+    return config["evaluation"][key] if PROTOCOL == "kfold" else None
+
+
 FOLDS = list(range(config["evaluation"]["folds"])) if PROTOCOL == "kfold" else [0]
 METHODS = BASELINES + TEMPORAL_MODELS
 
@@ -68,11 +78,10 @@ def get_dataset_input(wildcards):
 
 
 def get_fer_input(wildcards):
+    """The FER2013 source: the rendered or the user's CSV, or the image-folder root."""
     if config["pretrain_data"]["adapter"] == "synthetic":
         return f"{RESULTS}/corpus/fer2013.csv"
-    if config["pretrain_data"]["adapter"] == "fer2013_csv":
-        return config["pretrain_data"]["path"]
-    return []
+    return config["pretrain_data"]["path"]
 
 
 def get_dataset_params(wildcards):
@@ -80,16 +89,9 @@ def get_dataset_params(wildcards):
 
 
 def get_face_params(wildcards):
-    """The face section without max_excluded_fraction (face_qc's alone): changing it reruns nothing else."""
-    return {k: v for k, v in config["faces"].items() if k != "max_excluded_fraction"}
-
-
-def get_convnet_params(wildcards):
-    return config["convnet"]
-
-
-def get_temporal_params(wildcards):
-    return config["temporal"]
+    """The face stage's parameters (the `faces` section without its QC gate): what face
+    stores are built under and checked against by every stage that reads them."""
+    return face_params(config["faces"])
 
 
 def get_evaluation_params(wildcards):
@@ -136,6 +138,34 @@ def get_baseline_features(wildcards):
     if wildcards.method == "rf_convnet_mean":
         return feature_stores(wildcards)
     return lbptop_stores()
+
+
+def get_baseline_convnet(wildcards):
+    """The fold's ConvNet, whose feature stores the extra row reads (none for LBP-TOP)."""
+    if wildcards.method == "rf_convnet_mean":
+        return f"{RESULTS}/convnet/fold_{wildcards.fold}/finetuned.pt"
+    return []
+
+
+def get_baseline2_per_class(wildcards):
+    """Baseline-2's draw per class; the other forests train on every training clip."""
+    if wildcards.method == "baseline2":
+        return config["baselines"]["baseline2_per_class"]
+    return None
+
+
+def get_baseline_lbptop(wildcards):
+    """The LBP-TOP parameters the paper's baselines' stores were built under."""
+    if wildcards.method in ("baseline1", "baseline2"):
+        return config["baselines"]["lbptop"]
+    return None
+
+
+def get_baseline_layer(wildcards):
+    """The feature layer the extra row's feature stores hold."""
+    if wildcards.method == "rf_convnet_mean":
+        return LAYER
+    return None
 
 
 def all_predictions():

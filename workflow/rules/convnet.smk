@@ -28,7 +28,9 @@ rule pretrain_convnet:
         runtime=240,
         gres=get_gpu_request,
     params:
-        convnet=get_convnet_params,
+        architecture=config["convnet"]["architecture"],
+        seed=config["convnet"]["seed"],
+        pretrain=config["convnet"]["pretrain"],
         device=config["device"],
         checkpoints=f"{RESULTS}/convnet/checkpoints/pretrain",
     script:
@@ -40,7 +42,7 @@ rule finetune_convnet:
         pretrained=f"{RESULTS}/convnet/pretrained.pt",
         clips=f"{RESULTS}/data/clips.csv",
         folds=f"{RESULTS}/data/folds.csv",
-        faces=face_stores(),
+        face_stores=face_stores(),
     output:
         model=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
         history=f"{RESULTS}/convnet/fold_{{fold}}/finetune_history.csv",
@@ -61,7 +63,9 @@ rule finetune_convnet:
         runtime=120,
         gres=get_gpu_request,
     params:
-        convnet=get_convnet_params,
+        seed=config["convnet"]["seed"],
+        finetune=config["convnet"]["finetune"],
+        faces=get_face_params,
         classes=config["dataset"]["classes"],
         fer_to_target=config["pretrain_data"]["fer_to_target"],
         device=config["device"],
@@ -73,7 +77,7 @@ rule finetune_convnet:
 rule extract_features:
     input:
         model=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
-        faces=f"{RESULTS}/faces/shard_{{shard}}.h5",
+        face_store=f"{RESULTS}/faces/shard_{{shard}}.h5",
     output:
         store=f"{RESULTS}/features/{{layer}}/fold_{{fold}}/shard_{{shard}}.h5",
     log:
@@ -89,7 +93,7 @@ rule extract_features:
         gres=get_gpu_request,
     params:
         batch_size=config["features"]["batch_size"],
-        device=config["device"],
         faces=get_face_params,
+        device=config["device"],
     script:
         "../scripts/extract_features.py"

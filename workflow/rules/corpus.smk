@@ -26,7 +26,7 @@ rule render_synthetic_corpus:
 
 rule prepare_clips:
     input:
-        get_dataset_input,
+        manifest=get_dataset_input,
     output:
         clips=f"{RESULTS}/data/clips.csv",
     log:
@@ -41,14 +41,14 @@ rule prepare_clips:
         runtime=10,
     params:
         dataset=get_dataset_params,
-        n_shards=config["faces"]["n_shards"],
+        shards=config["shards"],
     script:
         "../scripts/prepare_clips.py"
 
 
 rule prepare_fer:
     input:
-        get_fer_input,
+        source=get_fer_input,
     output:
         fer=f"{RESULTS}/data/fer2013.h5",
     log:
@@ -85,7 +85,7 @@ rule assign_folds:
         runtime=10,
     params:
         protocol=PROTOCOL,
-        folds=config["evaluation"]["folds"],
-        fold_seed=config["evaluation"]["fold_seed"],
+        n_folds=kfold_setting("folds"),
+        fold_seed=kfold_setting("fold_seed"),
     script:
         "../scripts/assign_folds.py"

@@ -59,7 +59,7 @@ rule plot_attention:
             f"{RESULTS}/temporal/attention_lstm/fold_0/seed_{{seed}}/attention.parquet",
             seed=SEEDS[0],
         ),
-        faces=face_stores(),
+        face_stores=face_stores(),
     output:
         plot=report(
             f"{RESULTS}/plots/attention_examples.png",
@@ -77,6 +77,7 @@ rule plot_attention:
         mem_mb=2000,
         runtime=10,
     params:
+        faces=get_face_params,
         classes=config["dataset"]["classes"],
         per_class=1,
     script:

@@ -19,6 +19,7 @@ rule extract_faces:
         mem_mb=2000,
         runtime=120,
     params:
+        shards=config["shards"],
         faces=get_face_params,
         device=config["device"],
     script:
@@ -28,7 +29,7 @@ rule extract_faces:
 rule face_qc:
     input:
         clips=f"{RESULTS}/data/clips.csv",
-        qc=expand(f"{RESULTS}/faces/qc_shard_{{shard}}.parquet", shard=SHARDS),
+        shard_qc=expand(f"{RESULTS}/faces/qc_shard_{{shard}}.parquet", shard=SHARDS),
     output:
         qc=f"{RESULTS}/qc/faces.parquet",
         summary=report(

@@ -9,16 +9,16 @@ rule train_temporal:
         features=feature_stores(),
         convnet=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
     output:
-        model=f"{RESULTS}/temporal/{{model}}/fold_{{fold}}/seed_{{seed}}/model.pt",
-        history=f"{RESULTS}/temporal/{{model}}/fold_{{fold}}/seed_{{seed}}/history.csv",
-        attention=f"{RESULTS}/temporal/{{model}}/fold_{{fold}}/seed_{{seed}}/attention.parquet",
-        predictions=f"{RESULTS}/predictions/{{model}}/fold_{{fold}}/seed_{{seed}}.parquet",
+        model=f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/model.pt",
+        history=f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/history.csv",
+        attention=f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/attention.parquet",
+        predictions=f"{RESULTS}/predictions/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}.parquet",
     log:
-        f"{RESULTS}/logs/train_temporal/{{model}}_fold_{{fold}}_seed_{{seed}}.log",
+        f"{RESULTS}/logs/train_temporal/{{temporal_model}}_fold_{{fold}}_seed_{{seed}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_temporal/{{model}}_fold_{{fold}}_seed_{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/train_temporal/{{temporal_model}}_fold_{{fold}}_seed_{{seed}}.tsv"
     wildcard_constraints:
-        model="lstm|attention_lstm",
+        temporal_model="lstm|attention_lstm",
     conda:
         "../../envs/torch.yaml"
     threads: 1
@@ -27,9 +27,8 @@ rule train_temporal:
         runtime=240,
         gres=get_gpu_request,
     params:
-        temporal=get_temporal_params,
+        temporal=config["temporal"],
         classes=config["dataset"]["classes"],
-        faces=get_face_params,
         layer=LAYER,
         device=config["device"],
     script:

@@ -1,13 +1,6 @@
 """Attention weights over the frames of a few test clips per class, with face thumbnails."""
 
-from videmotion.runlog import script_logging
-from videmotion.stages import plot_attention_examples
+from videmotion.runlog import run_stage
+from videmotion.stages.evaluation import plot_attention
 
-with script_logging(snakemake.log[0]):
-    plot_attention_examples(
-        snakemake.input.attention[0],
-        list(snakemake.input.faces),
-        snakemake.params.classes,
-        snakemake.params.per_class,
-        snakemake.output.plot,
-    )
+run_stage(snakemake, plot_attention)

@@ -1,8 +1,6 @@
-"""Read the FER2013-format pretraining images into one HDF5 file."""
+"""Read the FER2013-format pretraining images into one FER image store."""
 
-from videmotion.runlog import script_logging
-from videmotion.stages import prepare_fer
+from videmotion.runlog import run_stage
+from videmotion.stages.corpus import prepare_fer
 
-with script_logging(snakemake.log[0]):
-    source = snakemake.input[0] if len(snakemake.input) else None
-    prepare_fer(snakemake.params.pretrain_data, snakemake.params.classes, source, snakemake.output.fer)
+run_stage(snakemake, prepare_fer)

@@ -75,3 +75,17 @@ def merge_params(defaults: dict[str, Any], params: dict[str, Any] | None, what: 
     if unknown:
         raise ValueError(f"unknown {what}(s) {unknown}; known: {sorted(defaults)}")
     return {**defaults, **params}
+
+
+# Keys of the config's `faces` section that gate the face stage's QC, not the detection:
+# they are no part of a face store's provenance.
+FACE_QC_KEYS = ("max_excluded_fraction",)
+
+
+def face_params(faces: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The face stage's parameters, normalised once: the config's ``faces`` section (keys left
+    out take the schema's defaults) without its QC gate. This dict is what a face store is
+    built under, what its provenance hash covers and what it records; unknown keys raise."""
+    full = with_defaults("faces", None)
+    params = merge_params(full, faces, "faces parameter")
+    return {k: v for k, v in params.items() if k not in FACE_QC_KEYS}

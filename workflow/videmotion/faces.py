@@ -39,8 +39,10 @@ from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
+import pandas as pd
 
-from .config import defaults_for
+from .adapters import SPLITS
+from .config import face_params
 from .stores import DETECTOR_CODES, ClipFaces, file_sha256
 from .video import ClipReadError, FrameStream, probe_clip
 
@@ -65,24 +67,9 @@ QUARANTINE_REASONS: dict[str, str] = {
 }
 
 
-# Keys of the config's `faces` section that organise the workflow, not the detection.
-WORKFLOW_ONLY_KEYS = ("n_shards", "max_excluded_fraction")
-
-
 # The face stage's parameters: the config schema's `faces` section (where each key is
-# documented) less its workflow-only keys; never a copy.
-DEFAULT_FACE_PARAMS: dict = {k: v for k, v in defaults_for("faces").items() if k not in WORKFLOW_ONLY_KEYS}
-
-
-def face_params(overrides: dict | None = None) -> dict:
-    """The face-stage parameters: :data:`DEFAULT_FACE_PARAMS` (the schema's) updated by
-    `overrides` (None values ignored, except max_frames); workflow-only keys of the config
-    section (sharding) are dropped."""
-    params = dict(DEFAULT_FACE_PARAMS)
-    params.update(
-        {k: v for k, v in (overrides or {}).items() if (v is not None or k == "max_frames") and k not in WORKFLOW_ONLY_KEYS}
-    )
-    return params
+# documented), normalised by one function, never copied.
+DEFAULT_FACE_PARAMS: dict = face_params()
 
 
 @dataclass
@@ -550,3 +537,41 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
         raise
     finally:
         qc.seconds = round(time.perf_counter() - start, 3)
+
+
+# ---------------------------------------------------------------- QC over a corpus
+def excluded_by_split(clips: pd.DataFrame, qc: pd.DataFrame) -> pd.DataFrame:
+    """Per split of the clip table: clips in, excluded, the excluded fraction, and one column per reason."""
+    rows = clips[["clip_id", "split"]].merge(qc[["clip_id", "status", "reason"]], on="clip_id", validate="one_to_one")
+    excluded = rows[rows["status"] == "excluded"]
+    splits = [s for s in SPLITS if s in set(rows["split"])]
+    table = rows.groupby("split").size().rename("clips").to_frame().reindex(splits)
+    table["excluded"] = excluded.groupby("split").size().reindex(splits, fill_value=0)
+    table["fraction"] = table["excluded"] / table["clips"]
+    reasons = excluded.groupby(["split", "reason"]).size().unstack(fill_value=0)
+    return table.join(reasons.reindex(splits, fill_value=0)).fillna(0)
+
+
+def excluded_fraction_error(table: pd.DataFrame, qc: pd.DataFrame, max_excluded_fraction: float, qc_parts: list[str]) -> str:
+    """The message when some split lost more than `max_excluded_fraction` of its clips; '' when none did."""
+    over = list(table.index[table["fraction"] > max_excluded_fraction])
+    if not over:
+        return ""
+    reason_cols = [c for c in table.columns if c not in ("clips", "excluded", "fraction")]
+    lines = []
+    for split, row in table.iterrows():
+        by_reason = ", ".join(f"{r} {int(row[r])}" for r in reason_cols if row[r])
+        lines.append(f"  {split}: {int(row['clips'])} clips in, {int(row['excluded'])} excluded ({row['fraction']:.1%})"
+                     + (f": {by_reason}" if by_reason else ""))
+    excluded = qc[qc["status"] == "excluded"]
+    first = pd.concat([excluded[excluded["split"].isin(over)], excluded[~excluded["split"].isin(over)]]).head(10)
+    examples = [f"  {r.clip_id} ({r.split}): {r.reason}: {str(r.detail)[:160]}" for r in first.itertuples()]
+    return (
+        f"face QC: more than faces.max_excluded_fraction = {max_excluded_fraction:.1%} of the clips of split(s) {over} "
+        "were excluded, so the results would describe another corpus than the manifest's.\n"
+        "Clips in, excluded and the reasons, per split:\n" + "\n".join(lines) + "\n"
+        f"First excluded clips ({len(excluded)} in all):\n" + "\n".join(examples) + "\n"
+        f"Every clip's QC row is in {', '.join(map(str, qc_parts))}; the reasons are explained by "
+        "videmotion.faces.QUARANTINE_REASONS. Fix or drop those clips in the manifest, or raise "
+        "faces.max_excluded_fraction to accept the loss."
+    )

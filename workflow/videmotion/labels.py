@@ -36,12 +36,3 @@ FER2013_USAGES: tuple[str, ...] = ("Training", "PublicTest", "PrivateTest")
 def class_index(classes: tuple[str, ...] | list[str]) -> dict[str, int]:
     """Map each class name to its integer index."""
     return {name: i for i, name in enumerate(classes)}
-
-
-def check_label_map(mapping: dict[str, str | None], source: tuple[str, ...], target: tuple[str, ...]) -> None:
-    """Raise ValueError if `mapping` names a class that is not in `source` / `target`."""
-    for src, dst in mapping.items():
-        if src not in source:
-            raise ValueError(f"label map: source class {src!r} is not one of {list(source)}")
-        if dst is not None and dst not in target:
-            raise ValueError(f"label map: target class {dst!r} (for {src!r}) is not one of {list(target)}")

@@ -42,6 +42,8 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import confusion_matrix as _sk_confusion_matrix
 
+from .labels import class_index
+
 
 def as_class_indices(values: Sequence[Any] | np.ndarray, classes: Sequence[str]) -> np.ndarray:
     """Turn class names (or integer indices) into indices ``0 .. len(classes)-1``, checking every value."""
@@ -52,7 +54,7 @@ def as_class_indices(values: Sequence[Any] | np.ndarray, classes: Sequence[str])
         if arr.min() < 0 or arr.max() >= len(classes):
             raise ValueError(f"class indices must lie in [0, {len(classes)}), got {arr.min()}..{arr.max()}")
         return arr.astype(np.int64)
-    lookup = {name: i for i, name in enumerate(classes)}
+    lookup = class_index(classes)
     unknown = sorted({str(v) for v in arr.tolist()} - set(lookup))
     if unknown:
         raise ValueError(f"unknown class names {unknown}; expected one of {list(classes)}")

@@ -33,3 +33,34 @@ def script_logging(log_path: str | None) -> Iterator[logging.Logger]:
             raise
         finally:
             logger.removeHandler(handler)
+
+
+# Wildcards that name a number (shard, fold, seed) reach the stages as ints.
+INT_WILDCARDS = ("shard", "fold", "seed")
+
+
+def stage_arguments(smk) -> dict:
+    """The keyword arguments of a rule's stage function: its named input, output, params and
+    wildcards. A file list stays a list, one file is a path string; a name used twice fails."""
+    kwargs: dict = {}
+    for section in (smk.input, smk.output, smk.params, smk.wildcards):
+        for name, value in section.items():
+            if name in kwargs:
+                raise TypeError(f"rule key {name!r} is used twice among input, output, params and wildcards")
+            if section is smk.wildcards and name in INT_WILDCARDS:
+                value = int(value)
+            elif section is not smk.params and isinstance(value, list):
+                value = [str(v) for v in value]
+            kwargs[name] = value
+    return kwargs
+
+
+def run_stage(smk, stage, *, torch_threads: bool = False) -> None:
+    """Run a stage function for a Snakemake job: its log gets everything the job prints, and
+    with `torch_threads` torch uses the job's threads (results stay thread-count stable)."""
+    with script_logging(smk.log[0]):
+        if torch_threads:
+            import torch
+
+            torch.set_num_threads(smk.threads)
+        stage(**stage_arguments(smk))

@@ -6,7 +6,8 @@ frame). Both layouts are readable with plain h5py.
 Face store (``results/faces/shard_<k>.h5``), layout ``videmotion.face_store`` v2::
 
     /                       attrs: layout, layout_version, config_hash, package_version,
-                                   shard, n_shards, face_size
+                                   shard, n_shards, face_size, face_params (JSON: the
+                                   face-stage parameters the store was built under)
     /clips/<clip_id>/       one group per clip that yielded at least one face;
                             attrs: source_path, source_sha256, label, subject, split,
                                    fps, n_frames_read
@@ -30,10 +31,24 @@ Feature store (``results/features/<layer>/fold_<f>/shard_<k>.h5``), layout
 ``videmotion.feature_store`` v1::
 
     /                       attrs: layout, layout_version, config_hash, package_version,
-                                   shard, layer, feature_dim, convnet_sha256
+                                   shard, layer, feature_dim, convnet_sha256, face_params
+                                   (copied from the face store the features come from)
     /clips/<clip_id>/       attrs: label, subject, split
         features     float32 (n, D)      per-frame ConvNet output (layer attr)
         frame_index  int32   (n,)        aligned with the face store's frame_index
+
+LBP-TOP store (``results/lbptop/shard_<k>.h5``), layout ``videmotion.lbptop_store`` v1::
+
+    /                       attrs: layout, layout_version, config_hash (the LBP-TOP parameters)
+        clip_id      str     (n,)
+        features     float32 (n, D)      one LBP-TOP descriptor per clip
+
+FER image store (``results/data/fer2013.h5``), layout ``videmotion.fer_images`` v1::
+
+    /                       attrs: layout, layout_version
+        images       uint8   (n, 48, 48)
+        labels       int64   (n,)        FER2013 class codes
+        usage        S12     (n,)        Training / PublicTest / PrivateTest
 
 Datasets are chunked and gzip-compressed. Writers build the file under a temporary
 name in the same folder and rename it when complete, so a killed job never leaves a
@@ -59,9 +74,14 @@ from . import __version__
 
 FACE_STORE_LAYOUT = "videmotion.face_store"
 FEATURE_STORE_LAYOUT = "videmotion.feature_store"
+LBPTOP_STORE_LAYOUT = "videmotion.lbptop_store"
+FER_IMAGES_LAYOUT = "videmotion.fer_images"
 FACE_STORE_VERSION = 2
 FEATURE_STORE_VERSION = 1
-LAYOUT_VERSIONS = {FACE_STORE_LAYOUT: FACE_STORE_VERSION, FEATURE_STORE_LAYOUT: FEATURE_STORE_VERSION}
+LBPTOP_STORE_VERSION = 1
+FER_IMAGES_VERSION = 1
+LAYOUT_VERSIONS = {FACE_STORE_LAYOUT: FACE_STORE_VERSION, FEATURE_STORE_LAYOUT: FEATURE_STORE_VERSION,
+                   LBPTOP_STORE_LAYOUT: LBPTOP_STORE_VERSION, FER_IMAGES_LAYOUT: FER_IMAGES_VERSION}
 DETECTOR_CODES = {"vj": 0, "track": 1, "mtcnn": 2}
 DETECTOR_NAMES = {v: k for k, v in DETECTOR_CODES.items()}
 
@@ -74,6 +94,22 @@ def config_hash(section: object) -> str:
     """A short stable hash of a JSON-able config section (key order does not matter)."""
     text = json.dumps(section, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def face_store_hash(faces: dict) -> str:
+    """The provenance hash of a face store: its face-stage parameters (the config's
+    validated ``faces`` section)."""
+    return config_hash(faces)
+
+
+def feature_store_hash(layer: str, convnet_path: str | os.PathLike) -> str:
+    """The provenance hash of a feature store: the layer and the checksum of the ConvNet file."""
+    return config_hash({"layer": layer, "convnet": file_sha256(convnet_path)})
+
+
+def lbptop_store_hash(lbptop: dict) -> str:
+    """The provenance hash of an LBP-TOP store: its LBP-TOP parameters."""
+    return config_hash(lbptop)
 
 
 def file_sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
@@ -181,10 +217,10 @@ class ClipFaces:
 class FaceStoreWriter:
     """Writes one face-store shard; use as a context manager."""
 
-    def __init__(self, path: str | os.PathLike, *, cfg_hash: str, shard: int, n_shards: int, face_size: int):
+    def __init__(self, path: str | os.PathLike, *, faces: dict, shard: int, n_shards: int):
         self._ctx = atomic_h5(path)
-        self._meta = dict(shard=shard, n_shards=n_shards, face_size=face_size)
-        self._hash = cfg_hash
+        self._meta = dict(shard=shard, n_shards=n_shards, face_size=faces["face_size"], face_params=json.dumps(faces, sort_keys=True))
+        self._hash = face_store_hash(faces)
 
     def __enter__(self) -> "FaceStoreWriter":
         self._fh = self._ctx.__enter__()
@@ -285,14 +321,17 @@ def write_feature_store(
     shard: int,
     layer: str,
     convnet_sha256: str,
+    face_params: str,
 ) -> None:
-    """Write {clip_id: (features (n,D), frame_index (n,), attrs)} as one feature-store shard."""
+    """Write {clip_id: (features (n,D), frame_index (n,), attrs)} as one feature-store shard;
+    `face_params` is the face store's own attribute (JSON), carried forward."""
     dims = {feats.shape[1] for feats, _, _ in clips.values() if feats.ndim == 2}
     if len(dims) > 1:
         raise ValueError(f"feature dimensions differ between clips: {sorted(dims)}")
     with atomic_h5(path) as fh:
         _write_root_attrs(
-            fh, FEATURE_STORE_LAYOUT, cfg_hash, shard=shard, layer=layer, feature_dim=dims.pop() if dims else 0, convnet_sha256=convnet_sha256
+            fh, FEATURE_STORE_LAYOUT, cfg_hash, shard=shard, layer=layer, feature_dim=dims.pop() if dims else 0,
+            convnet_sha256=convnet_sha256, face_params=face_params,
         )
         for clip_id, (feats, frame_index, attrs) in clips.items():
             group = fh["clips"].create_group(clip_id)
@@ -314,3 +353,48 @@ def read_feature_stores(paths: list[str | os.PathLike], expected_hash: str | Non
                     group = fh["clips"][clip_id]
                     out[clip_id] = (group["features"][()], group["frame_index"][()])
     return out
+
+
+def store_face_params(path: str | os.PathLike) -> dict:
+    """The face-stage parameters a face store (or a feature store made from one) was built under."""
+    with h5py.File(path, "r") as fh, damaged_store_errors(path):
+        if "face_params" not in fh.attrs:
+            raise StoreError(f"{path}: no face_params attribute (written by an older version); delete it and rerun the workflow")
+        return json.loads(fh.attrs["face_params"])
+
+
+def write_lbptop_store(path: str | os.PathLike, clip_ids: list[str], features: list[np.ndarray], *, lbptop: dict) -> None:
+    """One LBP-TOP descriptor per clip of a face-store shard (layout in the module docstring)."""
+    with atomic_h5(path) as fh:
+        fh.attrs["layout"] = LBPTOP_STORE_LAYOUT
+        fh.attrs["layout_version"] = LBPTOP_STORE_VERSION
+        fh.attrs["config_hash"] = lbptop_store_hash(lbptop)
+        fh.create_dataset("clip_id", data=np.array(clip_ids, dtype=object), dtype=h5py.string_dtype())
+        fh.create_dataset("features", data=np.stack(features) if features else np.zeros((0, 0), np.float32))
+
+
+def read_lbptop_stores(paths: list[str | os.PathLike], lbptop: dict | None = None) -> dict[str, np.ndarray]:
+    """{clip_id: LBP-TOP vector} over several shards; with `lbptop`, each store must have been built under it."""
+    out = {}
+    expected = lbptop_store_hash(lbptop) if lbptop is not None else None
+    for path in paths:
+        with open_store(path, LBPTOP_STORE_LAYOUT, LBPTOP_STORE_VERSION, expected) as fh, damaged_store_errors(path):
+            for cid, vec in zip(fh["clip_id"].asstr()[()], fh["features"][()]):
+                out[cid] = vec
+    return out
+
+
+def write_fer_store(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, usage: np.ndarray) -> None:
+    """FER2013-format images, their FER class codes and usage (layout in the module docstring)."""
+    with atomic_h5(path) as fh:
+        fh.attrs["layout"] = FER_IMAGES_LAYOUT
+        fh.attrs["layout_version"] = FER_IMAGES_VERSION
+        fh.create_dataset("images", data=images, compression="gzip", chunks=(min(len(images), 512), 48, 48))
+        fh.create_dataset("labels", data=labels.astype(np.int64))
+        fh.create_dataset("usage", data=np.array(usage, dtype="S12"))
+
+
+def read_fer_store(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(images, labels, usage) of a FER image store."""
+    with open_store(path, FER_IMAGES_LAYOUT, FER_IMAGES_VERSION) as fh, damaged_store_errors(path):
+        return fh["images"][()], fh["labels"][()], fh["usage"][()].astype(str).astype(object)

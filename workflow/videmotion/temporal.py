@@ -38,7 +38,9 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 from .config import defaults_for, merge_params
+from .labels import class_index
 from .torch_utils import inverse_frequency_weights, l1_penalty, load_state, resolve_device, save_state, seed_everything
+from .video import evenly_spaced
 
 LogFn = Callable[[str], None] | None
 
@@ -847,3 +849,17 @@ def benchmark_peephole_vs_nn_lstm(
     result["ratio_forward"] = result["peephole_forward_ms"] / result["nn_lstm_forward_ms"]
     result["ratio_fwd_bwd"] = result["peephole_fwd_bwd_ms"] / result["nn_lstm_fwd_bwd_ms"]
     return result
+
+
+def build_sequences(clips: pd.DataFrame, seqs: dict[str, tuple[np.ndarray, np.ndarray]], split: str, classes: list[str], max_frames: int | None):
+    """A SequenceSet of one split, each clip's valid face frames subsampled evenly to max_frames."""
+    rows = clips[clips["split"] == split]
+    index = class_index(classes)
+    sequences, frame_indexes = [], []
+    for cid in rows["clip_id"]:
+        feats, frame_index = seqs[cid]
+        keep = evenly_spaced(len(feats), max_frames)
+        sequences.append(np.asarray(feats[keep], dtype=np.float32))
+        frame_indexes.append(frame_index[keep])
+    labels = rows["label"].map(index).to_numpy()
+    return SequenceSet(sequences, labels, list(rows["clip_id"])), frame_indexes

@@ -1,0 +1,74 @@
+"""Glue of ``workflow/rules/baselines.smk``: LBP-TOP per shard, and the random forests
+(Baseline-1, Baseline-2 and the extra RF on mean-pooled ConvNet features) per fold x seed."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from .. import adapters
+from ..labels import class_index
+from ..report import make_predictions_frame
+from ..stores import (
+    atomic_csv,
+    atomic_parquet,
+    face_store_hash,
+    feature_store_hash,
+    read_face_store,
+    read_feature_stores,
+    read_lbptop_stores,
+    write_lbptop_store,
+)
+
+log = logging.getLogger("videmotion")
+
+
+def lbptop_features(*, face_store: str, store: str, shard: int, lbptop: dict, faces: dict) -> None:
+    """LBP-TOP descriptor of every clip of a face-store shard (built under `faces`)."""
+    from ..lbptop import lbp_top, lbptop_params
+
+    params = lbptop_params(lbptop)
+    ids, vectors = [], []
+    for clip in read_face_store(face_store, expected_hash=face_store_hash(faces)):
+        vectors.append(lbp_top(clip.faces, **params))
+        ids.append(clip.clip_id)
+    write_lbptop_store(store, ids, vectors, lbptop=params)
+    log.info("LBP-TOP of %d clips of shard %d", len(ids), shard)
+
+
+def random_forest_baseline(*, clips: str, folds: str, features: list[str], convnet: str | list, predictions: str, training_set: str,
+                           method: str, fold: int, seed: int, classes: list[str], random_forest: dict, per_class: int | None,
+                           lbptop: dict | None, layer: str | None) -> None:
+    """One random forest: on LBP-TOP (Baseline-1 on every training clip, Baseline-2 on
+    `per_class` per class) or on mean-pooled ConvNet features (`rf_convnet_mean`, whose
+    feature stores must come from the fold's ConvNet `convnet`)."""
+    from ..baselines import mean_pool, predict_proba_full, sample_per_class, sample_summary, train_random_forest
+
+    table = adapters.read_clips(clips, fold, folds)
+    if method == "rf_convnet_mean":
+        seqs = read_feature_stores(features, expected_hash=feature_store_hash(layer, convnet))
+        table = table[table["clip_id"].isin(set(seqs))].reset_index(drop=True)
+        X = mean_pool([seqs[c][0] for c in table["clip_id"]])
+    else:
+        vectors = read_lbptop_stores(features, lbptop)
+        table = table[table["clip_id"].isin(set(vectors))].reset_index(drop=True)
+        X = np.stack([vectors[c] for c in table["clip_id"]])
+    y = table["label"].map(class_index(classes)).to_numpy()
+    train = np.flatnonzero(table["split"].to_numpy() == "train")
+    if method == "baseline2":
+        train = train[sample_per_class(y[train], per_class, seed)]
+    summary = sample_summary(y[train], per_class if method == "baseline2" else 10**9, classes=classes)
+    summary.insert(0, "method", method)
+    atomic_csv(summary, training_set, sep="\t")
+    # n_jobs stays at its default 1: parallel forests sum votes in thread order (last-bit differences)
+    forest = train_random_forest(X[train], y[train], params=random_forest, seed=seed)
+    evaluated = table["split"].isin(["val", "test"]).to_numpy()
+    rows = table[evaluated]
+    probs = predict_proba_full(forest, X[evaluated], len(classes))
+    frame = make_predictions_frame(rows["clip_id"].tolist(), rows["label"].to_numpy(), probs, classes, split=rows["split"].tolist(),
+                                   method=method, seed=seed, fold=fold)
+    atomic_parquet(frame, predictions)
+    test = frame[frame["split"] == "test"]
+    log.info("%s fold %d seed %d: trained on %d clips; test accuracy %.3f", method, fold, seed, len(train),
+             float((test["predicted"] == test["label"]).mean()))

@@ -1,0 +1,127 @@
+"""Glue of ``workflow/rules/convnet.smk``: FER pretraining, frozen-conv fine-tuning per fold,
+per-frame features per fold x shard."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import numpy as np
+import pandas as pd
+
+from .. import adapters
+from ..labels import class_index
+from ..stores import (
+    atomic_csv,
+    face_store_hash,
+    feature_store_hash,
+    file_sha256,
+    read_face_store,
+    read_fer_store,
+    store_face_params,
+    write_feature_store,
+)
+from ..video import evenly_spaced
+
+log = logging.getLogger("videmotion")
+
+
+def pretrain_convnet(*, fer: str, model: str, history: str, curve: str, architecture: dict, seed: int, pretrain: dict,
+                     device: str, checkpoints: str) -> None:
+    """Pretrain on FER2013-format images; resume a killed run from `checkpoints` and clear it when done."""
+    from .. import convnet
+    from ..labels import FER2013_CLASSES
+    from ..report import plot_history
+
+    images, labels, usage = read_fer_store(fer)
+    params = {**architecture, **pretrain}
+    net, trace = convnet.pretrain_convnet(images, labels, usage, n_classes=len(FER2013_CLASSES), params=params, seed=seed,
+                                          device=device, log=log.info, checkpoint_dir=checkpoints)
+    meta = {
+        "stage": "pretrained",
+        "classes": list(FER2013_CLASSES),
+        "best_epoch": int(trace.attrs["best_epoch"]),
+        "fer_test_acc": float(trace.attrs["test_acc"]),
+        "params": params,
+        "seed": seed,
+    }
+    convnet.save_checkpoint(model, net, meta)
+    atomic_csv(trace.assign(fer_test_acc=meta["fer_test_acc"], fer_test_n=int(trace.attrs["test_n"])), history)
+    plot_history(trace, f"ConvNet pretraining on FER (PrivateTest acc {meta['fer_test_acc']:.3f})", curve)
+    convnet.remove_training_checkpoint(checkpoints)
+
+
+def sample_clip_frames(face_stores: list[str], clips: pd.DataFrame, per_clip: int | None, expected_hash: str) -> tuple[np.ndarray, list[str], list[str]]:
+    """Evenly spaced face crops of every clip of the clip table, with their clip's label and split."""
+    split_of = dict(zip(clips["clip_id"], clips["split"]))
+    frames, labels, split_names = [], [], []
+    for path in face_stores:
+        for clip in read_face_store(path, expected_hash=expected_hash):
+            split = split_of.get(clip.clip_id)
+            if split is None:
+                continue
+            idx = evenly_spaced(len(clip), per_clip)
+            frames.append(clip.faces[idx])
+            labels += [clip.attrs["label"]] * len(idx)
+            split_names += [split] * len(idx)
+    if not frames:
+        raise RuntimeError(f"no face frames found in {face_stores}")
+    return np.concatenate(frames), labels, split_names
+
+
+def finetune_convnet(*, pretrained: str, clips: str, folds: str, face_stores: list[str], model: str, history: str, curve: str,
+                     fold: int, seed: int, finetune: dict, faces: dict, classes: list[str], fer_to_target: dict, device: str,
+                     checkpoints: str) -> None:
+    """Fine-tune with frozen convs on fold `fold`'s training clips; resume a killed run from
+    `checkpoints` and clear it when done."""
+    from .. import convnet
+    from ..report import plot_history
+
+    table = adapters.read_clips(clips, fold, folds)
+    net, pre_meta = convnet.load_checkpoint(pretrained, device=device)
+    frames, labels, splits = sample_clip_frames(face_stores, table, finetune["frames_per_clip"], face_store_hash(faces))
+    index = class_index(classes)
+    y = np.array([index[label] for label in labels])
+    split_arr = np.array(splits)
+    fit = split_arr != "test"
+    head_init = {index[t]: pre_meta["classes"].index(f) for f, t in fer_to_target.items() if t is not None}
+    tuned, trace = convnet.finetune_convnet(
+        net, frames[fit], y[fit], split_arr[fit] == "val", n_classes=len(classes),
+        params={k: v for k, v in finetune.items() if k != "frames_per_clip"},
+        seed=seed, device=device, log=log.info, head_init=head_init, checkpoint_dir=checkpoints,
+    )
+    test = split_arr == "test"
+    scores = convnet.extract_features(tuned, frames[test], layer="logits", device=device)
+    test_frame_acc = float((scores.argmax(1) == y[test]).mean()) if test.any() else float("nan")
+    log.info("frame-level accuracy on the video test split: %.3f", test_frame_acc)
+    meta = {
+        "stage": "finetuned",
+        "classes": list(classes),
+        "best_epoch": int(trace.attrs["best_epoch"]),
+        "fer_test_acc": pre_meta.get("fer_test_acc"),
+        "video_test_frame_acc": test_frame_acc,
+        "params": dict(finetune),
+        "fer_to_target": fer_to_target,
+        "pretrained_sha256": file_sha256(pretrained),
+        "seed": seed,
+    }
+    convnet.save_checkpoint(model, tuned, meta)
+    atomic_csv(trace.assign(video_test_frame_acc=test_frame_acc, video_test_frames=int(test.sum()),
+                            fer_test_acc=pre_meta.get("fer_test_acc")), history)
+    plot_history(trace, f"ConvNet fine-tuning, conv frozen (video test frame acc {test_frame_acc:.3f})", curve)
+    convnet.remove_training_checkpoint(checkpoints)
+
+
+def extract_features(*, model: str, face_store: str, store: str, layer: str, fold: int, shard: int, batch_size: int,
+                     faces: dict, device: str) -> None:
+    """ConvNet features of every face of a face-store shard (built under `faces`)."""
+    from .. import convnet
+
+    net, _ = convnet.load_checkpoint(model, device=device)
+    found = {}
+    for clip in read_face_store(face_store, expected_hash=face_store_hash(faces)):
+        scores = convnet.extract_features(net, clip.faces, layer=layer, batch_size=batch_size, device=device)
+        found[clip.clip_id] = (scores, clip.frame_index, {k: clip.attrs[k] for k in ("label", "subject", "split")})
+    write_feature_store(store, found, cfg_hash=feature_store_hash(layer, model), shard=shard, layer=layer,
+                        convnet_sha256=file_sha256(model), face_params=json.dumps(store_face_params(face_store), sort_keys=True))
+    log.info("features (%s, fold %d) of %d clips", layer, fold, len(found))
