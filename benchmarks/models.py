@@ -13,12 +13,95 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import torch
+from torch import nn
 
 from videmotion.convnet import ConvNet, extract_features, pretrain_convnet
-from videmotion.temporal import benchmark_peephole_vs_nn_lstm
+from videmotion.peephole import PeepholeLSTM
+from videmotion.torch_utils import resolve_device
+
+
+def time_ms(fn: Callable[[], Any], repeats: int, device: torch.device) -> float:
+    """Median wall time of fn() in milliseconds (CUDA synchronised)."""
+    times = []
+    for _ in range(repeats):
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        started = time.perf_counter()
+        fn()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        times.append((time.perf_counter() - started) * 1000.0)
+    return float(np.median(times))
+
+
+def benchmark_peephole_vs_nn_lstm(
+    batch: int = 32,
+    steps: int = 100,
+    input_size: int = 8,
+    hidden: int = 128,
+    repeats: int = 20,
+    *,
+    compile: bool = False,
+    device: str = "cpu",
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Time PeepholeLSTM against torch.nn.LSTM (forward under no_grad; forward+backward).
+
+    Returns milliseconds (median over `repeats`, after 2 warm-up runs) for both models, the
+    ratios peephole/nn.LSTM, and with ``compile=True`` the seconds torch.compile took on its
+    first call (compile time is real cost for a short run).
+    """
+    torch_device = resolve_device(device)
+    torch.manual_seed(seed)
+    x = torch.randn(batch, steps, input_size, device=torch_device)
+    lengths = torch.full((batch,), steps, dtype=torch.int64)
+    peephole = PeepholeLSTM(input_size, hidden).to(torch_device)
+    reference = nn.LSTM(input_size, hidden, batch_first=True).to(torch_device)
+    peephole_call: Callable[[], torch.Tensor] = lambda: peephole(x, lengths)[0]
+    result: dict[str, Any] = {
+        "batch": batch,
+        "steps": steps,
+        "input_size": input_size,
+        "hidden": hidden,
+        "repeats": repeats,
+        "device": str(torch_device),
+        "threads": torch.get_num_threads(),
+        "compiled": compile,
+    }
+    if compile:
+        compiled = torch.compile(peephole)
+        peephole_call = lambda: compiled(x, lengths)[0]
+        started = time.perf_counter()
+        peephole_call().sum().backward()
+        result["compile_s"] = time.perf_counter() - started
+
+    def forward_only(call: Callable[[], torch.Tensor]) -> Callable[[], None]:
+        def run() -> None:
+            with torch.no_grad():
+                call()
+
+        return run
+
+    def forward_backward(call: Callable[[], torch.Tensor], module: nn.Module) -> Callable[[], None]:
+        def run() -> None:
+            module.zero_grad(set_to_none=True)
+            call().sum().backward()
+
+        return run
+
+    reference_call: Callable[[], torch.Tensor] = lambda: reference(x)[0]
+    for name, call, module in (("peephole", peephole_call, peephole), ("nn_lstm", reference_call, reference)):
+        for label, fn in (("forward", forward_only(call)), ("fwd_bwd", forward_backward(call, module))):
+            time_ms(fn, 2, torch_device)
+            result[f"{name}_{label}_ms"] = time_ms(fn, repeats, torch_device)
+    result["ratio_forward"] = result["peephole_forward_ms"] / result["nn_lstm_forward_ms"]
+    result["ratio_fwd_bwd"] = result["peephole_fwd_bwd_ms"] / result["nn_lstm_fwd_bwd_ms"]
+    return result
 
 
 def feature_fps(width: int, fc: tuple[int, int], device: str, n: int = 1024) -> float:

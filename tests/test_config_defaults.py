@@ -249,7 +249,6 @@ ALLOWED_KEYWORD_DEFAULTS = {
     ("convnet", "classify", "layer"): "the model's forward path (logits); features.layer picks the stored feature",
     ("convnet", "features", "layer"): "the model's forward path (logits); features.layer picks the stored feature",
     ("temporal", "predict_temporal", "batch_size"): "inference chunking: predictions do not depend on it",
-    ("temporal", "benchmark_peephole_vs_nn_lstm", "seed"): "a benchmark's inputs",
 }
 
 

@@ -238,10 +238,10 @@ def test_new_head_starts_from_the_mapped_pretraining_units():
 
 
 def test_l1_penalty_is_the_temporal_models_and_shrinks_the_weights() -> None:
-    from videmotion import temporal
-    from videmotion.torch_utils import l1_penalty
+    from videmotion import convnet_training, temporal
+    from videmotion.torch_utils import l1_penalty, train_epoch
 
-    assert convnet.l1_penalty is temporal.l1_penalty is l1_penalty  # one mechanism, not a copy
+    assert convnet_training.train_epoch is temporal.train_epoch is train_epoch  # one loss and step, not a copy
     images, labels = _shapes(60, seed=3)
     usage = np.array(["Training"] * 40 + ["PublicTest"] * 10 + ["PrivateTest"] * 10)
     runs = {}
@@ -281,14 +281,16 @@ def test_early_stopping_ends_training_after_patience_epochs_without_a_better_sco
 
 
 def test_max_iterations_caps_the_optimizer_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    from videmotion import convnet_training
+
     optimizers = []
-    make = convnet._make_optimizer
+    make = convnet_training._make_optimizer
 
     def recording(parameters, params):
         optimizers.append(make(parameters, params))
         return optimizers[-1]
 
-    monkeypatch.setattr(convnet, "_make_optimizer", recording)
+    monkeypatch.setattr(convnet_training, "_make_optimizer", recording)
     images, labels = _shapes(60, seed=5)
     usage = np.array(["Training"] * 40 + ["PublicTest"] * 10 + ["PrivateTest"] * 10)
     # 40 training faces in batches of 16: 3 steps per epoch, so 5 steps end inside epoch 2

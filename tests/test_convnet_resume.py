@@ -23,14 +23,13 @@ import pytest
 import torch
 from workflow_runs import SNAKEMAKE, copy_workflow
 
-from videmotion import convnet
-from videmotion.convnet import (
+from videmotion import convnet, convnet_training
+from videmotion.convnet import ConvNet, finetune_convnet, pretrain_convnet
+from videmotion.training_state import (
     CHECKPOINT_FILE,
-    ConvNet,
+    CHECKPOINT_FORMAT,
     capture_rng_state,
-    finetune_convnet,
     load_training_checkpoint,
-    pretrain_convnet,
     restore_rng_state,
 )
 
@@ -58,7 +57,7 @@ def _toy_faces(n: int, seed: int, size: int = 48) -> tuple[np.ndarray, np.ndarra
 
 def _crash_after(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
     """Make training raise InjectedCrash once the checkpoint of `epoch` is written."""
-    save = convnet.save_training_checkpoint
+    save = convnet_training.save_training_checkpoint
 
     def save_then_crash(directory, payload):
         path = save(directory, payload)
@@ -66,7 +65,7 @@ def _crash_after(monkeypatch: pytest.MonkeyPatch, epoch: int) -> None:
             raise InjectedCrash(f"after epoch {epoch}")
         return path
 
-    monkeypatch.setattr(convnet, "save_training_checkpoint", save_then_crash)
+    monkeypatch.setattr(convnet_training, "save_training_checkpoint", save_then_crash)
 
 
 def _assert_same_weights(a: torch.nn.Module, b: torch.nn.Module) -> None:
@@ -197,7 +196,7 @@ def test_malicious_checkpoint_is_refused_not_run(tmp_path: Path) -> None:
     checkpoints = tmp_path / "checkpoints"
     checkpoints.mkdir()
     with open(checkpoints / CHECKPOINT_FILE, "wb") as handle:
-        pickle.dump({"format": convnet.CHECKPOINT_FORMAT, "epoch": _RunsCode(marker)}, handle, protocol=2)
+        pickle.dump({"format": CHECKPOINT_FORMAT, "epoch": _RunsCode(marker)}, handle, protocol=2)
     images, labels = _toy_faces(60, seed=3)
     messages: list[str] = []
     _, history = _pretrain(images, labels, checkpoints, params={**PRETRAIN, "epochs": 1}, log=messages.append)

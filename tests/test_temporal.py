@@ -6,17 +6,17 @@ import numpy as np
 import pytest
 import torch
 
+from videmotion.metrics import uar
+from videmotion.peephole import PeepholeLSTM
 from videmotion.temporal import (
     AttentionLSTMClassifier,
     LSTMClassifier,
-    PeepholeLSTM,
     SequenceSet,
     load_temporal_checkpoint,
     pad_batch,
     predict_temporal,
     save_temporal_checkpoint,
     train_temporal,
-    unweighted_average_recall,
 )
 
 torch.set_num_threads(1)
@@ -164,11 +164,11 @@ def test_attention_projections_have_no_bias() -> None:
     assert model.W_s.bias is not None
 
 
-def test_unweighted_average_recall_known_answer() -> None:
+def test_uar_known_answer() -> None:
     # class 0: 2/2 correct, class 1: 1/3, class 2: 0/1 -> (1 + 1/3 + 0) / 3
     y_true = np.array([0, 0, 1, 1, 1, 2])
     y_pred = np.array([0, 0, 1, 0, 0, 1])
-    assert unweighted_average_recall(y_true, y_pred) == pytest.approx((1 + 1 / 3) / 3)
+    assert uar(y_true, y_pred, 3) == pytest.approx((1 + 1 / 3) / 3)  # training's validation MAP
 
 
 def _burst_set(n: int, seed: int, n_features: int = 4, n_classes: int = 3) -> SequenceSet:

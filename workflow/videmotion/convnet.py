@@ -41,33 +41,20 @@ train_acc, val_loss, val_acc, lr, seconds`` and ``history.attrs`` holds ``best_e
 ``test_acc`` / ``test_loss`` / ``test_n`` on FER2013's PrivateTest split (NaN when that
 split is empty).
 
-Training protocol: the parameters (schema sections ``convnet.pretrain`` and
-``convnet.finetune``) set the optimizer, learning rate and per-epoch decay, L2 weight decay
-and, for the paper's protocol (workflow/config/paper.yaml), an ``l1`` coefficient (the
-temporal models' L1 term), early stopping after ``patience`` epochs without a better
-validation score, and a cap of ``max_iterations`` optimizer steps. By default l1 is 0 and
-neither early stopping nor a step cap applies: every epoch runs and the best one is kept.
-
-Checkpoints and resuming: given a ``checkpoint_dir``, both trainings write
-``<checkpoint_dir>/last.pt`` atomically after every epoch: model, optimizer and scheduler
-state, the Python, NumPy and torch RNG states (as tensors and plain data, so
-``torch.load(weights_only=True)`` reads them), the epoch, the best-so-far weights and score,
-and the history so far, plus a :func:`training_fingerprint` of the parameters, data sizes,
-labels and starting weights. A rerun with the same fingerprint resumes after the last
-finished epoch; on CPU its final weights are bit-identical to an uninterrupted run (on
-CUDA, as close as the non-deterministic kernels allow). A checkpoint with another
-fingerprint, or one that cannot be read with ``weights_only=True``, is ignored with a log
-line and training starts fresh.
+Training (:func:`videmotion.convnet_training.fit`, one loop for both): the parameters (schema
+sections ``convnet.pretrain`` and ``convnet.finetune``) set the optimizer, learning rate and
+per-epoch decay, L2 weight decay and, for the paper's protocol (workflow/config/paper.yaml), an
+``l1`` coefficient (the temporal models' L1 term), early stopping after ``patience`` epochs
+without a better validation score, and a cap of ``max_iterations`` optimizer steps. By default
+l1 is 0 and neither early stopping nor a step cap applies: every epoch runs and the best one is
+kept. Given a ``checkpoint_dir``, both trainings checkpoint every epoch there and a killed run
+resumes after its last finished epoch, bit-identical on CPU to an uninterrupted run
+(:mod:`videmotion.training_state`).
 """
 
 from __future__ import annotations
 
 import copy
-import hashlib
-import json
-import math
-import random
-import time
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -80,19 +67,11 @@ from torch import nn
 from torchvision.transforms import v2
 
 from .config import defaults_for, merge_params
-from .torch_utils import (
-    atomic_torch_save,
-    inverse_frequency_weights,
-    l1_penalty,
-    load_state,
-    resolve_device,
-    save_state,
-    seed_everything,
-)
+from .convnet_training import evaluate, fit
+from .torch_utils import LogFn, load_state, resolve_device, save_state, seed_everything
 
 FACE_SIZE = 100
 FeatureLayer = Literal["logits", "penultimate"]
-LogFn = Callable[[str], None] | None
 
 # Blocks after which a 2x2 max-pool halves the map (AlexNet pools after conv1, conv2, conv5;
 # the extra pool after conv3 keeps fc1 at a size that trains on small data).
@@ -214,11 +193,6 @@ class ConvNet(nn.Module):
         """Parameters of the five conv blocks (convolutions and BatchNorm affine terms)."""
         return self.conv_blocks.parameters()
 
-    def fc_parameters(self) -> Iterator[nn.Parameter]:
-        """Parameters of the fully connected layers, head included."""
-        yield from self.hidden_fcs.parameters()
-        yield from self.head.parameters()
-
     def freeze_conv(self, trainable_last_blocks: int = 0) -> None:
         """Fix the conv trunk: no gradients, and BatchNorm running statistics frozen.
 
@@ -329,357 +303,11 @@ def _frames_to_input(frames: torch.Tensor, augment: v2.Compose | None) -> torch.
     return x
 
 
-_class_weights = inverse_frequency_weights
-
-
 def _check_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
     labels = np.asarray(labels).astype(np.int64)
     if labels.size and (labels.min() < 0 or labels.max() >= n_classes):
         raise ValueError(f"labels must lie in [0, {n_classes}); got range [{labels.min()}, {labels.max()}]")
     return labels
-
-
-def _make_optimizer(parameters: list[nn.Parameter], params: dict[str, Any]) -> torch.optim.Optimizer:
-    name = params["optimizer"]
-    if name == "adam":
-        return torch.optim.Adam(parameters, lr=params["lr"], weight_decay=params["weight_decay"])
-    if name == "sgd":
-        return torch.optim.SGD(
-            parameters, lr=params["lr"], momentum=0.9, nesterov=True, weight_decay=params["weight_decay"]
-        )
-    raise ValueError(f"unknown optimizer {name!r}; use 'adam' or 'sgd'")
-
-
-# ----------------------------------------------------------------------------- training checkpoints
-
-CHECKPOINT_FILE = "last.pt"
-CHECKPOINT_FORMAT = "videmotion.convnet_training"
-CHECKPOINT_VERSION = 1
-
-
-def _say(log: LogFn, message: str) -> None:
-    if log is not None:
-        log(message)
-
-
-def training_fingerprint(
-    model: nn.Module,
-    params: dict[str, Any],
-    *,
-    seed: int,
-    n_classes: int,
-    train_shape: Sequence[int],
-    train_labels: np.ndarray,
-    val_labels: np.ndarray,
-) -> str:
-    """sha256 naming one training run: params, seed, classes, data sizes and labels, starting weights.
-
-    A checkpoint carries it; a run resumes only from a checkpoint with the same
-    fingerprint. The starting weights stand for the architecture and, when fine-tuning,
-    for the pretrained ConvNet; the labels and sizes stand for the data (pixels are not
-    hashed: that would cost a pass over the whole image set at every start).
-    """
-    digest = hashlib.sha256()
-    header = {
-        "params": params,
-        "seed": int(seed),
-        "n_classes": int(n_classes),
-        "train_shape": [int(n) for n in train_shape],
-        "n_val": len(val_labels),
-    }
-    digest.update(json.dumps(header, sort_keys=True, default=str).encode())
-    for labels in (train_labels, val_labels):
-        digest.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
-    for name, tensor in model.state_dict().items():
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def capture_rng_state(rng: np.random.Generator) -> dict[str, Any]:
-    """Every random state training draws from, as tensors and plain data (weights_only-loadable).
-
-    Python's state -> [version, list of ints, gauss_next]; NumPy's global MT19937 state ->
-    key tensor plus ints; the epoch-order Generator -> its plain-dict bit_generator state;
-    torch's CPU (and CUDA) generators -> their byte tensors.
-    """
-    py_version, py_state, py_gauss = random.getstate()
-    np_name, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state(legacy=True)
-    return {
-        "python": [py_version, list(py_state), py_gauss],
-        "numpy_global": {
-            "name": str(np_name),
-            "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),
-            "pos": int(np_pos),
-            "has_gauss": int(np_has_gauss),
-            "cached_gaussian": float(np_gauss),
-        },
-        "numpy_generator": copy.deepcopy(rng.bit_generator.state),
-        "torch": torch.get_rng_state(),
-        "torch_cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def restore_rng_state(state: dict[str, Any], rng: np.random.Generator) -> None:
-    """Inverse of :func:`capture_rng_state`: set the global generators and `rng` in place."""
-    py_version, py_state, py_gauss = state["python"]
-    random.setstate((int(py_version), tuple(int(v) for v in py_state), py_gauss))
-    glob = state["numpy_global"]
-    keys = glob["keys"].numpy().astype(np.uint32)
-    np.random.set_state((glob["name"], keys, glob["pos"], glob["has_gauss"], glob["cached_gaussian"]))
-    rng.bit_generator.state = state["numpy_generator"]
-    torch.set_rng_state(state["torch"])
-    cuda_states = state["torch_cuda"]
-    if cuda_states and torch.cuda.is_available() and len(cuda_states) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(cuda_states)
-
-
-def _cpu_state(state_dict: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return {name: tensor.detach().cpu().clone() for name, tensor in state_dict.items()}
-
-
-def save_training_checkpoint(directory: str | Path, payload: dict[str, Any]) -> Path:
-    """Atomically write one epoch's training state to ``<directory>/last.pt`` (replacing the previous)."""
-    path = Path(directory) / CHECKPOINT_FILE
-    atomic_torch_save(path, {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, **payload})
-    return path
-
-
-def load_training_checkpoint(directory: str | Path, fingerprint: str | None = None, log: LogFn = None) -> dict[str, Any] | None:
-    """The training state in ``<directory>/last.pt``, or None (logging why) when there is none to resume.
-
-    Read with ``torch.load(weights_only=True)`` only, so a file holding pickled code is
-    refused, not run. A file that is unreadable, of another format, or written under
-    another fingerprint (other params, data or starting weights) is ignored: the run
-    starts fresh and overwrites it. ``fingerprint=None`` skips that check (for inspection).
-    """
-    path = Path(directory) / CHECKPOINT_FILE
-    if not path.is_file():
-        return None
-    try:
-        payload = torch.load(path, weights_only=True, map_location="cpu")
-    except Exception as err:  # unpickling refusal, truncated archive, ...: never resume from it
-        _say(log, f"ignoring checkpoint {path}: it cannot be read safely ({type(err).__name__}: {err}); starting fresh")
-        return None
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        _say(log, f"ignoring checkpoint {path}: not a {CHECKPOINT_FORMAT} file; starting fresh")
-        return None
-    if payload.get("version") != CHECKPOINT_VERSION:
-        _say(log, f"ignoring checkpoint {path}: version {payload.get('version')}, expected {CHECKPOINT_VERSION}; starting fresh")
-        return None
-    if fingerprint is not None and payload.get("fingerprint") != fingerprint:
-        _say(log, f"ignoring checkpoint {path}: it was written under other parameters or data; starting fresh")
-        return None
-    return payload
-
-
-def remove_training_checkpoint(directory: str | Path) -> None:
-    """Delete ``<directory>/last.pt`` (a finished stage no longer needs it) and the folder when empty."""
-    directory = Path(directory)
-    (directory / CHECKPOINT_FILE).unlink(missing_ok=True)
-    if directory.is_dir() and not any(directory.iterdir()):
-        directory.rmdir()
-
-
-# ----------------------------------------------------------------------------- training loop
-
-
-def _epoch_order(labels: np.ndarray, n_classes: int, balance: str, rng: np.random.Generator) -> np.ndarray:
-    """Sample order for one epoch: a permutation, or (balance="sampler") class-balanced draws with replacement."""
-    if balance == "sampler":
-        per_sample = _class_weights(labels, n_classes)[labels]
-        return rng.choice(len(labels), size=len(labels), replace=True, p=per_sample / per_sample.sum())
-    return rng.permutation(len(labels))
-
-
-@torch.no_grad()
-def _evaluate(
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    inputs: torch.Tensor,
-    labels: torch.Tensor,
-    prepare: Callable[[torch.Tensor, bool], torch.Tensor],
-    batch_size: int,
-) -> tuple[float, float]:
-    """Mean unweighted cross-entropy and accuracy of `forward` on (inputs, labels)."""
-    if len(labels) == 0:
-        return math.nan, math.nan
-    total_loss, correct = 0.0, 0
-    for start in range(0, len(labels), batch_size):
-        logits = forward(prepare(inputs[start : start + batch_size], False))
-        target = labels[start : start + batch_size].to(logits.device)
-        total_loss += F.cross_entropy(logits, target, reduction="sum").item()
-        correct += (logits.argmax(1) == target).sum().item()
-    return total_loss / len(labels), correct / len(labels)
-
-
-def _fit(
-    model: ConvNet,
-    forward: Callable[[torch.Tensor], torch.Tensor],
-    prepare: Callable[[torch.Tensor, bool], torch.Tensor],
-    train: tuple[torch.Tensor, np.ndarray],
-    val: tuple[torch.Tensor, np.ndarray],
-    *,
-    n_classes: int,
-    params: dict[str, Any],
-    seed: int,
-    device: torch.device,
-    log: LogFn,
-    checkpoint_dir: str | Path | None = None,
-) -> pd.DataFrame:
-    """Train the trainable parameters of `model`; keep the best-validation epoch's weights.
-
-    `prepare(batch, training)` turns stored inputs into network inputs on `device`;
-    `forward` maps them to logits. The loss is cross-entropy plus ``l1`` times the L1 norm
-    of the trainable weights (:func:`~videmotion.torch_utils.l1_penalty`, the temporal
-    models' term). Selection: highest validation accuracy, ties broken by lower validation
-    loss; with no validation data the last epoch is kept. Training ends after ``epochs``
-    epochs, after ``max_iterations`` optimizer steps (None: no cap), or, with ``patience``
-    set and validation data, after ``patience`` epochs without a better validation score
-    (early stopping); ``history.attrs["stop_reason"]`` says which ("epochs",
-    "max_iterations", "early_stopping").
-
-    With `checkpoint_dir`, the whole training state (weights, optimizer, scheduler, every
-    RNG, best-so-far weights and score, history) is saved there after every epoch, and a
-    checkpoint of the same run (same :func:`training_fingerprint`) is resumed from: the
-    finished epochs are not redone and, on CPU, the result is bit-identical to an
-    uninterrupted run. ``history.attrs["resumed_from_epoch"]`` is the epoch resumed after
-    (0 for a fresh start).
-    """
-    train_x, train_y_np = train
-    val_x, val_y_np = val
-    train_y = torch.from_numpy(train_y_np)
-    val_y = torch.from_numpy(val_y_np)
-    rng = np.random.default_rng(seed)
-    balance = params["class_balance"]
-    if balance not in ("loss", "sampler", "none"):
-        raise ValueError(f"class_balance must be 'loss', 'sampler' or 'none', got {balance!r}")
-    weight = None
-    if balance == "loss":
-        weight = torch.tensor(_class_weights(train_y_np, n_classes), dtype=torch.float32, device=device)
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    optimizer = _make_optimizer(trainable, params)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
-    batch_size = int(params["batch_size"])
-    rows: list[dict[str, float]] = []
-    best: tuple[float, float] | None = None
-    best_state: dict[str, torch.Tensor] | None = None
-    best_epoch = 0
-    n_epochs = int(params["epochs"])
-    first_epoch = 1
-    fingerprint = ""
-    if checkpoint_dir is not None:
-        fingerprint = training_fingerprint(
-            model, params, seed=seed, n_classes=n_classes, train_shape=train_x.shape,
-            train_labels=train_y_np, val_labels=val_y_np,
-        )
-        resumed = load_training_checkpoint(checkpoint_dir, fingerprint, log)
-        if resumed is not None:
-            model.load_state_dict(resumed["model"])
-            optimizer.load_state_dict(resumed["optimizer"])
-            scheduler.load_state_dict(resumed["scheduler"])
-            restore_rng_state(resumed["rng"], rng)
-            rows = [dict(row) for row in resumed["history"]]
-            best = None if resumed["best_score"] is None else tuple(resumed["best_score"])
-            best_state = resumed["best_state"]
-            best_epoch = int(resumed["best_epoch"])
-            first_epoch = int(resumed["epoch"]) + 1
-            _say(log, f"resuming after epoch {first_epoch - 1} of {n_epochs} from {Path(checkpoint_dir) / CHECKPOINT_FILE}")
-    # Every epoch takes ceil(N / batch_size) steps (the last one capped by max_iterations),
-    # so the steps done and the stopping rule follow from the epoch and best epoch alone:
-    # a run resumed after its last epoch stops right away, as the uninterrupted one did.
-    max_iterations = params["max_iterations"]
-    steps = (first_epoch - 1) * math.ceil(len(train_y_np) / batch_size)
-    steps = steps if max_iterations is None else min(steps, int(max_iterations))
-    stop_reason = _stop_reason(params, epoch=first_epoch - 1, best_epoch=best_epoch, steps=steps, has_val=len(val_y) > 0)
-    for epoch in range(first_epoch, n_epochs + 1) if stop_reason is None else ():
-        started = time.perf_counter()
-        lr = optimizer.param_groups[0]["lr"]
-        model.train()
-        order = _epoch_order(train_y_np, n_classes, balance, rng)
-        loss_sum, correct, seen = 0.0, 0, 0
-        for start in range(0, len(order), batch_size):
-            if max_iterations is not None and steps >= max_iterations:
-                break
-            index = torch.from_numpy(order[start : start + batch_size])
-            logits = forward(prepare(train_x[index], True))
-            target = train_y[index].to(device)
-            loss = F.cross_entropy(logits, target, weight=weight)
-            if params["l1"]:
-                loss = loss + params["l1"] * l1_penalty(model)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            steps += 1
-            loss_sum += loss.item() * len(index)
-            correct += (logits.argmax(1) == target).sum().item()
-            seen += len(index)
-        scheduler.step()
-        model.eval()
-        val_loss, val_acc = _evaluate(forward, val_x, val_y, prepare, batch_size)
-        rows.append(
-            {
-                "epoch": epoch,
-                "train_loss": loss_sum / max(seen, 1),
-                "train_acc": correct / max(seen, 1),
-                "val_loss": val_loss,
-                "val_acc": val_acc,
-                "lr": lr,
-                "seconds": time.perf_counter() - started,
-            }
-        )
-        score = (val_acc, -val_loss) if len(val_y) else (float(epoch), 0.0)
-        if best is None or score > best:
-            best, best_epoch = score, epoch
-            best_state = _cpu_state(model.state_dict())
-        if checkpoint_dir is not None:
-            # Saved after the epoch's RNG draws and scheduler step, so a resumed run
-            # continues with exactly the state epoch + 1 would have started from.
-            save_training_checkpoint(
-                checkpoint_dir,
-                {
-                    "fingerprint": fingerprint,
-                    "epoch": epoch,
-                    "model": _cpu_state(model.state_dict()),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict(),
-                    "rng": capture_rng_state(rng),
-                    "best_state": best_state,
-                    "best_score": None if best is None else list(best),
-                    "best_epoch": best_epoch,
-                    "history": rows,
-                },
-            )
-        if log is not None:
-            row = rows[-1]
-            log(
-                f"epoch {epoch}: train loss {row['train_loss']:.4f} acc {row['train_acc']:.3f} | "
-                f"val loss {val_loss:.4f} acc {val_acc:.3f} | {row['seconds']:.1f} s"
-            )
-        stop_reason = _stop_reason(params, epoch=epoch, best_epoch=best_epoch, steps=steps, has_val=len(val_y) > 0)
-        if stop_reason is not None:
-            break
-    if stop_reason in ("early_stopping", "max_iterations"):
-        _say(log, f"stopped after epoch {len(rows)} ({stop_reason}); keeping epoch {best_epoch}")
-    if best_state is not None:
-        model.load_state_dict(best_state)
-    model.eval()
-    history = pd.DataFrame(rows, columns=["epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds"])
-    history.attrs["best_epoch"] = best_epoch
-    history.attrs["resumed_from_epoch"] = first_epoch - 1
-    history.attrs["stop_reason"] = stop_reason or "epochs"
-    return history
-
-
-def _stop_reason(params: dict[str, Any], *, epoch: int, best_epoch: int, steps: int, has_val: bool) -> str | None:
-    """Why training ends after `epoch` (None: it goes on): the step cap, early stopping
-    (``patience`` epochs since the best one, with validation data), or the epoch count."""
-    if params["max_iterations"] is not None and steps >= params["max_iterations"]:
-        return "max_iterations"
-    if params["patience"] is not None and has_val and epoch - best_epoch >= params["patience"]:
-        return "early_stopping"
-    if epoch >= params["epochs"]:
-        return "epochs"
-    return None
 
 
 def _image_prepare(device: torch.device, augment: bool) -> Callable[[torch.Tensor, bool], torch.Tensor]:
@@ -710,7 +338,7 @@ def pretrain_convnet(
     select the best epoch, "PrivateTest" rows give ``history.attrs["test_acc"]`` (and
     ``test_n``, their count). `params` overrides :data:`PRETRAIN_DEFAULTS` (the schema's). With
     `checkpoint_dir`, every epoch is checkpointed there and a killed run resumes (see
-    :func:`_fit`). Returns the model (best epoch's weights, eval mode, on `device`) and
+    :func:`~videmotion.convnet_training.fit`). Returns the model (best epoch's weights, eval mode, on `device`) and
     the per-epoch history.
     """
     params = pretrain_params(params)
@@ -732,20 +360,11 @@ def pretrain_convnet(
         dropout=params["dropout"],
     ).to(torch_device)
     prepare = _image_prepare(torch_device, params["augment"])
-    history = _fit(
-        model,
-        model,
-        prepare,
-        (faces[torch.from_numpy(is_train)], labels[is_train]),
-        (faces[torch.from_numpy(is_val)], labels[is_val]),
-        n_classes=n_classes,
-        params=params,
-        seed=seed,
-        device=torch_device,
-        log=log,
-        checkpoint_dir=checkpoint_dir,
-    )
-    test_loss, test_acc = _evaluate(
+    train = (faces[torch.from_numpy(is_train)], labels[is_train])
+    val = (faces[torch.from_numpy(is_val)], labels[is_val])
+    history = fit(model, model, prepare, train, val, n_classes=n_classes, params=params, seed=seed, device=torch_device,
+                  log=log, checkpoint_dir=checkpoint_dir)
+    test_loss, test_acc = evaluate(
         model, faces[torch.from_numpy(is_test)], torch.from_numpy(labels[is_test]), prepare, params["batch_size"]
     )
     history.attrs["test_loss"] = test_loss
@@ -791,7 +410,7 @@ def finetune_convnet(
     `head_init` maps target class -> pretraining output unit whose weights start that row
     of the new head (from the explicit FER2013 -> target label map). With
     `checkpoint_dir`, every epoch is checkpointed there and a killed run resumes (see
-    :func:`_fit`). The input `model` is not modified. Returns (fine-tuned model, history).
+    :func:`~videmotion.convnet_training.fit`). The input `model` is not modified. Returns (fine-tuned model, history).
     """
     params = finetune_params(params)
     labels = _check_labels(labels, n_classes)
@@ -827,19 +446,9 @@ def finetune_convnet(
         train_inputs, val_inputs = frames_t[train_mask], frames_t[val_mask]
     if log is not None:
         log(f"fine-tuning on {int(train_mask.sum())} frames ({'cached trunk' if use_cache else 'full forward'})")
-    history = _fit(
-        model,
-        forward,
-        prepare,
-        (train_inputs, labels[~is_val]),
-        (val_inputs, labels[is_val]),
-        n_classes=n_classes,
-        params=params,
-        seed=seed,
-        device=torch_device,
-        log=log,
-        checkpoint_dir=checkpoint_dir,
-    )
+    train, val = (train_inputs, labels[~is_val]), (val_inputs, labels[is_val])
+    history = fit(model, forward, prepare, train, val, n_classes=n_classes, params=params, seed=seed, device=torch_device,
+                  log=log, checkpoint_dir=checkpoint_dir)
     history.attrs["cached_trunk"] = use_cache
     return model, history
 

@@ -100,6 +100,12 @@ def paper_map(cm: np.ndarray, missed: np.ndarray | None = None) -> float:
     return float(recall[present].sum() / s)
 
 
+def uar(y_true: np.ndarray, y_pred: np.ndarray, n_classes: int) -> float:
+    """Eq. 6 (MAP = UAR) of integer class indices in ``[0, n_classes)``: :func:`paper_map` of their
+    confusion matrix, averaged over the classes present in y_true (training's validation score)."""
+    return paper_map(confusion_matrix(y_true, y_pred, n_classes))
+
+
 def per_class_precision(cm: np.ndarray) -> np.ndarray:
     """True precision ``TP_i / (TP_i + FP_i)`` per class; 0 for a class never predicted (zero_division=0)."""
     tp = np.diag(cm).astype(np.float64)

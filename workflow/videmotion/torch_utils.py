@@ -1,4 +1,5 @@
-"""Small PyTorch helpers shared by the models: device choice, seeding, safe checkpoints.
+"""Small PyTorch helpers shared by the models: device choice, seeding, safe checkpoints, and the
+training epoch (cross-entropy + the paper's L1 term) that the ConvNet and the temporal models share.
 
 Checkpoints are plain dictionaries ``{"state_dict": ..., "meta": ...}`` written with
 ``torch.save`` and read back ONLY with ``torch.load(..., weights_only=True)``, which refuses
@@ -10,11 +11,15 @@ from __future__ import annotations
 import json
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+
+LogFn = Callable[[str], None] | None
 
 
 def inverse_frequency_weights(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -46,6 +51,70 @@ def l1_penalty(model: torch.nn.Module) -> torch.Tensor:
     if not terms:
         return torch.zeros(())
     return torch.stack(terms).sum()
+
+
+class EpochTally:
+    """Training loss and accuracy over an epoch's batches (the loss weighted by batch size)."""
+
+    def __init__(self) -> None:
+        self.loss_sum, self.correct, self.seen = 0.0, 0, 0
+
+    def add(self, loss: torch.Tensor, logits: torch.Tensor, target: torch.Tensor) -> None:
+        """Count one batch: its mean loss, its logits (B, C) and its targets (B,)."""
+        self.loss_sum += loss.item() * len(target)
+        self.correct += (logits.argmax(1) == target).sum().item()
+        self.seen += len(target)
+
+    @property
+    def loss(self) -> float:
+        """Mean training loss per sample (0 before any batch)."""
+        return self.loss_sum / max(self.seen, 1)
+
+    @property
+    def acc(self) -> float:
+        """Training accuracy (0 before any batch)."""
+        return self.correct / max(self.seen, 1)
+
+
+def train_epoch(
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer,
+    order: np.ndarray,
+    batch_size: int,
+    batch: Callable[[np.ndarray], tuple[torch.Tensor, torch.Tensor]],
+    *,
+    weight: torch.Tensor | None,
+    l1: float,
+    grad_clip: float | None,
+    steps: int,
+    max_iterations: int | None,
+) -> tuple[int, EpochTally]:
+    """One training epoch over the samples in `order`, `batch_size` at a time, in train mode.
+
+    ``batch(index)`` runs the model on the samples at `index` (a slice of `order`) and returns
+    (logits, targets). Each batch takes one optimizer step on cross-entropy (class `weight`
+    optional) plus ``l1`` times :func:`l1_penalty`, with the gradient norm clipped to
+    `grad_clip` when it is set. The epoch ends early once `steps` (optimizer steps so far)
+    reaches `max_iterations` (None: no cap). Returns the step count after the epoch and the
+    epoch's :class:`EpochTally`.
+    """
+    model.train()
+    tally = EpochTally()
+    for start in range(0, len(order), batch_size):
+        if max_iterations is not None and steps >= max_iterations:
+            break
+        logits, target = batch(order[start : start + batch_size])
+        loss = F.cross_entropy(logits, target, weight=weight)
+        if l1:
+            loss = loss + l1 * l1_penalty(model)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if grad_clip:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        optimizer.step()
+        steps += 1
+        tally.add(loss, logits, target)
+    return steps, tally
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

@@ -29,7 +29,7 @@ log = logging.getLogger("videmotion")
 def pretrain_convnet(*, fer: str, model: str, history: str, curve: str, architecture: dict, seed: int, pretrain: dict,
                      device: str, checkpoints: str) -> None:
     """Pretrain on FER2013-format images; resume a killed run from `checkpoints` and clear it when done."""
-    from .. import convnet
+    from .. import convnet, training_state
     from ..labels import FER2013_CLASSES
     from ..report import plot_history
 
@@ -48,7 +48,7 @@ def pretrain_convnet(*, fer: str, model: str, history: str, curve: str, architec
     convnet.save_checkpoint(model, net, meta)
     atomic_csv(trace.assign(fer_test_acc=meta["fer_test_acc"], fer_test_n=int(trace.attrs["test_n"])), history)
     plot_history(trace, f"ConvNet pretraining on FER (PrivateTest acc {meta['fer_test_acc']:.3f})", curve)
-    convnet.remove_training_checkpoint(checkpoints)
+    training_state.remove_training_checkpoint(checkpoints)
 
 
 def sample_clip_frames(face_stores: list[str], clips: pd.DataFrame, per_clip: int | None, expected_hash: str) -> tuple[np.ndarray, list[str], list[str]]:
@@ -74,7 +74,7 @@ def finetune_convnet(*, pretrained: str, clips: str, folds: str, face_stores: li
                      checkpoints: str) -> None:
     """Fine-tune with frozen convs on fold `fold`'s training clips; resume a killed run from
     `checkpoints` and clear it when done."""
-    from .. import convnet
+    from .. import convnet, training_state
     from ..report import plot_history
 
     table = adapters.read_clips(clips, fold, folds)
@@ -109,7 +109,7 @@ def finetune_convnet(*, pretrained: str, clips: str, folds: str, face_stores: li
     atomic_csv(trace.assign(video_test_frame_acc=test_frame_acc, video_test_frames=int(test.sum()),
                             fer_test_acc=pre_meta.get("fer_test_acc")), history)
     plot_history(trace, f"ConvNet fine-tuning, conv frozen (video test frame acc {test_frame_acc:.3f})", curve)
-    convnet.remove_training_checkpoint(checkpoints)
+    training_state.remove_training_checkpoint(checkpoints)
 
 
 def extract_features(*, model: str, face_store: str, store: str, layer: str, fold: int, shard: int, batch_size: int,
