@@ -102,18 +102,18 @@ def demo_run_block(results: Path) -> str:
 
 def findings_block(results: Path) -> str:
     """The comparisons of the run as sentences that quote their intervals."""
-    from .report import display_name, is_difference_row, signed_points as pts
+    from .report import display_name, higher_map, is_difference_row, signed_points as pts
 
     metrics = pd.read_parquet(results / "metrics.parquet")
     lines = []
     for _, row in metrics[is_difference_row(metrics)].iterrows():
         a, b = display_name(row["method_a"]), display_name(row["method_b"])
-        if row["map_ci_low"] > 0:
-            reading = f"the interval lies above 0: on this corpus {a} has the higher MAP"
-        elif row["map_ci_high"] < 0:
-            reading = f"the interval lies below 0: on this corpus {b} has the higher MAP"
-        else:
+        higher = higher_map(row)
+        if higher is None:
             reading = "the interval covers 0: the two are not distinguishable on this corpus"
+        else:
+            side = "above" if higher == row["method_a"] else "below"
+            reading = f"the interval lies {side} 0: on this corpus {display_name(higher)} has the higher MAP"
         lines.append(
             f"- **{a} vs {b}**: ΔMAP {pts(row['map'])} points, {row['confidence']:.0%} interval "
             f"[{pts(row['map_ci_low'])}, {pts(row['map_ci_high'])}]; ΔACC {pts(row['acc'])} "

@@ -469,6 +469,15 @@ def signed_points(value: float) -> str:
     return f"{value * 100:+.2f}".replace("-", "−")
 
 
+def higher_map(difference: pd.Series) -> str | None:
+    """The method of a paired difference row whose MAP is higher, or None when the interval covers 0."""
+    if difference["map_ci_low"] > 0:
+        return str(difference["method_a"])
+    if difference["map_ci_high"] < 0:
+        return str(difference["method_b"])
+    return None
+
+
 def _differences_lines(differences: pd.DataFrame) -> list[str]:
     """The paired differences as a table, with a plain reading of each ΔMAP interval."""
     if differences.empty:
@@ -485,12 +494,8 @@ def _differences_lines(differences: pd.DataFrame) -> list[str]:
     ]
     for _, row in differences.iterrows():
         a, b = display_name(str(row["method_a"])), display_name(str(row["method_b"]))
-        if row["map_ci_low"] > 0:
-            reading = f"{a} higher"
-        elif row["map_ci_high"] < 0:
-            reading = f"{b} higher"
-        else:
-            reading = "not distinguishable (the interval covers 0)"
+        higher = higher_map(row)
+        reading = f"{display_name(higher)} higher" if higher else "not distinguishable (the interval covers 0)"
         cells = [
             f"{a} − {b}",
             f"{signed_points(row['acc'])} [{signed_points(row['acc_ci_low'])}, {signed_points(row['acc_ci_high'])}]",

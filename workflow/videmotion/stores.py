@@ -291,26 +291,33 @@ def damaged_store_errors(path: str | os.PathLike, clip_id: str | None = None) ->
         raise StoreError(f"{where}: cannot read the store ({err}); delete it and rerun the workflow to rebuild it") from err
 
 
-def read_face_store(path: str | os.PathLike, expected_hash: str | None = None, with_faces: bool = True) -> Iterator[ClipFaces]:
-    """Yield each clip of a face-store shard (faces loaded one clip at a time)."""
-    with _open_checked(path, FACE_STORE_LAYOUT, expected_hash) as fh:
+def _clip_groups(path: str | os.PathLike, layout: str, expected_hash: str | None) -> Iterator[tuple[str, h5py.Group]]:
+    """(clip_id, group) of every clip of a checked store, the file kept open while iterating."""
+    with _open_checked(path, layout, expected_hash) as fh:
         with damaged_store_errors(path):
             clip_ids = list(fh["clips"])
         for clip_id in clip_ids:
             with damaged_store_errors(path, clip_id):
                 group = fh["clips"][clip_id]
-                clip = ClipFaces(
-                    clip_id=clip_id,
-                    faces=group["faces"][()] if with_faces else np.empty((0,), np.uint8),
-                    frame_index=group["frame_index"][()],
-                    box=group["box"][()],
-                    detector=group["detector"][()],
-                    score=group["score"][()],
-                    landmarks=group["landmarks"][()],
-                    aligned=group["aligned"][()],
-                    attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in group.attrs.items()},
-                )
-            yield clip
+            yield clip_id, group
+
+
+def read_face_store(path: str | os.PathLike, expected_hash: str | None = None, with_faces: bool = True) -> Iterator[ClipFaces]:
+    """Yield each clip of a face-store shard (faces loaded one clip at a time)."""
+    for clip_id, group in _clip_groups(path, FACE_STORE_LAYOUT, expected_hash):
+        with damaged_store_errors(path, clip_id):
+            clip = ClipFaces(
+                clip_id=clip_id,
+                faces=group["faces"][()] if with_faces else np.empty((0,), np.uint8),
+                frame_index=group["frame_index"][()],
+                box=group["box"][()],
+                detector=group["detector"][()],
+                score=group["score"][()],
+                landmarks=group["landmarks"][()],
+                aligned=group["aligned"][()],
+                attrs={k: (v.item() if hasattr(v, "item") else v) for k, v in group.attrs.items()},
+            )
+        yield clip
 
 
 def write_feature_store(
@@ -345,13 +352,9 @@ def read_feature_stores(paths: list[str | os.PathLike], expected_hash: str | Non
     """{clip_id: (features (n,D) float32, frame_index (n,))} over several feature-store shards."""
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path in paths:
-        with _open_checked(path, FEATURE_STORE_LAYOUT, expected_hash) as fh:
-            with damaged_store_errors(path):
-                clip_ids = list(fh["clips"])
-            for clip_id in clip_ids:
-                with damaged_store_errors(path, clip_id):
-                    group = fh["clips"][clip_id]
-                    out[clip_id] = (group["features"][()], group["frame_index"][()])
+        for clip_id, group in _clip_groups(path, FEATURE_STORE_LAYOUT, expected_hash):
+            with damaged_store_errors(path, clip_id):
+                out[clip_id] = (group["features"][()], group["frame_index"][()])
     return out
 
 
