@@ -2,11 +2,17 @@
 # and the small input/param helpers the rules call. Nothing here imports torch, so
 # that `snakemake -n` stays fast.
 
+import functools
+
 from snakemake.utils import validate
 
 from videmotion.config import face_params
+from videmotion.labels import check_fer_to_target
 
 validate(config, schema="../schemas/config.schema.yaml", set_default=True)
+check_fer_to_target(
+    config["pretrain_data"]["fer_to_target"], config["dataset"]["classes"]
+)
 
 
 RESULTS = "results"
@@ -67,13 +73,22 @@ def get_gpu_request(wildcards):
     return config["cluster"]["gpu_gres"]
 
 
+def required_path(key, value):
+    """A path the config must give (an empty one would make Snakemake skip the rule)."""
+    if not value:
+        raise ValueError(f"config {key} is empty: set it to your data's path")
+    return value
+
+
 def get_dataset_input(wildcards):
     """The file the clip adapter reads: the rendered or the user's manifest."""
     adapter = config["dataset"]["adapter"]
     if adapter == "synthetic":
         return f"{RESULTS}/corpus/manifest.csv"
     if adapter == "manifest":
-        return config["dataset"]["manifest"]["path"]
+        return required_path(
+            "dataset.manifest.path", config["dataset"]["manifest"]["path"]
+        )
     return []  # cheavd: a folder tree, read by the adapter
 
 
@@ -81,11 +96,37 @@ def get_fer_input(wildcards):
     """The FER2013 source: the rendered or the user's CSV, or the image-folder root."""
     if config["pretrain_data"]["adapter"] == "synthetic":
         return f"{RESULTS}/corpus/fer2013.csv"
-    return config["pretrain_data"]["path"]
+    return required_path("pretrain_data.path", config["pretrain_data"]["path"])
+
+
+def get_fer_params():
+    """What prepare_fer reads besides its input: the format, and for image folders the
+    validation draw (the CSV has its own PublicTest rows)."""
+    pretrain = config["pretrain_data"]
+    if pretrain["adapter"] != "fer2013_folders":
+        return {"fer_format": "csv"}
+    return {
+        "fer_format": "folders",
+        "val_fraction": pretrain["val_fraction"],
+        "val_seed": pretrain["val_seed"],
+    }
 
 
 def get_dataset_params(wildcards):
-    return {k: v for k, v in config["dataset"].items() if k != "synthetic"}
+    """The dataset keys the configured clip adapter reads, and no other adapter's."""
+    dataset = config["dataset"]
+    keys = {
+        "synthetic": ["classes", "label_map"],  # its manifest has a split column
+        "manifest": [
+            "classes",
+            "label_map",
+            "manifest",
+            "split_fractions",
+            "split_seed",
+        ],
+        "cheavd": ["classes", "label_map", "cheavd"],
+    }[dataset["adapter"]]
+    return {"adapter": dataset["adapter"], **{k: dataset[k] for k in keys}}
 
 
 def get_face_params(wildcards):

@@ -62,8 +62,7 @@ rule prepare_fer:
         mem_mb=2000,
         runtime=10,
     params:
-        pretrain_data=config["pretrain_data"],
-        classes=config["dataset"]["classes"],
+        **get_fer_params(),
     script:
         "../scripts/prepare_fer.py"
 

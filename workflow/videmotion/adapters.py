@@ -403,15 +403,3 @@ def load_fer_folders(root: str | Path, seed: int | None = None, val_fraction: fl
     rng = np.random.default_rng(seed)
     usage_arr[rng.choice(train, size=int(round(val_fraction * len(train))), replace=False)] = "PublicTest"
     return FerImages(np.stack(images), np.array(labels, dtype=np.int64), usage_arr)
-
-
-def fer_to_target(fer: FerImages, mapping: dict[str, str | None], classes: list[str]) -> tuple[np.ndarray, list[str]]:
-    """Pretraining labels and class list. Pretraining keeps FER's 7 classes; the explicit
-    mapping is checked here and stored with the ConvNet so fine-tuning can initialise
-    the target head from the mapped FER units."""
-    for fer_name, target in mapping.items():
-        if fer_name not in FER2013_CLASSES:
-            raise DatasetError(f"pretrain_data.fer_to_target: {fer_name!r} is not a FER2013 class {FER2013_CLASSES}")
-        if target is not None and target not in classes:
-            raise DatasetError(f"pretrain_data.fer_to_target: {target!r} is not a target class {classes}")
-    return fer.labels, list(FER2013_CLASSES)

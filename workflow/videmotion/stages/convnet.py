@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from .. import adapters
-from ..labels import class_index
+from ..labels import check_fer_to_target, class_index
 from ..stores import (
     atomic_csv,
     face_store_hash,
@@ -77,6 +77,7 @@ def finetune_convnet(*, pretrained: str, clips: str, folds: str, face_stores: li
     from .. import convnet, training_state
     from ..report import plot_history
 
+    check_fer_to_target(fer_to_target, classes)
     table = adapters.read_clips(clips, fold, folds)
     net, pre_meta = convnet.load_checkpoint(pretrained, device=device)
     frames, labels, splits = sample_clip_frames(face_stores, table, finetune["frames_per_clip"], face_store_hash(faces))

@@ -71,15 +71,14 @@ def prepare_clips(*, manifest: str | list, clips: str, dataset: dict, shards: in
     return table
 
 
-def prepare_fer(*, source: str | list, fer: str, pretrain_data: dict, classes: list[str]) -> None:
-    """FER2013 (the CSV, or image folders) into one FER image store: images, FER codes, usage."""
-    pretrain_data = with_defaults("pretrain_data", pretrain_data)
-    if pretrain_data["adapter"] in ("synthetic", "fer2013_csv"):
+def prepare_fer(*, source: str, fer: str, fer_format: str, val_fraction: float | None = None, val_seed: int | None = None) -> None:
+    """FER2013 into one FER image store (images, FER codes, usage): `source` is the CSV
+    (`fer_format` csv) or the image-folder root (folders, whose validation split is drawn
+    with `val_fraction` and `val_seed`)."""
+    if fer_format == "csv":
         images = adapters.load_fer_csv(source)
     else:
-        images = adapters.load_fer_folders(pretrain_data["path"], seed=pretrain_data["val_seed"],
-                                           val_fraction=pretrain_data["val_fraction"])
-    adapters.fer_to_target(images, pretrain_data["fer_to_target"], classes)
+        images = adapters.load_fer_folders(source, seed=val_seed, val_fraction=val_fraction)
     write_fer_store(fer, images.images, images.labels, images.usage)
     for usage in ("Training", "PublicTest", "PrivateTest"):
         log.info("FER %s: %d images", usage, int((images.usage == usage).sum()))
