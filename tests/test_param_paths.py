@@ -76,7 +76,10 @@ FEEDS: dict[str, frozenset[str]] = {
     "dataset.manifest": frozenset(),
     "dataset.cheavd": frozenset(),
     # -- pretrain_data: prepare_fer gets the whole section
-    "pretrain_data.adapter": frozenset({FER}),  # input function (get_fer_input) and params
+    # the change below reads the tiny run's own rendered CSV as fer2013_csv: the same input
+    # read the same way (prepare_fer's params are the format only), so nothing is redone;
+    # another file would change the rule's input like any input
+    "pretrain_data.adapter": frozenset(),
     # read only with the fer2013_csv / fer2013_folders adapters (the synthetic corpus's CSV is
     # the rule's input): nothing here
     "pretrain_data.path": frozenset(),
