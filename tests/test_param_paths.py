@@ -118,9 +118,6 @@ FEEDS: dict[str, frozenset[str]] = {
     "evaluation.fold_seed": frozenset(),  # idem
     "evaluation.excluded_clips": frozenset({EVALUATE}),
     "evaluation.bootstrap": frozenset({EVALUATE}),
-    # -- predict: the `predict` target's and `videmotion predict`'s keys; nothing the default
-    # target (rule all, the one dry-run here) builds may depend on them
-    "predict": frozenset(),
 }
 
 # ------------------------------------------------------------------ the changed values
