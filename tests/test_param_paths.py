@@ -31,6 +31,8 @@ import pytest
 import yaml
 from workflow_runs import REPO, planned_jobs, snakemake
 
+from videmotion.config import with_defaults
+
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 TINY_CONFIG = "workflow/config/tiny.yaml"
 
@@ -215,25 +217,13 @@ def get(config: dict[str, Any], key: str) -> Any:
     return config
 
 
-def fill_defaults(schema: dict[str, Any], config: dict[str, Any]) -> dict[str, Any]:
-    """What validate(config, schema, set_default=True) does after Snakemake merged the config
-    files: a missing key takes its default, then objects are filled recursively. A mapping leaf
-    given in a config file therefore replaces its default; it is not merged into it."""
-    for name, sub in schema.get("properties", {}).items():
-        if name not in config and "default" in sub:
-            config[name] = copy.deepcopy(sub["default"])
-        if isinstance(config.get(name), dict):
-            fill_defaults(sub, config[name])
-    return config
-
-
 def resolved_config(*overrides: dict[str, Any]) -> dict[str, Any]:
     """The config of a tiny run: config.yaml (the Snakefile's) <- tiny.yaml <- `overrides`, merged
     as Snakemake merges --configfile files, then the schema's defaults filled in."""
     config: dict[str, Any] = {}
     for part in [yaml.safe_load(path.read_text()) or {} for path in (REPO / "config.yaml", REPO / TINY_CONFIG)] + list(overrides):
         deep_update(config, part)
-    return fill_defaults(load_schema(), config)
+    return with_defaults("", config)  # what validate(set_default=True) does after the merge
 
 
 def _in_bounds(value: float, schema: dict[str, Any]) -> bool:
