@@ -19,6 +19,7 @@ include: "workflow/rules/convnet.smk"
 include: "workflow/rules/baselines.smk"
 include: "workflow/rules/temporal.smk"
 include: "workflow/rules/evaluation.smk"
+include: "workflow/rules/predict.smk"
 
 
 rule all:

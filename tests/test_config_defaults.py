@@ -23,7 +23,7 @@ from typing import Any
 import pytest
 from workflow_runs import REPO, SNAKEMAKE, copy_workflow, planned_jobs
 
-from videmotion import adapters, baselines, convnet, lbptop, temporal
+from videmotion import adapters, baselines, convnet, lbptop, predict, temporal
 from videmotion.config import FACE_QC_KEYS, SCHEMA_PATH, defaults_for, face_params, schema_defaults, section_schema, with_defaults
 
 PACKAGE = REPO / "workflow" / "videmotion"
@@ -72,6 +72,7 @@ ENTRIES: dict[str, tuple[Entry, tuple[str, ...], tuple[str, ...]]] = {
     "baselines.rf_params": (baselines.rf_params, ("baselines.random_forest",), ()),
     "lbptop.lbptop_params": (lbptop.lbptop_params, ("baselines.lbptop",), ()),
     "adapters.split_fractions": (adapters.split_fractions, ("dataset.split_fractions",), ()),
+    "predict.predict_settings": (predict.predict_settings, ("predict",), predict.PREDICT_INPUT_KEYS),
 }
 
 
@@ -112,6 +113,8 @@ WORKFLOW_READ = {
     "temporal.max_frames": "stages.train_temporal (sequence cap)",
     "evaluation": "common.smk and the evaluation stage",
     "shards": "common.smk (SHARDS), stages.prepare_clips / extract_faces",
+    "predict.videos": "common.smk (predict_videos)",
+    "predict.model": "common.smk (get_predict_model)",
     **{f"faces.{key}": "the face_qc rule (the QC gate), not the detection" for key in FACE_QC_KEYS},
 }
 

@@ -120,6 +120,7 @@ FEEDS: dict[str, frozenset[str]] = {
     "evaluation.fold_seed": frozenset(),  # idem
     "evaluation.excluded_clips": frozenset({EVALUATE}),
     "evaluation.bootstrap": frozenset({EVALUATE}),
+    "predict": frozenset(),  # the predict target only: no rule of the training run reads it
 }
 
 # ------------------------------------------------------------------ the changed values
@@ -152,6 +153,8 @@ CHANGED: dict[str, Any] = {
     # a new first seed: an appended seed would leave plot_attention (which draws the first
     # seed's run) alone, and the planned set would not be the rule graph's downstream closure
     "evaluation.seeds": [2, 0, 1],
+    "predict.videos": "/data/new_videos",
+    "predict.model": "/data/models/attention_lstm.pt",
 }
 
 # Keys that need another key changed with them to make a valid config (both feed the same rules).

@@ -216,3 +216,51 @@ def all_predictions():
         fold=FOLDS,
         seed=SEEDS,
     )
+
+
+# ---- the predict target (rules/predict.smk): evaluated only when it is asked for
+
+
+@functools.cache
+def predict_videos():
+    """Output name -> video of the predict target: config predict.videos (a folder of videos,
+    a glob or a manifest CSV), named as `videmotion predict --out` names them."""
+    from videmotion.predict import expand_videos, output_names
+
+    spec = config["predict"]["videos"]
+    if not spec:
+        raise ValueError(
+            "the predict target needs config predict.videos, e.g. "
+            "snakemake predict --config predict='{videos: my_clips/}'"
+        )
+    videos, problems = expand_videos([spec])
+    if problems or not videos:
+        why = "; ".join(problems) or f"no video in {spec}"
+        raise ValueError(f"predict.videos: {why}")
+    return dict(zip(output_names(videos), videos))
+
+
+def get_predict_video(wildcards):
+    return predict_videos()[wildcards.name]
+
+
+def get_predict_model(wildcards):
+    """predict.model, or this workflow's attention LSTM of the first fold and seed."""
+    model = config["predict"]["model"]
+    return (
+        model
+        or f"{RESULTS}/temporal/attention_lstm/fold_{FOLDS[0]}/seed_{SEEDS[0]}/model.pt"
+    )
+
+
+def get_predict_params(wildcards):
+    """The analysis keys of the predict section (not its inputs: videos, model)."""
+    return {k: v for k, v in config["predict"].items() if k not in ("videos", "model")}
+
+
+def predicted_frames(wildcards):
+    return expand(f"{RESULTS}/predict/{{name}}/frames.parquet", name=predict_videos())
+
+
+def predicted_windows(wildcards):
+    return expand(f"{RESULTS}/predict/{{name}}/windows.parquet", name=predict_videos())

@@ -1,82 +1,30 @@
-"""The ``videmotion`` command: apply a trained temporal model to a new video.
+"""The ``videmotion`` command: apply a trained temporal model to videos.
 
     videmotion predict clip.mp4 --model results/temporal/attention_lstm/fold_0/seed_0/model.pt
+    videmotion predict clips/ long.mp4 'more/*.mov' list.csv --model M --out predictions/ --track all
 
-runs the same face stage (its parameters are stored in the model file), the fine-tuned
-ConvNet named in the model file (or ``--convnet``) and the temporal model, and prints
-the label, the class probabilities and, for the attention LSTM, the frames with the
-highest attention weight. ``--strip out.png`` also draws those faces.
+Without ``--out`` it prints the one-shot prediction of each whole video: the label, the
+class probabilities and, for the attention LSTM, the frames with the highest attention
+weight (``--strip out.png`` also draws those faces). With ``--out DIR`` it streams each
+video through faces, ConvNet and the temporal model on sliding windows and writes
+``DIR/<video>/{frames,windows}.parquet``, ``summary.json`` and ``timeline.png``, plus
+``DIR/frames.parquet`` and ``DIR/windows.parquet`` over all videos
+(:mod:`videmotion.predict`). The face parameters and the ConvNet come from the model
+file. A video that cannot be read gets one ``error:`` line and the exit code is 2; the
+other videos still run.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import pickle
 import sys
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-
-class PredictError(Exception):
-    """A video the model cannot be applied to; the message says why."""
-
-
-def _load_trusted(loader: Callable[..., tuple], path: str | Path, what: str, device: str) -> tuple:
-    """Load a checkpoint with `loader` (weights_only underneath); a refused or foreign file becomes a PredictError."""
-    if not Path(path).is_file():
-        raise PredictError(f"{what} checkpoint {path} not found")
-    try:
-        return loader(path, device=device)
-    except (pickle.UnpicklingError, ValueError, RuntimeError, KeyError, TypeError) as err:
-        # pickle.UnpicklingError: weights_only refused an object (a pickle that would run code)
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise PredictError(
-            f"{path}: refused as a {what} checkpoint ({type(err).__name__}: {first_line}); "
-            "use a model.pt written by this workflow"
-        ) from err
-
-
-def predict_video(video: str | Path, model_path: str | Path, convnet_path: str | Path | None = None, device: str = "auto") -> dict:
-    """Label, probabilities and per-frame attention of one video (a file or a folder of frames)."""
-    from . import convnet, temporal
-    from .faces import FaceDetector, extract_clip, face_params
-    from .video import evenly_spaced
-    from .torch_utils import resolve_device
-
-    model, meta = _load_trusted(temporal.load_temporal_checkpoint, model_path, "temporal model", device)
-    convnet_file = Path(convnet_path or meta["convnet_path"])
-    if not convnet_file.is_file():
-        raise PredictError(f"ConvNet checkpoint {convnet_file} not found; pass --convnet")
-    params = face_params(meta["face_params"])
-    params["min_faces"] = 1
-    detector = FaceDetector(params, device=str(resolve_device(device)) if params["mtcnn_fallback"] else "cpu")
-    clip = {"clip_id": Path(video).stem or "clip", "path": str(video), "label": "", "subject": "", "split": ""}
-    faces, qc = extract_clip(detector, clip, params)
-    if faces is None:
-        why = {"no_face": "no face was found in any frame"}.get(qc.reason, qc.detail or qc.reason)
-        raise PredictError(f"{video}: {qc.reason}: {why}")
-    net, _ = _load_trusted(convnet.load_checkpoint, convnet_file, "ConvNet", device)
-    feats = convnet.extract_features(net, faces.faces, layer=meta["feature_layer"], device=device)
-    keep = evenly_spaced(len(feats), meta["params"].get("max_frames"))
-    seqs = temporal.SequenceSet([feats[keep]], np.zeros(1, dtype=np.int64), [clip["clip_id"]])
-    probs, alphas = temporal.predict_temporal(model, seqs, device=device)
-    classes = meta["classes"]
-    result = {
-        "video": str(video),
-        "model": meta["kind"],
-        "label": classes[int(probs[0].argmax())],
-        "probabilities": {c: float(p) for c, p in zip(classes, probs[0])},
-        "frames_read": qc.frames_read,
-        "frames_with_face": qc.faces_kept,
-        "fps": qc.fps,
-        "frame_index": faces.frame_index[keep].tolist(),
-        "attention": alphas[0].tolist() if alphas is not None else None,
-    }
-    result["_faces"] = faces.faces[keep]
-    return result
+from .config import defaults_for
+from .predict import PredictError, load_model, predict_clip, predict_video  # noqa: F401  (predict_video: the library API)
 
 
 def top_attention(result: dict, k: int) -> list[tuple[int, float, float]]:
@@ -117,8 +65,7 @@ def save_strip(result: dict, k: int, path: str | Path) -> None:
     plt.close(fig)
 
 
-def _cmd_predict(args: argparse.Namespace) -> int:
-    result = predict_video(args.video, args.model, args.convnet, args.device)
+def _print_one_shot(result: dict, args: argparse.Namespace) -> None:
     top = top_attention(result, args.top_k)
     if args.strip:
         save_strip(result, args.top_k, args.strip)
@@ -126,7 +73,7 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         public = {k: v for k, v in result.items() if not k.startswith("_")}
         public["top_attention"] = [{"frame": f, "seconds": round(t, 3), "alpha": a} for f, t, a in top]
         print(json.dumps(public, indent=2))
-        return 0
+        return
     print(f"video:  {result['video']}")
     print(f"faces:  {result['frames_with_face']} of {result['frames_read']} frames")
     print(f"label:  {result['label']}  ({result['model']})")
@@ -139,20 +86,96 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             print(f"  {frame:>5}  {seconds:7.2f} s  {alpha:.3f}")
     if args.strip:
         print(f"strip:  {args.strip}")
-    return 0
+
+
+def _error(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr, flush=True)
+
+
+def _settings(args: argparse.Namespace) -> dict:
+    """The analysis options given on the command line; the rest take the config schema's `predict` defaults."""
+    from .predict import predict_settings
+
+    given = {"window": args.window, "stride": args.stride, "track_mode": args.track, "max_gap": args.max_gap,
+             "min_face_share": args.min_face_share, "chunk_frames": args.chunk_frames, "timeline_faces": args.top_k}
+    try:
+        return predict_settings({k: v for k, v in given.items() if v is not None})
+    except ValueError as err:
+        raise PredictError(f"{err} (see README, \"Apply a trained model to a new video\")") from None
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from .predict import expand_videos, predict_many
+
+    settings = _settings(args)
+    args.top_k = settings["timeline_faces"]
+    videos, problems = expand_videos(args.video)
+    for problem in problems:
+        _error(problem)
+    if not args.out:
+        # without --out each whole video is predicted at once (what --window 0 does with --out)
+        stream_only = [name for name, value in (("--window", args.window or None), ("--stride", args.stride), ("--track", args.track),
+                                                 ("--max-gap", args.max_gap), ("--min-face-share", args.min_face_share),
+                                                 ("--chunk-frames", args.chunk_frames)) if value is not None]
+        if stream_only:
+            raise PredictError(f"{', '.join(stream_only)} need --out DIR (the per-frame and per-window analysis)")
+        if args.strip and len(videos) != 1:
+            raise PredictError("--strip draws one video's faces; give one video (or use --out for timeline.png per video)")
+    if not videos:
+        return 2
+    model = load_model(args.model, args.convnet, args.device)
+    failed = bool(problems)
+    if not args.out:
+        results = []
+        for video in videos:
+            try:
+                results.append(predict_clip(video, model))
+            except PredictError as err:
+                _error(str(err))
+                failed = True
+        if args.json and len(videos) > 1:
+            print(json.dumps([{k: v for k, v in r.items() if not k.startswith("_")} for r in results], indent=2))
+        else:
+            for result in results:
+                _print_one_shot(result, args)
+        return 2 if failed else 0
+    progress = False if args.quiet else None
+    outcomes = predict_many(videos, model, args.out, settings, on_error=_error, progress=progress)
+    failed |= any(o.error for o in outcomes)
+    done = [o for o in outcomes if not o.error]
+    if args.json:
+        print(json.dumps([o.summary for o in done], indent=2))
+    else:
+        for o in done:
+            tracks = ", ".join(f"track {t['track']} {t['label'] or '-'}" for t in o.summary["tracks"]) or "no face"
+            print(f"{o.video}: {tracks} -> {Path(args.out) / o.name}/")
+        print(f"{len(done)} of {len(outcomes)} videos; all frames: {Path(args.out) / 'frames.parquet'}, "
+              f"all windows: {Path(args.out) / 'windows.parquet'}")
+    return 2 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videmotion", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("predict", help="classify the emotion of a video with a trained temporal model")
-    p.add_argument("video", help="a video file or a folder of frame images")
+    p = sub.add_parser("predict", help="emotion of videos over time with a trained temporal model",
+                       description="Without --out: the one-shot prediction of each whole video, printed. With --out: "
+                                   "per-frame and per-window analysis written to DIR (see README).")
+    p.add_argument("video", nargs="+", help="video files, folders of videos, globs, manifest CSVs (a path column), or a folder of frame images")
     p.add_argument("--model", required=True, help="a temporal model, e.g. results/temporal/attention_lstm/fold_0/seed_0/model.pt")
-    p.add_argument("--convnet", help="the fine-tuned ConvNet (default: the one named in the model file)")
+    p.add_argument("--convnet", help="the fine-tuned ConvNet (default: the one named in the model file, found relative to it)")
+    p.add_argument("--out", help="write frames.parquet, windows.parquet, summary.json and timeline.png per video under this folder")
+    d = defaults_for("predict")  # the config schema's predict section: the defaults' one home
+    p.add_argument("--window", type=float, help="seconds per temporal-model window (default: the model's max_frames at the video's fps; 0 = whole video)")
+    p.add_argument("--stride", type=float, help="seconds between window starts (default: half the window)")
+    p.add_argument("--track", choices=["largest", "all"], help=f"follow one person (largest) or every face (all); default {d['track_mode']}")
+    p.add_argument("--max-gap", type=float, help=f"seconds a face may be away and keep its track id (default {d['max_gap']})")
+    p.add_argument("--min-face-share", type=float, help=f"a window is scored when faces fill this share of its frames (default {d['min_face_share']})")
+    p.add_argument("--chunk-frames", type=int, help=f"frames per streamed chunk and ConvNet batch (default {d['chunk_frames']})")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--top-k", type=int, default=5, help="how many top-attention frames to list")
-    p.add_argument("--strip", help="write a PNG strip of the top-attention faces here")
-    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.add_argument("--top-k", type=int, help=f"top-attention frames to list, or faces per track in timeline.png (default {d['timeline_faces']})")
+    p.add_argument("--strip", help="without --out: write a PNG strip of the top-attention faces here")
+    p.add_argument("--json", action="store_true", help="print the result (or, with --out, the summaries) as JSON")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
     sub.add_parser("readme", add_help=False, help="paste the demo's results into README.md, or --check them (see videmotion.readme)")
     return parser
@@ -168,10 +191,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.func(args)
     except PredictError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(str(err))
         return 2
     except FileNotFoundError as err:
-        print(f"error: {err}", file=sys.stderr)
+        _error(str(err))
         return 2
 
 

@@ -28,7 +28,9 @@ length; only the 100x100 crops and per-face provenance are kept.
 
 When a frame holds several faces, the one kept is the one nearest the previous kept
 face (the "track" rule); on the first face of a clip it is the largest (the "largest"
-rule). The rule used is counted per clip for the QC table.
+rule). The rule used is counted per clip for the QC table. :class:`FaceFollower` holds
+this one-face rule; ``videmotion predict --track largest`` runs it too, while
+``--track all`` follows every face with :mod:`videmotion.tracks`.
 """
 
 from __future__ import annotations
@@ -425,6 +427,62 @@ def detect_frame(detector: FaceDetector, frame: np.ndarray, gray: np.ndarray, pr
     return found
 
 
+class FaceFollower:
+    """The face stage's rule for one face, frame by frame: follow the kept face by template
+    matching, verify or re-detect it with the detector cascade (:func:`detect_frame`), and
+    among several candidates keep the one nearest the last kept face (:func:`choose_face`).
+
+    :func:`extract_clip` runs it on every processed frame of a clip; the predict command's
+    ``--track largest`` runs the same object, so a video is read as the workflow reads it.
+    The counters feed the QC row (``multi_face_frames``, ``choice_track``, ``choice_largest``).
+    """
+
+    def __init__(self, detector: FaceDetector, params: dict):
+        self.detector, self.params = detector, params
+        self.previous: np.ndarray | None = None  # the last kept face's box
+        self.track: Track | None = None
+        self.since_verify = 0
+        self.misses = 0  # consecutive processed frames without a face
+        self.multi_face_frames = self.choice_track = self.choice_largest = 0
+
+    def step(self, frame: np.ndarray, gray: np.ndarray) -> Detection | None:
+        """The kept face in this frame (BGR and its grayscale), or None."""
+        params, detector = self.params, self.detector
+        found = None
+        if self.track is not None and self.since_verify < params["redetect_every"]:
+            found = detector.follow(gray, self.track)
+            self.since_verify += 1
+        if found is None:
+            candidates = detect_frame(detector, frame, gray, self.previous, full_pass=self.misses % params["fallback_every"] == 0)
+            if not candidates:
+                self.track, self.misses = None, self.misses + 1
+                return None
+            self.multi_face_frames += len(candidates) > 1
+            found, rule = choose_face(candidates, self.previous)
+            self.choice_track += rule == "track"
+            self.choice_largest += rule == "largest"
+            if params["align"] and found.landmarks is None:
+                found.landmarks = detector.landmarks(frame, found.box)
+            self.track = detector.start_track(gray, found.box, found.landmarks) if params["tracking"] else None
+            self.since_verify = 0
+        else:
+            self.choice_track += 1  # the tracker follows the kept face: the "track" rule
+        self.misses = 0
+        self.previous = found.box
+        return found
+
+
+def face_crop(gray: np.ndarray, found: Detection, params: dict) -> tuple[np.ndarray, bool]:
+    """The face's face_size x face_size crop and whether it is aligned (eye-levelled from
+    plausible landmarks) or the unaligned square around the box."""
+    aligned = params["align"] and plausible_landmarks(found.landmarks, found.box, params["max_roll"])
+    if aligned:
+        crop = align_face(gray, found.box, found.landmarks, params["face_size"], params["margin"], params["eye_line"])
+    else:
+        crop = crop_face(gray, found.box, params["face_size"], params["margin"])
+    return crop, aligned
+
+
 def _truncation_note(kind: str, frames_read: int, frames_reported: int, max_frames: int | None) -> str:
     """A QC note when a video decodes to fewer frames than its container reports (a truncated download).
 
@@ -445,16 +503,13 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
     """
     qc = ClipQC(clip_id=clip["clip_id"], path=str(clip["path"]), label=clip["label"], subject=str(clip["subject"]), split=clip["split"])
     start = time.perf_counter()
+    follower = FaceFollower(detector, params)
     try:
         info = probe_clip(clip["path"])
         qc.fps, qc.width, qc.height = info.fps, info.width, info.height
         qc.fps_reported, qc.frames_reported = info.fps_reported, info.n_frames_reported
         stream = FrameStream(str(clip["path"]), max_frames=params["max_frames"])
         kept = _ClipFaceBuffer()
-        previous: np.ndarray | None = None
-        track: Track | None = None
-        since_verify = 0
-        misses = 0  # consecutive processed frames without a face
         for frame_index, frame in stream:
             if frame_index % params["frame_step"]:
                 continue
@@ -464,32 +519,10 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
                 raise ClipReadError("frame_too_small", f"frame {frame_index}: {too_small}")
             qc.frames_processed += 1
             gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            found = None
-            if track is not None and since_verify < params["redetect_every"]:
-                found = detector.follow(gray, track)
-                since_verify += 1
+            found = follower.step(frame, gray)
             if found is None:
-                candidates = detect_frame(detector, frame, gray, previous, full_pass=misses % params["fallback_every"] == 0)
-                if not candidates:
-                    track, misses = None, misses + 1
-                    continue
-                qc.multi_face_frames += len(candidates) > 1
-                found, rule = choose_face(candidates, previous)
-                qc.choice_track += rule == "track"
-                qc.choice_largest += rule == "largest"
-                if params["align"] and found.landmarks is None:
-                    found.landmarks = detector.landmarks(frame, found.box)
-                track = detector.start_track(gray, found.box, found.landmarks) if params["tracking"] else None
-                since_verify = 0
-            else:
-                qc.choice_track += 1  # the tracker follows the kept face: the "track" rule
-            misses = 0
-            previous = found.box
-            aligned = params["align"] and plausible_landmarks(found.landmarks, found.box, params["max_roll"])
-            if aligned:
-                crop = align_face(gray, found.box, found.landmarks, params["face_size"], params["margin"], params["eye_line"])
-            else:
-                crop = crop_face(gray, found.box, params["face_size"], params["margin"])
+                continue
+            crop, aligned = face_crop(gray, found, params)
             kept.add(frame_index, crop, found, aligned)
         qc.frames_read, qc.decode_errors = stream.frames_read, stream.decode_errors
         if qc.frames_read == 0:
@@ -536,6 +569,7 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
         err.add_note(f"while extracting the faces of clip {qc.clip_id} ({qc.path})")
         raise
     finally:
+        qc.multi_face_frames, qc.choice_track, qc.choice_largest = follower.multi_face_frames, follower.choice_track, follower.choice_largest
         qc.seconds = round(time.perf_counter() - start, 3)
 
 

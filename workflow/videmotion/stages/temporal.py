@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import numpy as np
 import pandas as pd
@@ -34,7 +35,10 @@ def train_temporal(*, clips: str, folds: str, features: list[str], convnet: str,
     net, trace = models.train_temporal(net, sets["train"][0], sets["val"][0], params=train_params, seed=seed, device=device, log=log.info)
     atomic_csv(trace, history)
     # Everything the predict command needs to run this model on a new video; the face
-    # parameters come from the stores the features were computed on.
+    # parameters come from the stores the features were computed on. The ConvNet is named
+    # relative to the model's folder (convnet_relpath: a results folder moved or copied whole
+    # keeps working) and, as older files do, as the workflow saw it (convnet_path); its
+    # checksum lets the predict command refuse another ConvNet.
     meta = {
         "kind": temporal_model,
         "classes": list(classes),
@@ -45,6 +49,7 @@ def train_temporal(*, clips: str, folds: str, features: list[str], convnet: str,
         "face_params": store_face_params(features[0]),
         "feature_layer": layer,
         "convnet_path": str(convnet),
+        "convnet_relpath": os.path.relpath(convnet, os.path.dirname(os.path.abspath(model))),
         "convnet_sha256": file_sha256(convnet),
     }
     models.save_temporal_checkpoint(model, net, meta)
