@@ -432,8 +432,8 @@ def test_face_store_built_under_another_face_config_is_refused_by_its_consumers(
     convnet = tmp_path / "convnet.pt"
     save_checkpoint(convnet, ConvNet(2, width=4, fc_sizes=(8, 4), batch_norm=False, dropout=0.0), {"stage": "finetuned"})
     with pytest.raises(StoreError, match=r"built under another config"):
-        convnet_stage.extract_features(model=str(convnet), face_store=str(path), store=str(tmp_path / "f.h5"), layer="logits", fold=0,
-                                       shard=0, batch_size=8, faces=other, device="cpu")
+        convnet_stage.extract_features(models=[str(convnet)], face_store=str(path), stores=[str(tmp_path / "f.h5")], layer="logits",
+                                       fold_ids=[0], shard=0, batch_size=8, faces=other, device="cpu")
     assert not (tmp_path / "f.h5").exists()
 
 
@@ -639,7 +639,7 @@ def test_corrupt_store_in_a_finished_run_fails_clearly_then_rebuilds(mixed_run):
     target = "results/predictions/baseline1/fold_0/seed_0.parquet"
     # "--" ends --configfile's and --forcerun's lists: what follows is the target
     failed = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", "mixed.yaml", "--forcerun", "random_forest_baseline", "--", target)
-    log = (workdir / "results/logs/random_forest_baseline/baseline1_fold_0_seed_0.log").read_text()
+    log = (workdir / "results/logs/random_forest_baseline/baseline1_fold_0.log").read_text()
     assert failed.returncode != 0
     assert f"StoreError: {store.relative_to(workdir)}: cannot open as HDF5" in log and "delete it and rerun the workflow" in log
     store.unlink()  # the fix the message names

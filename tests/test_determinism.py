@@ -3,7 +3,9 @@
 The stages are rerun here, in this process, on the feature stores of the `tiny_run`
 fixture (a real workflow run in other processes) and compared with that run's own
 outputs: same seed -> bit-identical predictions and attention weights, another seed ->
-different ones. The whole-workflow check (a second tiny run, killed and resumed, gives
+different ones. The workflow trains every seed of a method and fold in one job (seed 0,
+then seed 1, in one process); these reruns train one seed alone, so they also show that
+a seed's run does not depend on the runs before it in its job. The whole-workflow check (a second tiny run, killed and resumed, gives
 the same metrics) is in ``test_interrupted_runs.py``.
 """
 
@@ -55,13 +57,13 @@ def _train_temporal(run: Path, config: dict, model: str, seed: int, out: Path) -
         folds=str(results / "data/folds.csv"),
         features=[str(p) for p in sorted((results / f"features/{layer}/fold_0").glob("shard_*.h5"))],
         convnet=str(results / "convnet/fold_0/finetuned.pt"),
-        model=str(out / "model.pt"),
-        history=str(out / "history.csv"),
-        attention=str(out / "attention.parquet"),
-        predictions=str(out / "predictions.parquet"),
+        models=[str(out / "model.pt")],
+        histories=[str(out / "history.csv")],
+        attentions=[str(out / "attention.parquet")],
+        predictions=[str(out / "predictions.parquet")],
         temporal_model=model,
         fold=0,
-        seed=seed,
+        seeds=[seed],
         temporal=config["temporal"],
         classes=config["dataset"]["classes"],
         layer=layer,
@@ -78,11 +80,11 @@ def _random_forest(run: Path, config: dict, method: str, seed: int, out: Path) -
         folds=str(results / "data/folds.csv"),
         features=[str(p) for p in sorted((results / "lbptop").glob("shard_*.h5"))],
         convnet=[],
-        predictions=str(out / "predictions.parquet"),
-        training_set=str(out / "training_set.tsv"),
+        predictions=[str(out / "predictions.parquet")],
+        training_sets=[str(out / "training_set.tsv")],
         method=method,
         fold=0,
-        seed=seed,
+        seeds=[seed],
         classes=config["dataset"]["classes"],
         random_forest=config["baselines"]["random_forest"],
         per_class=config["baselines"]["baseline2_per_class"] if method == "baseline2" else None,

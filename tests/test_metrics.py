@@ -250,3 +250,24 @@ def test_parquet_round_trip_and_confusion_plot(tmp_path: Path) -> None:
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     with pytest.raises(ValueError, match="does not match"):
         plot_confusion(np.zeros((2, 2)), ABC, "bad", tmp_path / "bad.png")
+
+
+def test_confusion_matrix_is_scikit_learns():
+    """The numpy histogram gives scikit-learn's confusion matrix, classes absent from both sides included."""
+    from sklearn.metrics import confusion_matrix as sk_confusion_matrix
+
+    rng = np.random.default_rng(0)
+    for n_classes in (1, 2, 7):
+        assert (confusion_matrix(np.array([], int), np.array([], int), n_classes) == 0).all()  # scikit-learn refuses empty input
+        for size in (1, 5, 200):
+            y_true, y_pred = rng.integers(0, n_classes, size), rng.integers(0, n_classes, size)
+            ours = confusion_matrix(y_true, y_pred, n_classes)
+            assert ours.dtype == np.int64
+            np.testing.assert_array_equal(ours, sk_confusion_matrix(y_true, y_pred, labels=np.arange(n_classes)))
+
+
+def test_confusion_matrix_refuses_indices_outside_the_classes():
+    with pytest.raises(ValueError, match=r"class indices must lie in \[0, 3\)"):
+        confusion_matrix(np.array([0, 3]), np.array([0, 1]), 3)
+    with pytest.raises(ValueError, match="1-D of one length"):
+        confusion_matrix(np.array([0, 1]), np.array([0]), 3)

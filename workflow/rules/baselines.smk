@@ -1,6 +1,7 @@
 # The paper's baselines: random forests on LBP-TOP of the face sequence, trained on all
 # training clips (Baseline-1) or on 100 per class (Baseline-2); plus an extra row, a
-# random forest on mean-pooled ConvNet features.
+# random forest on mean-pooled ConvNet features. One job per method x fold fits every seed's
+# forest (the stores read once), with outputs per seed.
 
 
 rule lbptop_features:
@@ -32,12 +33,16 @@ rule random_forest_baseline:
         features=get_baseline_features,
         convnet=get_baseline_convnet,
     output:
-        predictions=f"{RESULTS}/predictions/{{method}}/fold_{{fold}}/seed_{{seed}}.parquet",
-        training_set=f"{RESULTS}/baselines/{{method}}/fold_{{fold}}/seed_{{seed}}_training_set.tsv",
+        predictions=per_seed(
+            f"{RESULTS}/predictions/{{method}}/fold_{{fold}}/seed_{{seed}}.parquet"
+        ),
+        training_sets=per_seed(
+            f"{RESULTS}/baselines/{{method}}/fold_{{fold}}/seed_{{seed}}_training_set.tsv"
+        ),
     log:
-        f"{RESULTS}/logs/random_forest_baseline/{{method}}_fold_{{fold}}_seed_{{seed}}.log",
+        f"{RESULTS}/logs/random_forest_baseline/{{method}}_fold_{{fold}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/random_forest_baseline/{{method}}_fold_{{fold}}_seed_{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/random_forest_baseline/{{method}}_fold_{{fold}}.tsv"
     wildcard_constraints:
         method="baseline1|baseline2|rf_convnet_mean",
     conda:
@@ -45,8 +50,9 @@ rule random_forest_baseline:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=60 * len(SEEDS),
     params:
+        seeds=SEEDS,
         classes=config["dataset"]["classes"],
         random_forest=config["baselines"]["random_forest"],
         per_class=get_baseline2_per_class,

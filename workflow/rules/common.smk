@@ -158,6 +158,12 @@ def get_finetune_checkpoints(wildcards):
     return f"{RESULTS}/convnet/checkpoints/finetune_fold_{wildcards.fold}"
 
 
+def per_seed(pattern):
+    """`pattern` once per seed, its other wildcards kept: the outputs of a job that runs
+    every seed of a fold in one process (interpreter, imports and stores paid once)."""
+    return expand(pattern, seed=SEEDS, allow_missing=True)
+
+
 def face_stores():
     return expand(f"{RESULTS}/faces/shard_{{shard}}.h5", shard=SHARDS)
 

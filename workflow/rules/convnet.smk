@@ -1,6 +1,7 @@
 # The paper's ConvNet: pretrained on FER2013-format images, fine-tuned on the video
 # faces with the convolutional layers frozen; its last FC output is the per-frame
-# feature written to one HDF5 feature store per shard. Both trainings checkpoint every
+# feature written to one HDF5 feature store per fold x shard (one job per shard reads its
+# faces once and applies every fold's ConvNet). Both trainings checkpoint every
 # epoch into a folder given as a param (not an output, so Snakemake keeps it when a job
 # is killed): rerunning a killed job resumes after its last finished epoch.
 
@@ -76,22 +77,27 @@ rule finetune_convnet:
 
 rule extract_features:
     input:
-        model=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
+        models=expand(f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt", fold=FOLDS),
         face_store=f"{RESULTS}/faces/shard_{{shard}}.h5",
     output:
-        store=f"{RESULTS}/features/{{layer}}/fold_{{fold}}/shard_{{shard}}.h5",
+        stores=expand(
+            f"{RESULTS}/features/{{layer}}/fold_{{fold}}/shard_{{shard}}.h5",
+            fold=FOLDS,
+            allow_missing=True,
+        ),
     log:
-        f"{RESULTS}/logs/extract_features/{{layer}}_fold_{{fold}}_shard_{{shard}}.log",
+        f"{RESULTS}/logs/extract_features/{{layer}}_shard_{{shard}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/extract_features/{{layer}}_fold_{{fold}}_shard_{{shard}}.tsv"
+        f"{RESULTS}/benchmarks/extract_features/{{layer}}_shard_{{shard}}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=60,
+        runtime=60 * len(FOLDS),
         gres=get_gpu_request,
     params:
+        fold_ids=FOLDS,
         batch_size=config["features"]["batch_size"],
         faces=get_face_params,
         device=config["device"],

@@ -1,5 +1,6 @@
 # The paper's temporal models over the per-frame ConvNet features: the peephole LSTM
-# (eq. 1) and the attention LSTM (eqs. 2-4), one training run per seed.
+# (eq. 1) and the attention LSTM (eqs. 2-4): one job per model x fold trains every seed
+# (one process, the stores read once), with outputs per seed.
 
 
 rule train_temporal:
@@ -9,14 +10,22 @@ rule train_temporal:
         features=feature_stores(),
         convnet=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
     output:
-        model=f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/model.pt",
-        history=f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/history.csv",
-        attention=f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/attention.parquet",
-        predictions=f"{RESULTS}/predictions/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}.parquet",
+        models=per_seed(
+            f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/model.pt"
+        ),
+        histories=per_seed(
+            f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/history.csv"
+        ),
+        attentions=per_seed(
+            f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/attention.parquet"
+        ),
+        predictions=per_seed(
+            f"{RESULTS}/predictions/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}.parquet"
+        ),
     log:
-        f"{RESULTS}/logs/train_temporal/{{temporal_model}}_fold_{{fold}}_seed_{{seed}}.log",
+        f"{RESULTS}/logs/train_temporal/{{temporal_model}}_fold_{{fold}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_temporal/{{temporal_model}}_fold_{{fold}}_seed_{{seed}}.tsv"
+        f"{RESULTS}/benchmarks/train_temporal/{{temporal_model}}_fold_{{fold}}.tsv"
     wildcard_constraints:
         temporal_model="lstm|attention_lstm",
     conda:
@@ -24,9 +33,10 @@ rule train_temporal:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=240,
+        runtime=240 * len(SEEDS),
         gres=get_gpu_request,
     params:
+        seeds=SEEDS,
         temporal=config["temporal"],
         classes=config["dataset"]["classes"],
         layer=LAYER,

@@ -1,4 +1,4 @@
-"""Per-frame ConvNet features of one face-store shard into a feature store."""
+"""Per-frame ConvNet features of one face-store shard, one feature store per fold's ConvNet."""
 
 from videmotion.runlog import run_stage
 from videmotion.stages.convnet import extract_features

@@ -1,4 +1,4 @@
-"""Train ConvNet+LSTM or ConvNet+Attention LSTM for one fold and seed; predict val/test."""
+"""Train ConvNet+LSTM or ConvNet+Attention LSTM on one fold, once per seed; predict val/test."""
 
 from videmotion.runlog import run_stage
 from videmotion.stages.temporal import train_temporal

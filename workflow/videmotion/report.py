@@ -67,8 +67,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from .metrics import as_class_indices, confusion_matrix, evaluate_predictions, paired_bootstrap
 
@@ -605,6 +603,9 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], title: str, path: str
     Rows are true classes, columns predicted ones; a class with no clip has an empty row.
     Uses matplotlib's Agg canvas directly, so no GUI backend or pyplot state is involved.
     """
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: the training jobs that write predictions draw nothing
+    from matplotlib.figure import Figure
+
     cm = np.asarray(cm)
     if cm.shape != (len(classes), len(classes)):
         raise ValueError(f"confusion matrix shape {cm.shape} does not match {len(classes)} classes")

@@ -43,13 +43,15 @@ def stage_arguments(smk) -> dict:
     """The keyword arguments of a rule's stage function: its named input, output, params and
     wildcards. A file list stays a list, one file is a path string; a name used twice fails."""
     kwargs: dict = {}
-    for section in (smk.input, smk.output, smk.params, smk.wildcards):
+    # by kind, not by identity: Snakemake's `params` is a property that builds a new object per access
+    sections = (("input", smk.input), ("output", smk.output), ("params", smk.params), ("wildcards", smk.wildcards))
+    for kind, section in sections:
         for name, value in section.items():
             if name in kwargs:
                 raise TypeError(f"rule key {name!r} is used twice among input, output, params and wildcards")
-            if section is smk.wildcards and name in INT_WILDCARDS:
+            if kind == "wildcards" and name in INT_WILDCARDS:
                 value = int(value)
-            elif section is not smk.params and isinstance(value, list):
+            elif kind in ("input", "output") and isinstance(value, list):
                 value = [str(v) for v in value]
             kwargs[name] = value
     return kwargs

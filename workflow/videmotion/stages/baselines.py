@@ -1,5 +1,6 @@
 """Glue of ``workflow/rules/baselines.smk``: LBP-TOP per shard, and the random forests
-(Baseline-1, Baseline-2 and the extra RF on mean-pooled ConvNet features) per fold x seed."""
+(Baseline-1, Baseline-2 and the extra RF on mean-pooled ConvNet features) per method x fold,
+one forest per seed."""
 
 from __future__ import annotations
 
@@ -37,14 +38,18 @@ def lbptop_features(*, face_store: str, store: str, shard: int, lbptop: dict, fa
     log.info("LBP-TOP of %d clips of shard %d", len(ids), shard)
 
 
-def random_forest_baseline(*, clips: str, folds: str, features: list[str], convnet: str | list, predictions: str, training_set: str,
-                           method: str, fold: int, seed: int, classes: list[str], random_forest: dict, per_class: int | None,
-                           lbptop: dict | None, layer: str | None) -> None:
-    """One random forest: on LBP-TOP (Baseline-1 on every training clip, Baseline-2 on
-    `per_class` per class) or on mean-pooled ConvNet features (`rf_convnet_mean`, whose
-    feature stores must come from the fold's ConvNet `convnet`)."""
+def random_forest_baseline(*, clips: str, folds: str, features: list[str], convnet: str | list, predictions: list[str],
+                           training_sets: list[str], method: str, fold: int, seeds: list[int], classes: list[str], random_forest: dict,
+                           per_class: int | None, lbptop: dict | None, layer: str | None) -> None:
+    """The random forests of one method and fold, one per seed (outputs in the order of
+    `seeds`): on LBP-TOP (Baseline-1 on every training clip, Baseline-2 on `per_class` per
+    class) or on mean-pooled ConvNet features (`rf_convnet_mean`, whose feature stores must
+    come from the fold's ConvNet `convnet`). The stores are read once; each seed's forest
+    and draw depend on its seed only."""
     from ..baselines import mean_pool, predict_proba_full, sample_per_class, sample_summary, train_random_forest
 
+    if not len(seeds) == len(predictions) == len(training_sets):
+        raise ValueError(f"{len(seeds)} seeds but {len(predictions)}/{len(training_sets)} prediction/training-set files")
     table = adapters.read_clips(clips, fold, folds)
     if method == "rf_convnet_mean":
         seqs = read_feature_stores(features, expected_hash=feature_store_hash(layer, convnet))
@@ -55,20 +60,21 @@ def random_forest_baseline(*, clips: str, folds: str, features: list[str], convn
         table = table[table["clip_id"].isin(set(vectors))].reset_index(drop=True)
         X = np.stack([vectors[c] for c in table["clip_id"]])
     y = table["label"].map(class_index(classes)).to_numpy()
-    train = np.flatnonzero(table["split"].to_numpy() == "train")
-    if method == "baseline2":
-        train = train[sample_per_class(y[train], per_class, seed)]
-    summary = sample_summary(y[train], per_class if method == "baseline2" else 10**9, classes=classes)
-    summary.insert(0, "method", method)
-    atomic_csv(summary, training_set, sep="\t")
-    # n_jobs stays at its default 1: parallel forests sum votes in thread order (last-bit differences)
-    forest = train_random_forest(X[train], y[train], params=random_forest, seed=seed)
     evaluated = table["split"].isin(["val", "test"]).to_numpy()
     rows = table[evaluated]
-    probs = predict_proba_full(forest, X[evaluated], len(classes))
-    frame = make_predictions_frame(rows["clip_id"].tolist(), rows["label"].to_numpy(), probs, classes, split=rows["split"].tolist(),
-                                   method=method, seed=seed, fold=fold)
-    atomic_parquet(frame, predictions)
-    test = frame[frame["split"] == "test"]
-    log.info("%s fold %d seed %d: trained on %d clips; test accuracy %.3f", method, fold, seed, len(train),
-             float((test["predicted"] == test["label"]).mean()))
+    for seed, predictions_file, training_set in zip(seeds, predictions, training_sets):
+        train = np.flatnonzero(table["split"].to_numpy() == "train")
+        if method == "baseline2":
+            train = train[sample_per_class(y[train], per_class, seed)]
+        summary = sample_summary(y[train], per_class if method == "baseline2" else 10**9, classes=classes)
+        summary.insert(0, "method", method)
+        atomic_csv(summary, training_set, sep="\t")
+        # n_jobs stays at its default 1: parallel forests sum votes in thread order (last-bit differences)
+        forest = train_random_forest(X[train], y[train], params=random_forest, seed=seed)
+        probs = predict_proba_full(forest, X[evaluated], len(classes))
+        frame = make_predictions_frame(rows["clip_id"].tolist(), rows["label"].to_numpy(), probs, classes, split=rows["split"].tolist(),
+                                       method=method, seed=seed, fold=fold)
+        atomic_parquet(frame, predictions_file)
+        test = frame[frame["split"] == "test"]
+        log.info("%s fold %d seed %d: trained on %d clips; test accuracy %.3f", method, fold, seed, len(train),
+                 float((test["predicted"] == test["label"]).mean()))

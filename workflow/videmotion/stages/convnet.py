@@ -113,16 +113,24 @@ def finetune_convnet(*, pretrained: str, clips: str, folds: str, face_stores: li
     training_state.remove_training_checkpoint(checkpoints)
 
 
-def extract_features(*, model: str, face_store: str, store: str, layer: str, fold: int, shard: int, batch_size: int,
-                     faces: dict, device: str) -> None:
-    """ConvNet features of every face of a face-store shard (built under `faces`)."""
+def extract_features(*, models: list[str], face_store: str, stores: list[str], layer: str, shard: int, fold_ids: list[int],
+                     batch_size: int, faces: dict, device: str) -> None:
+    """ConvNet features of every face of a face-store shard (built under `faces`), once per
+    fold's ConvNet: ``models[i]`` (fold ``fold_ids[i]``) writes ``stores[i]``. The faces are
+    read once; each clip goes through every ConvNet before the next clip is read."""
     from .. import convnet
 
-    net, _ = convnet.load_checkpoint(model, device=device)
-    found = {}
+    if not len(fold_ids) == len(models) == len(stores):
+        raise ValueError(f"{len(fold_ids)} folds but {len(models)} ConvNets and {len(stores)} feature stores")
+    nets = [convnet.load_checkpoint(model, device=device)[0] for model in models]
+    found: list[dict] = [{} for _ in models]
     for clip in read_face_store(face_store, expected_hash=face_store_hash(faces)):
-        scores = convnet.extract_features(net, clip.faces, layer=layer, batch_size=batch_size, device=device)
-        found[clip.clip_id] = (scores, clip.frame_index, {k: clip.attrs[k] for k in ("label", "subject", "split")})
-    write_feature_store(store, found, cfg_hash=feature_store_hash(layer, model), shard=shard, layer=layer,
-                        convnet_sha256=file_sha256(model), face_params=json.dumps(store_face_params(face_store), sort_keys=True))
-    log.info("features (%s, fold %d) of %d clips", layer, fold, len(found))
+        attrs = {k: clip.attrs[k] for k in ("label", "subject", "split")}
+        for net, fold_found in zip(nets, found):
+            scores = convnet.extract_features(net, clip.faces, layer=layer, batch_size=batch_size, device=device)
+            fold_found[clip.clip_id] = (scores, clip.frame_index, attrs)
+    face_params = json.dumps(store_face_params(face_store), sort_keys=True)
+    for fold, model, store, fold_found in zip(fold_ids, models, stores, found):
+        write_feature_store(store, fold_found, cfg_hash=feature_store_hash(layer, model), shard=shard, layer=layer,
+                            convnet_sha256=file_sha256(model), face_params=face_params)
+        log.info("features (%s, fold %d) of %d clips of shard %d", layer, fold, len(fold_found), shard)
