@@ -3,7 +3,10 @@
     python benchmarks/models.py              # CPU (1 and 2 threads); CUDA too when present
 
 * Peephole LSTM (eq. 1) vs torch.nn.LSTM of the same size: ms forward and forward+backward
-  (batch 32, 100 steps, input 8, hidden 128), and the ratio (goal: at most 2x).
+  (batch 32, 100 steps, input 8, hidden 128), and the ratio (goal: at most 2x), for the kernel
+  the module picks by default (the compiled C++ one when it builds) and for the Python fallback;
+  on CPU also the compiled kernel's build time (first use, in a fresh extensions folder) and its
+  load time once cached, each in a fresh process.
 * ConvNet feature extraction: frames/s at the demo width (16) and the paper width (64).
 * ConvNet pretraining: seconds per epoch on 3,500 FER-format images at the demo width.
 """
@@ -11,7 +14,10 @@
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,9 +25,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-
 from videmotion.convnet import ConvNet, extract_features, pretrain_convnet
-from videmotion.peephole import PeepholeLSTM
+from videmotion.peephole import KERNEL_ENV, PeepholeLSTM, resolve_kernel
 from videmotion.torch_utils import resolve_device
 
 
@@ -49,6 +54,7 @@ def benchmark_peephole_vs_nn_lstm(
     compile: bool = False,
     device: str = "cpu",
     seed: int = 0,
+    kernel: str = "auto",
 ) -> dict[str, Any]:
     """Time PeepholeLSTM against torch.nn.LSTM (forward under no_grad; forward+backward).
 
@@ -60,7 +66,7 @@ def benchmark_peephole_vs_nn_lstm(
     torch.manual_seed(seed)
     x = torch.randn(batch, steps, input_size, device=torch_device)
     lengths = torch.full((batch,), steps, dtype=torch.int64)
-    peephole = PeepholeLSTM(input_size, hidden).to(torch_device)
+    peephole = PeepholeLSTM(input_size, hidden, kernel=kernel).to(torch_device)
     reference = nn.LSTM(input_size, hidden, batch_first=True).to(torch_device)
     peephole_call: Callable[[], torch.Tensor] = lambda: peephole(x, lengths)[0]
     result: dict[str, Any] = {
@@ -72,6 +78,7 @@ def benchmark_peephole_vs_nn_lstm(
         "device": str(torch_device),
         "threads": torch.get_num_threads(),
         "compiled": compile,
+        "kernel": resolve_kernel(kernel),
     }
     if compile:
         compiled = torch.compile(peephole)
@@ -104,6 +111,30 @@ def benchmark_peephole_vs_nn_lstm(
     return result
 
 
+_LOAD_SNIPPET = (
+    "import time; from videmotion import peephole; t = time.perf_counter(); peephole.load_extension(); "
+    "print(time.perf_counter() - t)"
+)
+
+
+def extension_build_and_load_seconds() -> tuple[float, float]:
+    """Seconds the compiled peephole kernel takes at first use (a build, in a fresh
+    TORCH_EXTENSIONS_DIR) and once cached (a load), each timed in a fresh Python process
+    (the import of torch and videmotion not counted)."""
+    with tempfile.TemporaryDirectory(prefix="videmotion-ext-") as folder:
+        env = {**os.environ, "TORCH_EXTENSIONS_DIR": folder}
+        env.pop(KERNEL_ENV, None)
+        seconds = []
+        for _ in range(2):
+            done = subprocess.run(
+                [sys.executable, "-c", _LOAD_SNIPPET], env=env, capture_output=True, text=True, check=False
+            )
+            if done.returncode != 0:
+                raise RuntimeError(f"building the peephole LSTM extension failed: {done.stderr.strip()[-500:]}")
+            seconds.append(float(done.stdout.strip().splitlines()[-1]))
+    return seconds[0], seconds[1]
+
+
 def feature_fps(width: int, fc: tuple[int, int], device: str, n: int = 1024) -> float:
     model = ConvNet(8, width=width, fc_sizes=fc)
     frames = np.random.default_rng(0).integers(0, 255, (n, 100, 100), dtype=np.uint8)
@@ -127,16 +158,29 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--skip-pretrain", action="store_true")
+    parser.add_argument("--skip-build", action="store_true", help="do not time the C++ kernel's build and load")
     args = parser.parse_args()
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+    if not args.skip_build:
+        try:
+            build_s, load_s = extension_build_and_load_seconds()
+        except RuntimeError as err:
+            print(f"peephole LSTM C++ kernel: not available ({err})")
+        else:
+            print(f"peephole LSTM C++ kernel: build at first use {build_s:.1f} s")
+            print(f"peephole LSTM C++ kernel: load when cached {load_s:.2f} s")
     for device in devices:
         for threads in args.threads if device == "cpu" else [torch.get_num_threads()]:
             torch.set_num_threads(threads)
             label = f"{device}" + (f", {threads} thread(s)" if device == "cpu" else f" ({torch.cuda.get_device_name()})")
-            r = benchmark_peephole_vs_nn_lstm(device=device)
             print(f"[{label}] LSTM batch 32 x 100 steps, input 8, hidden 128:")
-            print(f"  forward          peephole {r['peephole_forward_ms']:.1f} ms  nn.LSTM {r['nn_lstm_forward_ms']:.1f} ms  ratio {r['ratio_forward']:.2f}x")
-            print(f"  forward+backward peephole {r['peephole_fwd_bwd_ms']:.1f} ms  nn.LSTM {r['nn_lstm_fwd_bwd_ms']:.1f} ms  ratio {r['ratio_fwd_bwd']:.2f}x")
+            kernels = ["auto", "python"] if resolve_kernel("auto") == "compiled" else ["auto"]
+            for kernel in kernels:
+                r = benchmark_peephole_vs_nn_lstm(device=device, kernel=kernel)
+                name = f"{r['kernel']} kernel" + (" (default)" if kernel == "auto" else "")
+                print(f"  {name}:")
+                print(f"    forward          peephole {r['peephole_forward_ms']:.1f} ms  nn.LSTM {r['nn_lstm_forward_ms']:.1f} ms  ratio {r['ratio_forward']:.2f}x")
+                print(f"    forward+backward peephole {r['peephole_fwd_bwd_ms']:.1f} ms  nn.LSTM {r['nn_lstm_fwd_bwd_ms']:.1f} ms  ratio {r['ratio_fwd_bwd']:.2f}x")
             for width, fc in ((16, (256, 128)), (64, (1024, 512))):
                 print(f"  ConvNet width {width}: {feature_fps(width, fc, device):.0f} frames/s feature extraction (batch 256)")
             if not args.skip_pretrain:

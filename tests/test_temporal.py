@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-
+from videmotion import peephole
 from videmotion.metrics import uar
 from videmotion.peephole import PeepholeLSTM
 from videmotion.temporal import (
@@ -274,6 +274,33 @@ def test_without_validation_the_last_epoch_is_kept() -> None:
     assert history["val_loss"].isna().all()
 
 
+# The recurrence kernels of PeepholeLSTM: the Python loop, and the compiled C++ one through its
+# CPU fused loops and through its ATen-op path (the one CUDA tensors take).
+KERNEL_CASES = ["python", "compiled", "compiled-aten"]
+
+
+@pytest.fixture
+def use_kernel(monkeypatch: pytest.MonkeyPatch):
+    """Returns a function that sets a module to one of KERNEL_CASES (skipping when it cannot build)."""
+    monkeypatch.delenv(peephole.KERNEL_ENV, raising=False)
+
+    def use(cell: PeepholeLSTM, case: str) -> PeepholeLSTM:
+        if case.startswith("compiled"):
+            _compiled_or_skip()
+            monkeypatch.setattr(peephole, "_CPU_FUSED", case == "compiled")
+        cell.kernel = case.split("-")[0]
+        return cell
+
+    return use
+
+
+def _compiled_or_skip() -> None:
+    try:
+        peephole.load_extension()
+    except RuntimeError as err:
+        pytest.skip(f"the C++ peephole kernel cannot be built here (torch.utils.cpp_extension): {err}")
+
+
 def _variable_batch(dtype: torch.dtype, hidden: int, seed: int) -> tuple[PeepholeLSTM, torch.Tensor, torch.Tensor]:
     """A peephole LSTM and an unsorted variable-length batch with trailing padding beyond the longest clip."""
     torch.manual_seed(seed)
@@ -286,9 +313,11 @@ def _variable_batch(dtype: torch.dtype, hidden: int, seed: int) -> tuple[Peephol
     return cell, x, lengths
 
 
-def test_fused_backward_passes_gradcheck_on_variable_lengths() -> None:
+@pytest.mark.parametrize("case", KERNEL_CASES)
+def test_fused_backward_passes_gradcheck_on_variable_lengths(case: str, use_kernel) -> None:
     """The hand-written BPTT against finite differences, for x and every parameter, through H and h_last."""
     cell, x, lengths = _variable_batch(torch.float64, hidden=2, seed=0)
+    use_kernel(cell, case)
     names = [name for name, _ in cell.named_parameters()]
 
     def run(x_in: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -298,18 +327,45 @@ def test_fused_backward_passes_gradcheck_on_variable_lengths() -> None:
     assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-7)
 
 
+@pytest.mark.parametrize("case", ["compiled", "compiled-aten"])
+@pytest.mark.parametrize("lengths", [[1], [4], [1, 1, 1], [2, 3]], ids=["b1-t1", "b1-t4", "b3-t1", "b2-var"])
+def test_compiled_passes_gradcheck_on_small_shapes(case: str, lengths: list[int], use_kernel) -> None:
+    torch.manual_seed(3)
+    cell = use_kernel(PeepholeLSTM(2, 3).double(), case)
+    with torch.no_grad():
+        for parameter in cell.parameters():
+            parameter.uniform_(-0.9, 0.9)
+    x = torch.randn(len(lengths), max(lengths), 2, dtype=torch.float64)
+    names = [name for name, _ in cell.named_parameters()]
+
+    def run(x_in: torch.Tensor, *params: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return torch.func.functional_call(cell, dict(zip(names, params, strict=True)), (x_in, torch.tensor(lengths)))
+
+    inputs = (x.requires_grad_(), *(p.detach().clone().requires_grad_() for p in cell.parameters()))
+    assert torch.autograd.gradcheck(run, inputs, eps=1e-6, atol=1e-7)
+
+
+def _outputs_and_grads(
+    cell: PeepholeLSTM, forward, x: torch.Tensor, lengths: torch.Tensor, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, ...]]:
+    """H, h_last and the gradients of a loss on both w.r.t. x and every parameter."""
+    generator = torch.Generator().manual_seed(seed)
+    batch, steps, d = x.shape[0], x.shape[1], cell.hidden_size
+    weights_h = torch.randn(batch, steps, d, generator=generator, dtype=torch.float64).to(x.dtype)
+    weights_last = torch.randn(batch, d, generator=generator, dtype=torch.float64).to(x.dtype)
+    x_in = x.clone().requires_grad_()
+    hidden, h_last = forward(x_in, lengths)
+    loss = (hidden * weights_h).sum() + (h_last * weights_last).sum()
+    return hidden.detach(), h_last.detach(), torch.autograd.grad(loss, [x_in, *cell.parameters()])
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_fused_matches_plain_autograd_outputs_and_gradients(dtype: torch.dtype) -> None:
+def test_fused_matches_plain_autograd_outputs_and_gradients(dtype: torch.dtype, case: str, use_kernel) -> None:
     cell, x, lengths = _variable_batch(dtype, hidden=16, seed=1)
-    weights_h, weights_last = torch.randn(5, 6, 16, dtype=dtype), torch.randn(5, 16, dtype=dtype)
-    results = []
-    for forward in (cell.forward, cell.forward_reference):
-        x_in = x.clone().requires_grad_()
-        hidden, h_last = forward(x_in, lengths)
-        loss = (hidden * weights_h).sum() + (h_last * weights_last).sum()
-        grads = torch.autograd.grad(loss, [x_in, *cell.parameters()])
-        results.append((hidden.detach(), h_last.detach(), grads))
-    (hidden, h_last, grads), (ref_hidden, ref_last, ref_grads) = results
+    use_kernel(cell, case)
+    hidden, h_last, grads = _outputs_and_grads(cell, cell.forward, x, lengths)
+    ref_hidden, ref_last, ref_grads = _outputs_and_grads(cell, cell.forward_reference, x, lengths)
     atol = 1e-5 if dtype == torch.float32 else 1e-12
     torch.testing.assert_close(hidden, ref_hidden, rtol=0, atol=atol)
     torch.testing.assert_close(h_last, ref_last, rtol=0, atol=atol)
@@ -319,11 +375,46 @@ def test_fused_matches_plain_autograd_outputs_and_gradients(dtype: torch.dtype) 
     assert torch.all(grads[0][2, 1:] == 0)  # padded inputs get no gradient
 
 
-def test_fused_backward_twice_and_same_seed_are_identical() -> None:
+# (batch, steps, input, hidden, lengths or None for all full): batch 1, one step, the configs'
+# hidden sizes (tiny 16, default 64, paper 128), unsorted variable lengths with padding.
+_SHAPES = [
+    (1, 1, 3, 4, None),
+    (1, 9, 5, 16, None),
+    (4, 1, 3, 8, None),
+    (6, 7, 4, 64, [7, 2, 5, 1, 7, 3]),
+    (3, 5, 8, 128, [2, 5, 4]),
+    (8, 12, 16, 64, None),
+]
+
+
+@pytest.mark.parametrize("case", ["compiled", "compiled-aten"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("shape", _SHAPES, ids=[f"b{s[0]}-t{s[1]}-f{s[2]}-d{s[3]}" for s in _SHAPES])
+def test_compiled_matches_python_reference_on_shapes(shape, dtype: torch.dtype, case: str, use_kernel) -> None:
+    """Outputs and the gradients of x, weights, peephole weights and bias, within float rounding."""
+    batch, steps, n_inputs, d, lengths = shape
+    torch.manual_seed(batch * 100 + steps)
+    cell = use_kernel(PeepholeLSTM(n_inputs, d).to(dtype), case)
+    with torch.no_grad():
+        for parameter in cell.parameters():
+            parameter.uniform_(-0.6, 0.6)
+    x = torch.randn(batch, steps, n_inputs, dtype=dtype)
+    lengths = torch.tensor(lengths if lengths is not None else [steps] * batch)
+    got = _outputs_and_grads(cell, cell.forward, x, lengths)
+    want = _outputs_and_grads(cell, cell.forward_reference, x, lengths)
+    atol = 1e-5 if dtype == torch.float32 else 1e-10
+    names = ["H", "h_last", *(f"grad {n}" for n in ["x", *(n for n, _ in cell.named_parameters())])]
+    for name, a, b in zip(names, [got[0], got[1], *got[2]], [want[0], want[1], *want[2]], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=atol, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.mark.parametrize("case", KERNEL_CASES)
+def test_fused_backward_twice_and_same_seed_are_identical(case: str, use_kernel) -> None:
     """retain_graph backward reuses intact saved tensors; same seed -> bitwise equal results on CPU."""
     runs = []
     for _ in range(2):
         cell, x, lengths = _variable_batch(torch.float32, hidden=8, seed=2)
+        use_kernel(cell, case)
         hidden, h_last = cell(x, lengths)
         loss = hidden.pow(2).sum() + h_last.sum()
         first = torch.autograd.grad(loss, list(cell.parameters()), retain_graph=True)
@@ -334,3 +425,67 @@ def test_fused_backward_twice_and_same_seed_are_identical() -> None:
     assert torch.equal(runs[0][0], runs[1][0])
     for a, b in zip(runs[0][1], runs[1][1], strict=True):
         assert torch.equal(a, b)
+
+
+def test_kernel_env_var_switches_the_compiled_kernel_off(monkeypatch, caplog) -> None:
+    """VIDEMOTION_PEEPHOLE=python overrides kernel="compiled", builds nothing and says so once."""
+    monkeypatch.setattr(peephole, "_warned", set())
+    monkeypatch.setattr(peephole, "load_extension", lambda: pytest.fail("must not build"))
+    monkeypatch.setenv(peephole.KERNEL_ENV, "python")
+    cell, x, lengths = _variable_batch(torch.float64, hidden=4, seed=4)
+    cell.kernel = "compiled"
+    with caplog.at_level("WARNING", logger="videmotion.peephole"):
+        hidden, h_last = cell(x, lengths)
+        cell(x, lengths)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "videmotion.peephole"]
+    assert len(warnings) == 1 and "VIDEMOTION_PEEPHOLE=python" in warnings[0]
+    ref_hidden, ref_last = cell.forward_reference(x, lengths)
+    torch.testing.assert_close(hidden, ref_hidden, rtol=0, atol=1e-12)
+    torch.testing.assert_close(h_last, ref_last, rtol=0, atol=1e-12)
+    monkeypatch.setenv(peephole.KERNEL_ENV, "fast")
+    with pytest.raises(ValueError, match="unknown peephole LSTM kernel 'fast'"):
+        cell(x, lengths)
+    with pytest.raises(ValueError, match="unknown peephole LSTM kernel"):
+        PeepholeLSTM(3, 4, kernel="fast")
+
+
+def test_failed_build_falls_back_to_python_with_one_warning(monkeypatch, caplog) -> None:
+    """A build that fails: "auto" warns once with the reason and runs the Python recurrence
+    (same numbers), the failure is not retried, and "compiled" raises."""
+    monkeypatch.delenv(peephole.KERNEL_ENV, raising=False)
+    monkeypatch.setattr(peephole, "_extension", None)
+    monkeypatch.setattr(peephole, "_extension_error", None)
+    monkeypatch.setattr(peephole, "_warned", set())
+    attempts = []
+
+    def failing_build():
+        attempts.append(1)
+        raise OSError("no C++ compiler found (simulated)")
+
+    monkeypatch.setattr(peephole, "_build_and_load", failing_build)
+    cell, x, lengths = _variable_batch(torch.float64, hidden=4, seed=5)
+    with caplog.at_level("WARNING", logger="videmotion.peephole"):
+        hidden, h_last = cell(x, lengths)
+        cell(x, lengths)
+    warnings = [r.getMessage() for r in caplog.records if r.name == "videmotion.peephole"]
+    assert len(warnings) == 1 and "no C++ compiler found (simulated)" in warnings[0] and "Python" in warnings[0]
+    assert len(attempts) == 1 and peephole.resolve_kernel("auto") == "python"
+    ref_hidden, ref_last = cell.forward_reference(x, lengths)
+    torch.testing.assert_close(hidden, ref_hidden, rtol=0, atol=1e-12)
+    torch.testing.assert_close(h_last, ref_last, rtol=0, atol=1e-12)
+    cell.kernel = "compiled"
+    with pytest.raises(RuntimeError, match="compiled kernel is unavailable"):
+        cell(x, lengths)
+
+
+def test_temporal_training_uses_the_compiled_kernel_by_default(monkeypatch) -> None:
+    """The classifiers' LSTM is on kernel="auto", which runs the C++ recurrence when it builds."""
+    monkeypatch.delenv(peephole.KERNEL_ENV, raising=False)
+    _compiled_or_skip()
+    calls = []
+    original = peephole._CompiledRecurrence.apply
+    monkeypatch.setattr(peephole._CompiledRecurrence, "apply", lambda *a: calls.append(1) or original(*a))
+    model = LSTMClassifier(4, 4, 3)
+    assert model.lstm.kernel == "auto" and AttentionLSTMClassifier(4, 4, 3).lstm.kernel == "auto"
+    train_temporal(model, _burst_set(12, seed=10), None, params={"max_epochs": 1}, seed=0, device="cpu")
+    assert calls

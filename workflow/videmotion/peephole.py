@@ -1,26 +1,63 @@
-"""The peephole LSTM of eq. 1: the module, its fused recurrence with a hand-written BPTT, and
-the plain-autograd reference both are tested against.
+"""The peephole LSTM of eq. 1: the module, its recurrence as a compiled C++ step with a
+hand-written BPTT, the Python recurrence (the fallback), and the plain-autograd reference.
 
 :class:`PeepholeLSTM` reads zero-padded batches x (B, T, F) with their true ``lengths`` (as
 :func:`videmotion.temporal.pad_batch` makes them): padded steps never change the state and
-give output 0. Its forward runs :class:`_PeepholeRecurrence`, an autograd Function whose
-forward and backward are written out step by step for speed (the backward is checked by
-gradcheck against :meth:`PeepholeLSTM.forward_reference`, the same computation through plain
-autograd). On CPU the matrix products go through oneDNN's linear kernels when a probe shows
-this torch build has them and they compute the right thing (:func:`_onednn_linear_works`);
-otherwise through torch's matmul. Either way the results are the same up to float rounding.
+give output 0. Its forward runs one of two kernels, each an autograd Function with a
+hand-written backward, both checked by gradcheck and against :meth:`PeepholeLSTM.forward_reference`
+(the same computation through plain autograd); all give the same results up to float rounding:
+
+* ``"compiled"``: :class:`_CompiledRecurrence`, the whole recurrence (forward over all steps
+  and its backward) in C++ with ATen ops (``videmotion/csrc/peephole.cpp``), one call per
+  batch instead of a Python loop over time steps. Built with
+  :func:`torch.utils.cpp_extension.load` at first use (~30 s with g++ and ninja) into torch's
+  extension cache (``TORCH_EXTENSIONS_DIR``, default ``~/.cache/torch_extensions``), in a
+  folder named by a hash of the source and the torch version, so later processes only load
+  it (well under a second), checkouts with the same source share one build, and a changed
+  source builds anew. Concurrent first use (several Snakemake jobs) is safe: torch builds under
+  a file lock that the kernel releases if the holder dies, and the others wait, then load.
+  ATen ops only, so it runs on any device (CPU and CUDA tensors alike).
+* ``"python"``: :class:`_PeepholeRecurrence`, the same algorithm as a Python loop over
+  steps (on CPU its matrix products use oneDNN's linear kernels when a probe shows this torch
+  build has them, :func:`_onednn_linear_works`). No build needed.
+
+Choosing the kernel: ``PeepholeLSTM(..., kernel="auto")`` (the default, and what the temporal
+classifiers use) takes the compiled kernel when it builds and loads, otherwise the Python one,
+with one logged warning that says why. ``kernel="compiled"`` fails loudly instead of falling
+back; ``kernel="python"`` never builds anything. The environment variable
+``VIDEMOTION_PEEPHOLE=auto|compiled|python`` overrides the argument of every module (for
+debugging; ``python`` also switches the build off, with one logged warning).
+:func:`resolve_kernel` says which kernel a setting gives, :func:`load_extension` builds or
+loads the extension. Under ``torch.compile`` the module traces :meth:`forward_reference` instead.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
+import logging
 import math
+import os
+import tempfile
+import time
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
+
+logger = logging.getLogger(__name__)
+
+KERNELS = ("auto", "compiled", "python")
+KERNEL_ENV = "VIDEMOTION_PEEPHOLE"
+_SOURCE = Path(__file__).with_name("csrc") / "peephole.cpp"
+_CFLAGS = ["-O3", "-fno-math-errno", "-fno-trapping-math"]  # the last two help g++ vectorise the loops
+# The C++ kernel's fused per-step loops for float32/float64 CPU tensors (False: its ATen-op
+# path, the one other devices such as CUDA take; the tests run both).
+_CPU_FUSED = True
 
 
 def check_lengths(x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
@@ -234,6 +271,140 @@ class _PeepholeRecurrence(torch.autograd.Function):
         return grad_x, grad_weight_x, grad_bias, grad_weight_h, grad_peep_i, grad_peep_f, grad_peep_o, None, None
 
 
+# ----------------------------------------------------------------------------- compiled kernel
+
+_extension: ModuleType | None = None
+_extension_error: str | None = None
+_warned: set[str] = set()
+
+
+def _extension_name() -> str:
+    """Extension name with a hash of the source, the build flags and the torch version."""
+    key = _SOURCE.read_bytes() + torch.__version__.encode() + " ".join(_CFLAGS).encode()
+    return f"videmotion_peephole_{hashlib.sha256(key).hexdigest()[:12]}"
+
+
+def _build_and_load() -> ModuleType:
+    # Imported on demand: it costs time and logs about CUDA.
+    from torch.utils import cpp_extension
+
+    name = _extension_name()
+    try:
+        build_dir = Path(cpp_extension._get_build_directory(name, verbose=False))
+    except AttributeError:  # a torch without this private helper: torch's defaults, the package's source
+        return cpp_extension.load(name=name, sources=[str(_SOURCE)], extra_cflags=_CFLAGS, verbose=False)
+    # The build compiles a copy kept beside it (same content for every checkout, the folder is
+    # named by its hash): checkouts at different paths share one build instead of rebuilding
+    # each other's, which ninja would do for a changed source path.
+    source = build_dir / _SOURCE.name
+    if not source.exists():
+        with tempfile.NamedTemporaryFile("wb", dir=build_dir, suffix=".tmp", delete=False) as tmp:
+            tmp.write(_SOURCE.read_bytes())
+        os.replace(tmp.name, source)
+    return cpp_extension.load(
+        name=name, sources=[str(source)], extra_cflags=_CFLAGS, build_directory=str(build_dir), verbose=False
+    )
+
+
+def load_extension() -> ModuleType:
+    """The compiled kernel's C++ module, built at first use (~30 s) or loaded from the cache.
+
+    Raises RuntimeError with the reason when it cannot be built or loaded (no C++ compiler or
+    ninja, a compile error, ...). The outcome is kept for the process: a failed build is not
+    retried at every forward.
+    """
+    global _extension, _extension_error
+    if _extension is not None:
+        return _extension
+    if _extension_error is not None:
+        raise RuntimeError(_extension_error)
+    started = time.perf_counter()
+    try:
+        _extension = _build_and_load()
+    except Exception as err:
+        lines = str(err).strip().splitlines()
+        first = lines[0] if lines else "no message"
+        _extension_error = f"{type(err).__name__}: {first[:300]}{'...' if len(first) > 300 else ''}"
+        logger.debug("building the peephole LSTM extension failed", exc_info=True)
+        raise RuntimeError(_extension_error) from err
+    logger.debug("peephole LSTM extension ready in %.2f s", time.perf_counter() - started)
+    return _extension
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+
+
+def resolve_kernel(kernel: str = "auto") -> str:
+    """The kernel, "compiled" or "python", that a module set to ``kernel`` runs.
+
+    ``VIDEMOTION_PEEPHOLE`` (if set) overrides ``kernel``. "auto" builds or loads the extension
+    and falls back to "python" with one logged warning that says why; "compiled" raises
+    RuntimeError when the extension cannot be built or loaded; "python" builds nothing.
+    """
+    choice, origin = kernel, f"kernel={kernel!r}"
+    env = os.environ.get(KERNEL_ENV, "").strip().lower()
+    if env:
+        choice, origin = env, f"{KERNEL_ENV}={env}"
+    if choice not in KERNELS:
+        raise ValueError(f"unknown peephole LSTM kernel {choice!r} ({origin}); use one of {KERNELS}")
+    if choice == "python":
+        if env:
+            _warn_once(f"peephole LSTM: {origin} switches the compiled kernel off; using the Python recurrence")
+        return "python"
+    try:
+        load_extension()
+    except RuntimeError as err:
+        if choice == "compiled":
+            raise RuntimeError(f"peephole LSTM: {origin} but the compiled kernel is unavailable: {err}") from err
+        _warn_once(
+            f"peephole LSTM: the compiled kernel is unavailable ({err}); using the Python recurrence "
+            f"instead (same results, slower). Set {KERNEL_ENV}=python to skip the build."
+        )
+        return "python"
+    return "compiled"
+
+
+class _CompiledRecurrence(torch.autograd.Function):
+    """Eq. 1 over a whole batch in C++ (``csrc/peephole.cpp``): forward and hand-written BPTT.
+
+    Same layout as :class:`_PeepholeRecurrence` (time-major, sorted longest first, ``active[t]``
+    running rows at step t) and the same algorithm, one C++ call each way instead of a Python
+    loop. Returns H (T, B, d) only; the caller gathers h_last from it (autograd adds that
+    gradient into H's).
+    """
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        x: torch.Tensor,
+        weight_x: torch.Tensor,
+        bias: torch.Tensor,
+        weight_h: torch.Tensor,
+        peephole_i: torch.Tensor,
+        peephole_f: torch.Tensor,
+        peephole_o: torch.Tensor,
+        active: list[int],
+    ) -> torch.Tensor:
+        fused = _CPU_FUSED
+        hiddens, cells, gates, tanh_cells = load_extension().forward(
+            x, weight_x, bias, weight_h, peephole_i, peephole_f, peephole_o, active, fused
+        )
+        ctx.save_for_backward(x, weight_x, weight_h, peephole_i, peephole_f, peephole_o, hiddens, cells, gates, tanh_cells)
+        ctx.active, ctx.fused = active, fused
+        return hiddens[1:]
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_hidden: torch.Tensor) -> tuple[torch.Tensor | None, ...]:  # type: ignore[override]
+        grads = load_extension().backward(
+            grad_hidden, *ctx.saved_tensors, ctx.active, ctx.needs_input_grad[0], ctx.fused
+        )
+        return (*grads, None)
+
+
 class PeepholeLSTM(nn.Module):
     """LSTM with peephole connections (eq. 1), batch-first, masked for padded sequences.
 
@@ -256,9 +427,11 @@ class PeepholeLSTM(nn.Module):
     1/sqrt(d)), except the forget-gate bias, which starts at 1 so that early training keeps memory.
     """
 
-    def __init__(self, input_size: int, hidden_size: int) -> None:
+    def __init__(self, input_size: int, hidden_size: int, kernel: str = "auto") -> None:
         super().__init__()
-        self.input_size, self.hidden_size = input_size, hidden_size
+        if kernel not in KERNELS:
+            raise ValueError(f"unknown peephole LSTM kernel {kernel!r}; use one of {KERNELS}")
+        self.input_size, self.hidden_size, self.kernel = input_size, hidden_size, kernel
         self.weight_x = nn.Parameter(torch.empty(4 * hidden_size, input_size))
         self.weight_h = nn.Parameter(torch.empty(4 * hidden_size, hidden_size))
         self.bias = nn.Parameter(torch.empty(4 * hidden_size))
@@ -275,13 +448,17 @@ class PeepholeLSTM(nn.Module):
         with torch.no_grad():
             self.bias[self.hidden_size : 2 * self.hidden_size].fill_(1.0)
 
+    def extra_repr(self) -> str:
+        return f"{self.input_size}, {self.hidden_size}, kernel={self.kernel!r}"
+
     def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """x (B, T, F), lengths (B,) -> H (B, T, d) (zeros at padded steps), h_last (B, d).
 
         h_last[b] is the hidden state at step lengths[b] (each sequence's own last valid step).
-        Runs the fused recurrence with its hand-written backward (:class:`_PeepholeRecurrence`);
-        :meth:`forward_reference` is the same computation through plain autograd (same results
-        up to float rounding).
+        Runs the recurrence of the kernel :func:`resolve_kernel` picks for ``self.kernel``
+        (:class:`_CompiledRecurrence` or :class:`_PeepholeRecurrence`, both with a hand-written
+        backward); :meth:`forward_reference` is the same computation through plain autograd
+        (same results up to float rounding).
         """
         lengths = check_lengths(x, lengths)
         batch, steps, _ = x.shape
@@ -297,17 +474,23 @@ class PeepholeLSTM(nn.Module):
         x_steps = x[:, :run].transpose(0, 1)
         if reordered:
             x_steps = x_steps.index_select(1, order.to(x.device))
-        hidden, h_last = _PeepholeRecurrence.apply(
-            x_steps,
-            self.weight_x,
-            self.bias,
-            self.weight_h,
-            self.peephole_i,
-            self.peephole_f,
-            self.peephole_o,
-            active,
-            (sorted_lengths - 1).to(x.device),
-        )
+        last = (sorted_lengths - 1).to(x.device)
+        if resolve_kernel(self.kernel) == "compiled":
+            weights = (self.weight_x, self.bias, self.weight_h, self.peephole_i, self.peephole_f, self.peephole_o)
+            hidden = _CompiledRecurrence.apply(x_steps, *weights, active)
+            h_last = hidden[last, torch.arange(batch, device=x.device)]
+        else:
+            hidden, h_last = _PeepholeRecurrence.apply(
+                x_steps,
+                self.weight_x,
+                self.bias,
+                self.weight_h,
+                self.peephole_i,
+                self.peephole_f,
+                self.peephole_o,
+                active,
+                last,
+            )
         hidden = hidden.transpose(0, 1)
         if reordered:
             restore = torch.argsort(order).to(x.device)
