@@ -12,6 +12,9 @@ $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
+	@# the peephole LSTM's C++ kernel, built once here (~30 s) rather than in the first training job;
+	@# without a compiler it says why, and training uses the Python recurrence (same results up to rounding)
+	$(BIN)/python -c "from videmotion.peephole import resolve_kernel; print('peephole LSTM kernel:', resolve_kernel())"
 	touch $@
 
 install: $(BIN)/snakemake

@@ -459,9 +459,10 @@ def test_feature_store_from_another_convnet_is_refused_by_train_temporal(tmp_pat
     pd.DataFrame([{"clip_id": "c0", "path": "x", "label": "happy", "subject": "s", "split": "train", "shard": 0}]).to_csv(clips, index=False)
     with pytest.raises(StoreError, match=rf"{re.escape(str(store))}: built under another config"):
         temporal_stage.train_temporal(
-            clips=str(clips), folds=None, features=[str(store)], convnet=str(convnet), temporal_model="lstm", fold=0, seed=0,
+            clips=str(clips), folds=None, features=[str(store)], convnet=str(convnet), temporal_models=["lstm"], fold=0, seeds=[0],
             temporal={"max_frames": 8, "hidden_size": 4, "dropout": 0.0}, classes=["happy"], layer="logits", device="cpu",
-            **{k: str(tmp_path / n) for k, n in (("model", "m.pt"), ("history", "h.csv"), ("attention", "a.parquet"), ("predictions", "p.parquet"))})
+            **{k: [str(tmp_path / n)] for k, n in (("models", "m.pt"), ("histories", "h.csv"), ("attentions", "a.parquet"),
+                                                  ("predictions", "p.parquet"))})
 
 
 # ---------------------------------------------------------------- checkpoints: malicious pickles

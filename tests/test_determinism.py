@@ -4,8 +4,9 @@ The stages are rerun here, in this process, on the feature stores of the `tiny_r
 fixture (a real workflow run in other processes) and compared with that run's own
 outputs: same seed -> bit-identical predictions and attention weights, another seed ->
 different ones. The workflow trains every seed of a method and fold in one job (seed 0,
-then seed 1, in one process); these reruns train one seed alone, so they also show that
-a seed's run does not depend on the runs before it in its job. The whole-workflow check (a second tiny run, killed and resumed, gives
+then seed 1, in one process; both temporal models in one job, the LSTM first); these
+reruns train one model and seed alone, so they also show that a run does not depend on
+the runs before it in its job. The whole-workflow check (a second tiny run, killed and resumed, gives
 the same metrics) is in ``test_interrupted_runs.py``.
 """
 
@@ -61,8 +62,8 @@ def _train_temporal(run: Path, config: dict, model: str, seed: int, out: Path) -
         histories=[str(out / "history.csv")],
         attentions=[str(out / "attention.parquet")],
         predictions=[str(out / "predictions.parquet")],
-        temporal_model=model,
         fold=0,
+        temporal_models=[model],
         seeds=[seed],
         temporal=config["temporal"],
         classes=config["dataset"]["classes"],

@@ -151,8 +151,9 @@ def test_kfold_protocol_runs_every_trained_stage_per_fold(tiny_run):
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     counts = _job_counts(out)
-    # one job per model (method) x fold trains every seed; one job per shard applies every fold's ConvNet
-    assert counts["finetune_convnet"] == 4 and counts["train_temporal"] == 4 * 2
+    # one job per fold trains both temporal models, one per method x fold every forest, for every
+    # seed; one job per shard applies every fold's ConvNet
+    assert counts["finetune_convnet"] == 4 and counts["train_temporal"] == 4
     assert counts["random_forest_baseline"] == 4 * 3 and counts["extract_features"] == 2
     assert "pretrain_convnet" not in counts and "extract_faces" not in counts  # FER pretraining and faces do not depend on folds
 

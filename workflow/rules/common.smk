@@ -164,6 +164,14 @@ def per_seed(pattern):
     return expand(pattern, seed=SEEDS, allow_missing=True)
 
 
+def per_model_and_seed(pattern):
+    """`pattern` once per temporal model and seed (model-major, the order the train_temporal
+    stage runs them in), its other wildcards kept."""
+    return expand(
+        pattern, temporal_model=TEMPORAL_MODELS, seed=SEEDS, allow_missing=True
+    )
+
+
 def face_stores():
     return expand(f"{RESULTS}/faces/shard_{{shard}}.h5", shard=SHARDS)
 

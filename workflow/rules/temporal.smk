@@ -1,6 +1,7 @@
 # The paper's temporal models over the per-frame ConvNet features: the peephole LSTM
-# (eq. 1) and the attention LSTM (eqs. 2-4): one job per model x fold trains every seed
-# (one process, the stores read once), with outputs per seed.
+# (eq. 1) and the attention LSTM (eqs. 2-4). One job per fold trains both models for every
+# seed (they share every parameter, so no caching is lost): one process, the stores read
+# once, outputs per model and seed.
 
 
 rule train_temporal:
@@ -10,32 +11,31 @@ rule train_temporal:
         features=feature_stores(),
         convnet=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
     output:
-        models=per_seed(
+        models=per_model_and_seed(
             f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/model.pt"
         ),
-        histories=per_seed(
+        histories=per_model_and_seed(
             f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/history.csv"
         ),
-        attentions=per_seed(
+        attentions=per_model_and_seed(
             f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/attention.parquet"
         ),
-        predictions=per_seed(
+        predictions=per_model_and_seed(
             f"{RESULTS}/predictions/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}.parquet"
         ),
     log:
-        f"{RESULTS}/logs/train_temporal/{{temporal_model}}_fold_{{fold}}.log",
+        f"{RESULTS}/logs/train_temporal/fold_{{fold}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/train_temporal/{{temporal_model}}_fold_{{fold}}.tsv"
-    wildcard_constraints:
-        temporal_model="lstm|attention_lstm",
+        f"{RESULTS}/benchmarks/train_temporal/fold_{{fold}}.tsv"
     conda:
         "../../envs/torch.yaml"
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=240 * len(SEEDS),
+        runtime=240 * len(TEMPORAL_MODELS) * len(SEEDS),
         gres=get_gpu_request,
     params:
+        temporal_models=TEMPORAL_MODELS,
         seeds=SEEDS,
         temporal=config["temporal"],
         classes=config["dataset"]["classes"],

@@ -1,5 +1,5 @@
-"""Glue of ``workflow/rules/temporal.smk``: ConvNet+LSTM (eq. 1) or ConvNet+Attention LSTM
-(eqs. 2-4): every seed's training run of one fold, each with its val/test predictions and
+"""Glue of ``workflow/rules/temporal.smk``: ConvNet+LSTM (eq. 1) and ConvNet+Attention LSTM
+(eqs. 2-4), every seed's training run of one fold, each with its val/test predictions and
 attention."""
 
 from __future__ import annotations
@@ -18,16 +18,22 @@ log = logging.getLogger("videmotion")
 
 
 def train_temporal(*, clips: str, folds: str, features: list[str], convnet: str, models: list[str], histories: list[str],
-                   attentions: list[str], predictions: list[str], temporal_model: str, fold: int, seeds: list[int], temporal: dict,
-                   classes: list[str], layer: str, device: str) -> None:
-    """Train one temporal model on fold `fold` once per seed (outputs in the order of `seeds`);
-    the feature stores, read once, must come from that fold's ConvNet. Each seed's run starts
-    from its own seed_everything, so it is the run a job of that seed alone would give."""
+                   attentions: list[str], predictions: list[str], fold: int, temporal_models: list[str], seeds: list[int],
+                   temporal: dict, classes: list[str], layer: str, device: str) -> None:
+    """Train every temporal model of `temporal_models` on fold `fold` once per seed; the
+    outputs list one file per run, model-major (``temporal_models[0]`` with each seed, then
+    the next model). The feature stores, read once, must come from that fold's ConvNet.
+    Each run starts from its own seed_everything, so it is the run a job of that model and
+    seed alone would give (tests/test_determinism.py)."""
     from .. import temporal as models_
     from ..torch_utils import seed_everything
 
-    if not len(seeds) == len(models) == len(histories) == len(attentions) == len(predictions):
-        raise ValueError(f"{len(seeds)} seeds but {len(models)}/{len(histories)}/{len(attentions)}/{len(predictions)} "
+    unknown = set(temporal_models) - {"lstm", "attention_lstm"}
+    if unknown:
+        raise ValueError(f"unknown temporal models {sorted(unknown)}: lstm and attention_lstm are the paper's")
+    runs = [(name, seed) for name in temporal_models for seed in seeds]
+    if not len(runs) == len(models) == len(histories) == len(attentions) == len(predictions):
+        raise ValueError(f"{len(runs)} runs (models x seeds) but {len(models)}/{len(histories)}/{len(attentions)}/{len(predictions)} "
                          "model/history/attention/prediction files")
     table = adapters.read_clips(clips, fold, folds)
     seqs = read_feature_stores(features, expected_hash=feature_store_hash(layer, convnet))
@@ -40,7 +46,7 @@ def train_temporal(*, clips: str, folds: str, features: list[str], convnet: str,
     # checksum lets the predict command refuse another ConvNet.
     provenance = {"face_params": store_face_params(features[0]), "feature_layer": layer, "convnet_path": str(convnet),
                   "convnet_sha256": file_sha256(convnet)}
-    for seed, model, history, attention, predictions_file in zip(seeds, models, histories, attentions, predictions):
+    for (temporal_model, seed), model, history, attention, predictions_file in zip(runs, models, histories, attentions, predictions):
         seed_everything(seed)
         net, trace = _train_one(models_, sets, temporal_model, temporal, classes, seed, device)
         atomic_csv(trace, history)
