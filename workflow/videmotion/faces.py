@@ -60,6 +60,10 @@ NEAR_VJ_FACE_PX = 64.0
 # cost grows with the window; 1.3 sides still holds every face size the wider search
 # looks for up to 1.3 times the last one.
 VERIFY_WINDOW = 1.3
+# The tracker first looks for the face within this many template pixels (about
+# TRACK_LOCAL_SHIFT / track_template face-box sides) of its last position, and searches
+# the whole window only when the best match there lies on the rim or is too poor.
+TRACK_LOCAL_SHIFT = 4
 
 # Why the face stage excludes a clip (the `reason` of its QC row), with what each means.
 # These data problems are the only ones quarantined; any other exception (a bug, a
@@ -282,16 +286,26 @@ class FaceDetector:
         return Track(np.asarray(box, np.float32).copy(), template, np.array([x0 - x, y0 - y], np.float32), scale, landmarks)
 
     def follow(self, gray: np.ndarray, track: Track) -> Detection | None:
-        """The track's face in this frame by normalised cross-correlation in a window; None when lost."""
+        """The track's face in this frame by normalised cross-correlation in a window; None when lost.
+
+        The correlation is first computed only for shifts of up to TRACK_LOCAL_SHIFT template
+        pixels from the last position; when its peak lies inside that neighbourhood (not on
+        its rim) and is good enough, the face has been found. Otherwise the whole window
+        (``track_window`` face-box sides) is searched, as before.
+        """
         x0, y0, x1, y1 = _window(track.box, self.params["track_window"], gray.shape)
         window = _resize(gray[y0:y1, x0:x1], track.scale)
         th, tw = track.template.shape
         if window.shape[0] < th or window.shape[1] < tw:
             return None
-        scores = cv2.matchTemplate(window, track.template, cv2.TM_CCOEFF_NORMED)
-        _, peak, _, (px, py) = cv2.minMaxLoc(scores)
-        if not np.isfinite(peak) or peak < self.params["track_min_score"]:
-            return None
+        found = self._match_near(window, track, x0, y0)
+        if found is None:
+            scores = cv2.matchTemplate(window, track.template, cv2.TM_CCOEFF_NORMED)
+            _, peak, _, (px, py) = cv2.minMaxLoc(scores)
+            if not np.isfinite(peak) or peak < self.params["track_min_score"]:
+                return None
+        else:
+            peak, px, py = found
         box = track.box.copy()
         box[:2] = np.array([x0 + px / track.scale, y0 + py / track.scale], np.float32) - track.offset
         shift = box[:2] - track.box[:2]
@@ -299,6 +313,29 @@ class FaceDetector:
         if track.landmarks is not None:
             track.landmarks = track.landmarks + shift
         return Detection(box, float(peak), "track", track.landmarks)
+
+    def _match_near(self, window: np.ndarray, track: Track, x0: int, y0: int) -> tuple[float, int, int] | None:
+        """(peak, x, y) of the correlation within TRACK_LOCAL_SHIFT of the template's last
+        position in `window`, when the peak is inside that neighbourhood and above
+        ``track_min_score``; else None (the caller searches the whole window)."""
+        th, tw = track.template.shape
+        r = TRACK_LOCAL_SHIFT
+        # the template's last position in the window (downscaled px)
+        u = int(round((float(track.box[0]) + float(track.offset[0]) - x0) * track.scale))
+        v = int(round((float(track.box[1]) + float(track.offset[1]) - y0) * track.scale))
+        u0, v0 = max(0, u - r), max(0, v - r)
+        u1, v1 = min(window.shape[1] - tw, u + r), min(window.shape[0] - th, v + r)
+        if u1 - u0 < 2 or v1 - v0 < 2:
+            return None
+        scores = cv2.matchTemplate(window[v0 : v1 + th, u0 : u1 + tw], track.template, cv2.TM_CCOEFF_NORMED)
+        _, peak, _, (px, py) = cv2.minMaxLoc(scores)
+        if not np.isfinite(peak) or peak < self.params["track_min_score"]:
+            return None
+        # a peak on the rim of the neighbourhood may be the slope of a better one outside it
+        # (a rim that is the window's own edge is no limit: the whole search stops there too)
+        if (px == 0 and u0 > 0) or (py == 0 and v0 > 0) or (px == u1 - u0 and u1 < window.shape[1] - tw) or (py == v1 - v0 and v1 < window.shape[0] - th):
+            return None
+        return peak, u0 + px, v0 + py
 
 
 def onet_forward(onet, tensor):
