@@ -321,8 +321,8 @@ class FaceDetector:
         th, tw = track.template.shape
         r = TRACK_LOCAL_SHIFT
         # the template's last position in the window (downscaled px)
-        u = int(round((float(track.box[0]) + float(track.offset[0]) - x0) * track.scale))
-        v = int(round((float(track.box[1]) + float(track.offset[1]) - y0) * track.scale))
+        u = round((float(track.box[0]) + float(track.offset[0]) - x0) * track.scale)
+        v = round((float(track.box[1]) + float(track.offset[1]) - y0) * track.scale)
         u0, v0 = max(0, u - r), max(0, v - r)
         u1, v1 = min(window.shape[1] - tw, u + r), min(window.shape[0] - th, v + r)
         if u1 - u0 < 2 or v1 - v0 < 2:
