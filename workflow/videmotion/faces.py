@@ -5,10 +5,13 @@ initialises a tracker; where both fail, facenet-pytorch's MTCNN (weights bundled
 package, nothing downloaded) re-examines the frame. Per frame of a clip:
 
 1. **track**: while a track is live, the face is followed by normalised cross-correlation
-   of the last detected face (a small template) inside a window around the last box. A
+   of the last detected face (a small template) inside a window around the last box
+   (near the last position first, the whole window when that is not conclusive). A
    peak below ``track_min_score`` loses the track.
 2. **verify / re-detect**: every ``redetect_every`` frames, and whenever the track is lost,
-   detectors run: Viola-Jones in the window around the last face, MTCNN in that window,
+   detectors run. A live track is verified first by Viola-Jones in a tight window around
+   where the tracker puts the face (:data:`VERIFY_WINDOW`); when that finds nothing, or
+   the track is lost: Viola-Jones in the window around the last face, MTCNN in that window,
    then Viola-Jones and MTCNN on the whole frame (so a face that jumps is found again).
    During a run of frames without any face, the whole-frame passes run only every
    ``fallback_every`` frames: they are the expensive part and most such frames hold no
@@ -347,7 +350,7 @@ def onet_forward(onet, tensor):
     stored channels-last. A maximum is exact whatever the memory order, so each pooling
     runs on a channels-last copy and hands a contiguous (NCHW) tensor back to the next
     convolution: every convolution sees exactly the input it sees in ``onet.forward``,
-    and the outputs are identical (tests/test_faces.py checks it).
+    and the outputs are identical (tests/test_faces_fast_paths.py checks it).
     """
     import torch
 
