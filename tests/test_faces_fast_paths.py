@@ -1,0 +1,153 @@
+"""The face stage's cheaper paths (issue 13): each gives the answer of the path it replaces,
+or one within a stated tolerance, and the stage stays deterministic."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import videmotion.faces as faces_mod
+from conftest import drawn_face_frame, write_video
+from videmotion.faces import (
+    TRACK_LOCAL_SHIFT,
+    VERIFY_WINDOW,
+    FaceDetector,
+    _track_scale,
+    align_face,
+    alignment_matrix,
+    extract_clip,
+    face_params,
+    onet_forward,
+)
+from videmotion.stores import DETECTOR_CODES
+
+VJ, TRACK = DETECTOR_CODES["vj"], DETECTOR_CODES["track"]
+
+
+def _clip(path, clip_id="c1"):
+    return {"clip_id": clip_id, "path": str(path), "label": "happy", "subject": "s1", "split": "train"}
+
+
+def test_onet_forward_is_bit_identical_to_onet():
+    onet = FaceDetector(face_params()).mtcnn.onet
+    rng = np.random.default_rng(0)
+    with torch.inference_mode():
+        for i in range(20):
+            rgb = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
+            tensor = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() - 127.5) * 0.0078125  # as FaceDetector.landmarks builds it
+            for x in (tensor, tensor.contiguous()):
+                for ours, theirs in zip(onet_forward(onet, x), onet(x)):
+                    assert torch.equal(ours, theirs)
+
+
+@pytest.mark.parametrize("side, template, k", [(195.2, 32, 6), (100, 32, 3), (47, 32, 1), (40, 32, 1), (20, 32, 1), (48, 32, 2), (64, 16, 4)])
+def test_tracking_downscale_is_one_over_the_nearest_integer(side, template, k):
+    assert _track_scale(side, template) == 1.0 / k
+
+
+def _exact_aligned(gray, box, landmarks, size, margin, eye_line):
+    """The crop as defined: warp to the full `side` px, then INTER_AREA to size x size."""
+    matrix, side = alignment_matrix(box, landmarks, margin, eye_line)
+    crop = cv2.warpAffine(gray, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+@pytest.mark.parametrize("half_height, roll", [(110, 0.0), (130, 7.0), (150, -12.0)])
+def test_large_aligned_crops_stay_within_a_grey_level_of_the_exact_warp(half_height, roll):
+    """Faces whose crop side is at least 2x face_size are warped to k * face_size and block-averaged."""
+    gray = cv2.cvtColor(drawn_face_frame(640, 480, center=(320, 240), half_height=half_height, seed=3), cv2.COLOR_BGR2GRAY)
+    side = 2.0 * half_height * 0.9
+    box = np.array([320 - side / 2, 240 - side / 2, side, side], np.float32)
+    d = 0.2 * side
+    t = np.radians(roll)
+    eyes = np.array([[320 - d * np.cos(t), 225 - d * np.sin(t)], [320 + d * np.cos(t), 225 + d * np.sin(t)]])
+    landmarks = np.vstack([eyes, [[320, 260], [300, 290], [340, 290]]]).astype(np.float32)
+    assert alignment_matrix(box, landmarks, 0.15, 0.4)[1] >= 200  # the fast path runs
+    ours = align_face(gray, box, landmarks, 100, 0.15, 0.4).astype(int)
+    exact = _exact_aligned(gray, box, landmarks, 100, 0.15, 0.4).astype(int)
+    assert np.abs(ours - exact).mean() < 1.0
+    assert abs((ours - exact).mean()) < 0.3  # no shift or brightness bias
+
+
+def test_small_aligned_crops_are_the_exact_warp():
+    gray = cv2.cvtColor(drawn_face_frame(seed=1), cv2.COLOR_BGR2GRAY)
+    box = np.array([110, 70, 100, 100], np.float32)  # crop side 130 < 2 x 100: the plain path
+    landmarks = np.array([[140, 105], [180, 108], [160, 125], [145, 145], [175, 146]], np.float32)
+    np.testing.assert_array_equal(align_face(gray, box, landmarks, 100, 0.15, 0.4), _exact_aligned(gray, box, landmarks, 100, 0.15, 0.4))
+
+
+def _follow_both_ways(detector, gray0, box, gray1):
+    """follow() on gray1 from a track started on gray0, and the whole-window search's answer."""
+    track = detector.start_track(gray0, box, None)
+    x0, y0, x1, y1 = faces_mod._window(track.box, detector.params["track_window"], gray1.shape)
+    window = faces_mod._resize(gray1[y0:y1, x0:x1], track.scale)
+    _, peak, _, (px, py) = cv2.minMaxLoc(cv2.matchTemplate(window, track.template, cv2.TM_CCOEFF_NORMED))
+    whole = np.array([x0 + px / track.scale, y0 + py / track.scale]) - track.offset
+    found = detector.follow(gray1, track)
+    return found, whole, peak
+
+
+@pytest.mark.parametrize("shift", [0, 5, -9, 16, 45])
+def test_local_template_search_finds_what_the_whole_window_finds(shift):
+    """Small moves are found in the neighbourhood of the last position, large ones by the
+    whole-window search; either way the answer is the whole window's best match."""
+    detector = FaceDetector(face_params())
+    gray0 = cv2.cvtColor(drawn_face_frame(center=(150, 120)), cv2.COLOR_BGR2GRAY)
+    gray1 = cv2.cvtColor(drawn_face_frame(center=(150 + shift, 120 + shift // 3)), cv2.COLOR_BGR2GRAY)
+    box = np.array([95, 60, 110, 120], np.float32)
+    found, whole, _ = _follow_both_ways(detector, gray0, box, gray1)
+    assert found is not None
+    np.testing.assert_allclose(found.box[:2], whole, atol=1e-4)
+    k = 1 / _track_scale(120, detector.params["track_template"])
+    np.testing.assert_allclose(found.box[:2] - box[:2], [shift, shift // 3], atol=k)  # the true move, to a template pixel
+    assert TRACK_LOCAL_SHIFT * k < 45  # the 45 px move is beyond the neighbourhood: the whole window was searched
+
+
+def _moving_face_video(tmp_path, n=23):
+    frames = [drawn_face_frame(center=(110 + 4 * i, 120 + (i % 3))) for i in range(n)]
+    return write_video(tmp_path / "moving.avi", frames)
+
+
+def test_a_live_track_is_verified_in_the_tight_window(tmp_path, monkeypatch):
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 5})
+    calls = {"detect_frame": 0, "tight": 0}
+    detect_frame = faces_mod.detect_frame
+
+    def counting_detect_frame(*args, **kwargs):
+        calls["detect_frame"] += 1
+        return detect_frame(*args, **kwargs)
+
+    near = FaceDetector.viola_jones_near
+
+    def counting_near(self, gray, previous, window=None):
+        calls["tight"] += window == VERIFY_WINDOW
+        return near(self, gray, previous, window)
+
+    monkeypatch.setattr(faces_mod, "detect_frame", counting_detect_frame)
+    monkeypatch.setattr(FaceDetector, "viola_jones_near", counting_near)
+    faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
+    assert qc.faces_kept == 23
+    np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 6, 12, 18])  # the cadence is unchanged
+    assert calls == {"detect_frame": 1, "tight": 3}  # the first frame only; every verification found the face in the tight window
+    centers = faces.box[:, 0] + faces.box[:, 2] / 2
+    np.testing.assert_allclose(centers - (110 + 4 * np.arange(23)), 0, atol=8)
+
+
+def test_a_failed_tight_verification_falls_back_to_the_wide_search(tmp_path, monkeypatch):
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 5})
+    near = FaceDetector.viola_jones_near
+    monkeypatch.setattr(FaceDetector, "viola_jones_near", lambda self, gray, previous, window=None: [] if window == VERIFY_WINDOW else near(self, gray, previous, window))
+    faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
+    assert qc.faces_kept == 23
+    np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 6, 12, 18])
+
+
+def test_same_clip_same_crops(tmp_path):
+    path = _moving_face_video(tmp_path)
+    params = face_params({"redetect_every": 5})
+    a, _ = extract_clip(FaceDetector(params), _clip(path), params)
+    b, _ = extract_clip(FaceDetector(params), _clip(path), params)
+    np.testing.assert_array_equal(a.faces, b.faces)
+    np.testing.assert_array_equal(a.box, b.box)
+    np.testing.assert_array_equal(a.landmarks, b.landmarks)
