@@ -35,9 +35,11 @@ import yaml
 from videmotion.readme import stage_table
 
 REPO = Path(__file__).resolve().parents[1]
-# The merge of issue 12: train_temporal and random_forest_baseline per fold x seed,
-# extract_features per fold x shard, scikit-learn and matplotlib imported by every job.
-DEFAULT_BASELINE = "fac687d"
+# The last commit with train_temporal and random_forest_baseline per model/method x fold x
+# seed, extract_features per fold x shard, and scikit-learn and matplotlib imported by every
+# job; it already has this checkout's face stage (the faster one of issue 13), so the runs
+# share their faces and the metrics can be compared bit for bit.
+DEFAULT_BASELINE = "106c2b9"
 
 
 def git_tree(ref: str | None, dest: Path) -> Path:

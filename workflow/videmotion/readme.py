@@ -52,10 +52,14 @@ def replace_block(text: str, name: str, body: str) -> str:
     return _pattern(name).sub(lambda m: m.group(1) + body + m.group(3), text, count=1)
 
 
-def stage_table(results: Path) -> pd.DataFrame:
-    """Per rule: jobs, summed and longest wall time (s), and peak RSS (MB), from the run's benchmark files."""
+def stage_table(results: Path, since: float | None = None) -> pd.DataFrame:
+    """Per rule: jobs, summed and longest wall time (s), and peak RSS (MB), from the run's
+    benchmark files; with `since` (a time stamp), only the files written since then: the
+    jobs of one run, not those of earlier runs whose files a changed rule no longer writes."""
     rows = []
     for tsv in sorted((results / "benchmarks").rglob("*.tsv")):
+        if since is not None and tsv.stat().st_mtime < since:
+            continue
         rule = tsv.relative_to(results / "benchmarks").parts[0].removesuffix(".tsv")
         bench = pd.read_csv(tsv, sep="\t")
         rows.append({"rule": rule, "s": float(bench["s"].iloc[0]), "max_rss_mb": float(bench["max_rss"].iloc[0])})
@@ -68,8 +72,18 @@ def stage_table(results: Path) -> pd.DataFrame:
     )
 
 
+def demo_wall(results: Path) -> tuple[int, float]:
+    """Wall seconds of the last `make demo` and when it started (its timing file's time stamp
+    less the wall time, less a second of slack)."""
+    wall_file = results / "demo_wall_seconds.txt"
+    if not wall_file.is_file():
+        raise ReadmeError(f"{wall_file} is missing: run `make demo` (it times the run) before `videmotion readme`")
+    wall = int(wall_file.read_text().split()[0])
+    return wall, wall_file.stat().st_mtime - wall - 1.0
+
+
 def demo_stages_block(results: Path) -> str:
-    table = stage_table(results)
+    table = stage_table(results, since=demo_wall(results)[1])
     lines = ["| rule | jobs | total s | longest s | peak RSS MB |", "|---|---|---|---|---|"]
     lines += [f"| {rule} | {int(r.jobs)} | {r.total_s:.1f} | {r.longest_s:.1f} | {r.peak_rss_mb:.0f} |" for rule, r in table.iterrows()]
     return "\n".join(lines) + "\n"
@@ -85,11 +99,8 @@ def demo_run_block(results: Path) -> str:
     n_folds = folds["cv_fold"].nunique()
     protocol = (f"subject-independent {n_folds}-fold cross-validation" if (folds["protocol"] == "kfold").all()
                 else "the fixed train/val/test split")
-    job_seconds = float(stage_table(results)["total_s"].sum())
-    wall_file = results / "demo_wall_seconds.txt"
-    if not wall_file.is_file():
-        raise ReadmeError(f"{wall_file} is missing: run `make demo` (it times the run) before `videmotion readme`")
-    wall = int(wall_file.read_text().split()[0])
+    wall, started = demo_wall(results)
+    job_seconds = float(stage_table(results, since=started)["total_s"].sum())
     return (
         f"The corpus has {len(clips):,} clips of {clips['subject'].nunique()} subjects and "
         f"{int(qc['frames_processed'].sum()):,} frames; the face stage used {int((qc['status'] == 'used').sum())} clips. "
