@@ -252,6 +252,7 @@ def test_parquet_round_trip_and_confusion_plot(tmp_path: Path) -> None:
         plot_confusion(np.zeros((2, 2)), ABC, "bad", tmp_path / "bad.png")
 
 
+@pytest.mark.filterwarnings("ignore:A single label was found:UserWarning")  # scikit-learn's note on one-class input
 def test_confusion_matrix_is_scikit_learns():
     """The numpy histogram gives scikit-learn's confusion matrix, classes absent from both sides included."""
     from sklearn.metrics import confusion_matrix as sk_confusion_matrix
