@@ -34,7 +34,6 @@ import argparse
 import platform
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -46,6 +45,7 @@ import torch
 import yaml
 
 from videmotion.faces import FaceDetector, extract_clip, face_params
+from peak_rss import PeakRss
 from videmotion.video import FrameStream
 
 IOU_MIN = 0.5
@@ -58,28 +58,6 @@ def iou(a: np.ndarray, b: np.ndarray) -> float:
     inter = max(0.0, x2 - x1) * max(0.0, y2 - y1)
     union = a[2] * a[3] + b[2] * b[3] - inter
     return inter / union if union > 0 else 0.0
-
-
-class PeakRss:
-    """Peak resident memory above the starting level while the block runs (sampled every 5 ms)."""
-
-    def __enter__(self) -> "PeakRss":
-        self.proc = psutil.Process()
-        self.base = self.peak = self.proc.memory_info().rss
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        self.thread.join()
-        self.growth_mb = (self.peak - self.base) / 2**20
 
 
 def decode_only(path: str) -> int:

@@ -29,14 +29,13 @@ import platform
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import cv2
-import psutil
 import torch
 
+from peak_rss import PeakRss
 from videmotion.faces import FaceDetector, FaceFollower
 from videmotion.predict import analyse_video, load_model, predict_settings
 from videmotion.video import FrameStream, probe_clip
@@ -61,27 +60,6 @@ def one_core() -> None:
     cv2.setNumThreads(1)
 
 
-class PeakRss:
-    """Resident memory (MB) when the block starts and its peak while it runs (sampled every 5 ms)."""
-
-    def __enter__(self) -> PeakRss:
-        self.proc = psutil.Process()
-        self.start = self.peak = self.proc.memory_info().rss / 2**20
-        self.running = True
-        self.thread = threading.Thread(target=self._sample, daemon=True)
-        self.thread.start()
-        return self
-
-    def _sample(self) -> None:
-        while self.running:
-            self.peak = max(self.peak, self.proc.memory_info().rss / 2**20)
-            time.sleep(0.005)
-
-    def __exit__(self, *exc) -> None:
-        self.running = False
-        self.thread.join()
-
-
 def child(args: argparse.Namespace) -> None:
     """One video through the whole path in this (fresh) process; prints JSON."""
     one_core()
@@ -92,8 +70,8 @@ def child(args: argparse.Namespace) -> None:
         result = analyse_video(args.child, model, predict_settings(), frames=out / "frames.parquet", windows=out / "windows.parquet",
                                summary=out / "summary.json", timeline=out / "timeline.png")
     seconds = time.perf_counter() - start
-    print(json.dumps({"frames": result.summary["frames_decoded"], "seconds": seconds, "loaded_mb": rss.start,
-                      "peak_mb": rss.peak, "with_face": result.summary["frames_with_face"]}))
+    print(json.dumps({"frames": result.summary["frames_decoded"], "seconds": seconds, "loaded_mb": rss.start_mb,
+                      "peak_mb": rss.peak_mb, "with_face": result.summary["frames_with_face"]}))
 
 
 def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
