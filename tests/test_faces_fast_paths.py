@@ -53,16 +53,18 @@ def _exact_aligned(gray, box, landmarks, size, margin, eye_line):
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
-@pytest.mark.parametrize("half_height, roll", [(110, 0.0), (130, 7.0), (150, -12.0)])
-def test_large_aligned_crops_stay_within_a_grey_level_of_the_exact_warp(half_height, roll):
-    """Faces whose crop side is at least 2x face_size are warped to k * face_size and block-averaged."""
-    gray = cv2.cvtColor(drawn_face_frame(640, 480, center=(320, 240), half_height=half_height, seed=3), cv2.COLOR_BGR2GRAY)
+@pytest.mark.parametrize("half_height, roll, cx, cy", [(110, 0.0, 320, 240), (130, 7.0, 320, 240), (150, -12.0, 320, 240),
+                                                      (120, 5.0, 90, 240), (120, -8.0, 560, 400), (160, 3.0, 320, 120)])
+def test_large_aligned_crops_stay_within_a_grey_level_of_the_exact_warp(half_height, roll, cx, cy):
+    """Faces whose crop side is at least 2x face_size are block-averaged under the crop, then
+    warped to face_size; near the frame's edges too, where the crop overhangs the frame."""
+    gray = cv2.cvtColor(drawn_face_frame(640, 480, center=(cx, cy), half_height=half_height, seed=3), cv2.COLOR_BGR2GRAY)
     side = 2.0 * half_height * 0.9
-    box = np.array([320 - side / 2, 240 - side / 2, side, side], np.float32)
+    box = np.array([cx - side / 2, cy - side / 2, side, side], np.float32)
     d = 0.2 * side
     t = np.radians(roll)
-    eyes = np.array([[320 - d * np.cos(t), 225 - d * np.sin(t)], [320 + d * np.cos(t), 225 + d * np.sin(t)]])
-    landmarks = np.vstack([eyes, [[320, 260], [300, 290], [340, 290]]]).astype(np.float32)
+    eyes = np.array([[cx - d * np.cos(t), cy - 15 - d * np.sin(t)], [cx + d * np.cos(t), cy - 15 + d * np.sin(t)]])
+    landmarks = np.vstack([eyes, [[cx, cy + 20], [cx - 20, cy + 50], [cx + 20, cy + 50]]]).astype(np.float32)
     assert alignment_matrix(box, landmarks, 0.15, 0.4)[1] >= 200  # the fast path runs
     ours = align_face(gray, box, landmarks, 100, 0.15, 0.4).astype(int)
     exact = _exact_aligned(gray, box, landmarks, 100, 0.15, 0.4).astype(int)
@@ -102,6 +104,23 @@ def test_local_template_search_finds_what_the_whole_window_finds(shift):
     k = 1 / _track_scale(120, detector.params["track_template"])
     np.testing.assert_allclose(found.box[:2] - box[:2], [shift, shift // 3], atol=k)  # the true move, to a template pixel
     assert TRACK_LOCAL_SHIFT * k < 45  # the 45 px move is beyond the neighbourhood: the whole window was searched
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 5, 6])
+def test_a_downscaled_part_of_the_window_is_that_part_of_the_downscaled_window(k):
+    """The tracker downscales only the neighbourhood it searches first; its pixels are the
+    downscaled window's, bit for bit, wherever the part lies (the window's last partial
+    block included)."""
+    rng = np.random.default_rng(k)
+    gray = rng.integers(0, 256, (360, 640), dtype=np.uint8)
+    for _ in range(60):
+        x0, y0 = int(rng.integers(0, 200)), int(rng.integers(0, 100))
+        x1, y1 = min(640, x0 + int(rng.integers(40, 440))), min(360, y0 + int(rng.integers(40, 260)))
+        whole = faces_mod._resize(gray[y0:y1, x0:x1], 1.0 / k)
+        v0, u0 = int(rng.integers(0, whole.shape[0] - 2)), int(rng.integers(0, whole.shape[1] - 2))
+        rows, cols = int(rng.integers(1, whole.shape[0] - v0 + 1)), int(rng.integers(1, whole.shape[1] - u0 + 1))
+        part = faces_mod._downscaled_part(gray, (x0, y0, x1, y1), 1.0 / k, (v0, u0, rows, cols))
+        np.testing.assert_array_equal(part, whole[v0 : v0 + rows, u0 : u0 + cols])
 
 
 def _moving_face_video(tmp_path, n=23):

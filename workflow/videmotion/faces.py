@@ -211,15 +211,20 @@ class FaceDetector:
         """Viola-Jones in a window around the previous face, at sizes near the previous size.
 
         Much cheaper than a whole-frame pass: a small image and few scales. The window is
-        ``window`` face-box sides around it (default ``track_window``).
+        ``window`` face-box sides around it (default ``track_window``); the face sizes tried
+        run from max(0.7, 1 / window) to 1.4 times the previous one. In the tight window of a
+        verification (:data:`VERIFY_WINDOW`, which holds faces up to 1.2 times the last one)
+        that is 1 / 1.2 to 1.2: as far down as up, so that box sizes do not creep upwards
+        from one verification to the next, and the cascade skips its most costly scales.
         """
-        x0, y0, x1, y1 = _window(previous, self.params["track_window"] if window is None else window, gray.shape)
+        window = self.params["track_window"] if window is None else window
+        x0, y0, x1, y1 = _window(previous, window, gray.shape)
         w, h = float(previous[2]), float(previous[3])
         if x1 - x0 < w * 0.8 or y1 - y0 < h * 0.8:
             return []
         scale = min(1.0, NEAR_VJ_FACE_PX / max(w, h, 1.0))
         small = _resize(gray[y0:y1, x0:x1], scale)
-        lo, hi = int(0.7 * max(w, h) * scale), int(1.4 * max(w, h) * scale) + 1
+        lo, hi = int(max(0.7, 1.0 / window) * max(w, h) * scale), int(1.4 * max(w, h) * scale) + 1
         rects, weights = self._cascade(small, max(lo, 20), hi)
         out = []
         for r, wt in zip(rects, weights):
@@ -293,53 +298,83 @@ class FaceDetector:
         """The track's face in this frame by normalised cross-correlation in a window; None when lost.
 
         The correlation is first computed only for shifts of up to TRACK_LOCAL_SHIFT template
-        pixels from the last position; when its peak lies inside that neighbourhood (not on
-        its rim) and is good enough, the face has been found. Otherwise the whole window
-        (``track_window`` face-box sides) is searched, as before.
+        pixels from the last position, on that neighbourhood of the window alone; when its
+        peak lies inside the neighbourhood (not on its rim) and is good enough, the face has
+        been found. Otherwise the whole window (``track_window`` face-box sides) is searched.
         """
         x0, y0, x1, y1 = _window(track.box, self.params["track_window"], gray.shape)
-        window = _resize(gray[y0:y1, x0:x1], track.scale)
+        k = round(1.0 / track.scale)  # the template's integer downscale (_track_scale)
         th, tw = track.template.shape
-        if window.shape[0] < th or window.shape[1] < tw:
+        # the window's shape once downscaled: cv2.resize's own rounding of side * scale
+        wh, ww = (round((y1 - y0) * track.scale), round((x1 - x0) * track.scale)) if k > 1 else (y1 - y0, x1 - x0)
+        if wh < th or ww < tw:
             return None
-        found = self._match_near(window, track, x0, y0)
+        found = self._match_near(gray, track, (x0, y0, x1, y1), (wh, ww), k)
         if found is None:
+            window = _resize(gray[y0:y1, x0:x1], track.scale)
             scores = cv2.matchTemplate(window, track.template, cv2.TM_CCOEFF_NORMED)
             _, peak, _, (px, py) = cv2.minMaxLoc(scores)
-            if not np.isfinite(peak) or peak < self.params["track_min_score"]:
+            if not math.isfinite(peak) or peak < self.params["track_min_score"]:
                 return None
         else:
             peak, px, py = found
-        box = track.box.copy()
-        box[:2] = np.array([x0 + px / track.scale, y0 + py / track.scale], np.float32) - track.offset
-        shift = box[:2] - track.box[:2]
-        track.box = box
+        bx, by = x0 + px / track.scale - float(track.offset[0]), y0 + py / track.scale - float(track.offset[1])
+        dx, dy = bx - float(track.box[0]), by - float(track.box[1])
+        track.box = np.array([bx, by, track.box[2], track.box[3]], np.float32)
         if track.landmarks is not None:
-            track.landmarks = track.landmarks + shift
-        return Detection(box, float(peak), "track", track.landmarks)
+            track.landmarks = track.landmarks + np.array([dx, dy], np.float32)
+        return Detection(track.box, float(peak), "track", track.landmarks)
 
-    def _match_near(self, window: np.ndarray, track: Track, x0: int, y0: int) -> tuple[float, int, int] | None:
+    def _match_near(self, gray: np.ndarray, track: Track, window: tuple[int, int, int, int], shape: tuple[int, int], k: int) -> tuple[float, int, int] | None:
         """(peak, x, y) of the correlation within TRACK_LOCAL_SHIFT of the template's last
-        position in `window`, when the peak is inside that neighbourhood and above
-        ``track_min_score``; else None (the caller searches the whole window)."""
+        position in the downscaled window (`window` = x0, y0, x1, y1 in the frame, `shape`
+        once downscaled by `k`), when the peak is inside that neighbourhood and above ``track_min_score``;
+        else None (the caller searches the whole window).
+
+        Only the neighbourhood is downscaled: its rows and columns start on the window's
+        k-pixel grid, so its k x k block averages are the very pixels of the downscaled
+        window (tests/test_faces_fast_paths.py checks it).
+        """
+        x0, y0, x1, y1 = window
         th, tw = track.template.shape
+        wh, ww = shape
         r = TRACK_LOCAL_SHIFT
         # the template's last position in the window (downscaled px)
         u = round((float(track.box[0]) + float(track.offset[0]) - x0) * track.scale)
         v = round((float(track.box[1]) + float(track.offset[1]) - y0) * track.scale)
         u0, v0 = max(0, u - r), max(0, v - r)
-        u1, v1 = min(window.shape[1] - tw, u + r), min(window.shape[0] - th, v + r)
+        u1, v1 = min(ww - tw, u + r), min(wh - th, v + r)
         if u1 - u0 < 2 or v1 - v0 < 2:
             return None
-        scores = cv2.matchTemplate(window[v0 : v1 + th, u0 : u1 + tw], track.template, cv2.TM_CCOEFF_NORMED)
+        near = _downscaled_part(gray, window, track.scale, (v0, u0, v1 + th - v0, u1 + tw - u0))
+        scores = cv2.matchTemplate(near, track.template, cv2.TM_CCOEFF_NORMED)
         _, peak, _, (px, py) = cv2.minMaxLoc(scores)
-        if not np.isfinite(peak) or peak < self.params["track_min_score"]:
+        if not math.isfinite(peak) or peak < self.params["track_min_score"]:
             return None
         # a peak on the rim of the neighbourhood may be the slope of a better one outside it
         # (a rim that is the window's own edge is no limit: the whole search stops there too)
-        if (px == 0 and u0 > 0) or (py == 0 and v0 > 0) or (px == u1 - u0 and u1 < window.shape[1] - tw) or (py == v1 - v0 and v1 < window.shape[0] - th):
+        if (px == 0 and u0 > 0) or (py == 0 and v0 > 0) or (px == u1 - u0 and u1 < ww - tw) or (py == v1 - v0 and v1 < wh - th):
             return None
         return peak, u0 + px, v0 + py
+
+
+def _downscaled_part(gray: np.ndarray, window: tuple[int, int, int, int], scale: float, part: tuple[int, int, int, int]) -> np.ndarray:
+    """``_resize(gray[y0:y1, x0:x1], scale)[v0 : v0 + rows, u0 : u0 + cols]`` for `part` =
+    (v0, u0, rows, cols), computed from that part of the window alone where it can be.
+
+    ``scale`` is 1 / k for an integer k (:func:`_track_scale`), so the downscaled window's
+    pixels are means of k x k blocks on the window's k-pixel grid: a part that starts on
+    that grid and holds whole blocks only gives the very same pixels (tested). A part that
+    reaches the window's last, partial block is cut from the downscaled window.
+    """
+    x0, y0, x1, y1 = window
+    v0, u0, rows, cols = part
+    k = round(1.0 / scale)
+    if (v0 + rows) * k > y1 - y0 or (u0 + cols) * k > x1 - x0:
+        return _resize(gray[y0:y1, x0:x1], scale)[v0 : v0 + rows, u0 : u0 + cols]
+    ys, xs = y0 + v0 * k, x0 + u0 * k
+    block = gray[ys : ys + rows * k, xs : xs + cols * k]
+    return cv2.resize(block, (cols, rows), interpolation=cv2.INTER_AREA) if k > 1 else block
 
 
 def onet_forward(onet, tensor):
@@ -397,21 +432,23 @@ def crop_face(gray: np.ndarray, box: np.ndarray, size: int, margin: float) -> np
 
 def eye_roll(landmarks: np.ndarray) -> float:
     """Angle of the line from the image-left eye to the image-right eye, in degrees (y down: clockwise > 0)."""
-    (lx, ly), (rx, ry) = landmarks[0], landmarks[1]
+    (lx, ly), (rx, ry) = landmarks[:2].tolist()
     return math.degrees(math.atan2(ry - ly, rx - lx))
 
 
 def plausible_landmarks(landmarks: np.ndarray | None, box: np.ndarray, max_roll: float) -> bool:
     """Eyes inside the (enlarged) box, apart by at least a fifth of its side, eye line not steeper than `max_roll`."""
-    if landmarks is None or not np.isfinite(landmarks[:2]).all():
+    if landmarks is None:
         return False
-    x, y, w, h = (float(v) for v in box)
+    (lx, ly), (rx, ry) = landmarks[:2].tolist()  # plain floats: numpy on 2x2 arrays costs more than the test
+    if not all(map(math.isfinite, (lx, ly, rx, ry))):
+        return False
+    x, y, w, h = box.tolist()
     side = max(w, h)
-    eyes = landmarks[:2]
-    inside = (eyes[:, 0] > x - 0.25 * side).all() and (eyes[:, 0] < x + w + 0.25 * side).all()
-    inside &= (eyes[:, 1] > y - 0.25 * side).all() and (eyes[:, 1] < y + h + 0.25 * side).all()
-    apart = eyes[1, 0] - eyes[0, 0] > 0.2 * side
-    return bool(inside and apart and abs(eye_roll(landmarks)) <= max_roll)
+    pad = 0.25 * side
+    inside = all(x - pad < ex < x + w + pad for ex in (lx, rx)) and all(y - pad < ey < y + h + pad for ey in (ly, ry))
+    apart = rx - lx > 0.2 * side
+    return inside and apart and abs(math.degrees(math.atan2(ry - ly, rx - lx))) <= max_roll
 
 
 def alignment_matrix(box: np.ndarray, landmarks: np.ndarray, margin: float, eye_line: float) -> tuple[np.ndarray, int]:
@@ -422,12 +459,13 @@ def alignment_matrix(box: np.ndarray, landmarks: np.ndarray, margin: float, eye_
     its horizontal centre and at `eye_line` of its height.
     """
     side = max(int(round(max(float(box[2]), float(box[3])) * (1.0 + 2.0 * margin))), 1)
-    mid = (landmarks[0] + landmarks[1]) / 2.0
-    theta = math.radians(eye_roll(landmarks))
+    (lx, ly), (rx, ry) = landmarks[:2].tolist()
+    mx, my = (lx + rx) / 2.0, (ly + ry) / 2.0
+    theta = math.atan2(ry - ly, rx - lx)
     c, s = math.cos(theta), math.sin(theta)
-    rotate = np.array([[c, s], [-s, c]])  # maps the eye-line direction onto +x
-    target = np.array([side / 2.0, eye_line * side])
-    matrix = np.hstack([rotate, (target - rotate @ mid)[:, None]])
+    # rotate [[c, s], [-s, c]] maps the eye-line direction onto +x; the eye midpoint goes to the target
+    tx, ty = side / 2.0, eye_line * side
+    matrix = np.array([[c, s, tx - (c * mx + s * my)], [-s, c, ty - (-s * mx + c * my)]])
     return matrix, side
 
 
@@ -436,16 +474,45 @@ def align_face(gray: np.ndarray, box: np.ndarray, landmarks: np.ndarray, size: i
     matrix, side = alignment_matrix(box, landmarks, margin, eye_line)
     k = side // size
     if k >= 2:
-        # Warp straight to k * size px, then average k x k blocks (INTER_AREA by an integer
-        # factor): the same pixel-centre geometry as warping to `side` px and area-resizing
-        # by side / size, at a fraction of the cost; the bilinear warp now also shrinks by
-        # side / (k size) < 1.5 (a mean absolute difference below one grey level).
-        c = k * size / side
-        matrix = matrix * c
-        matrix[:, 2] += 0.5 * c - 0.5
-        side = k * size
+        # The frame region under the crop is first averaged over k x k blocks (INTER_AREA by
+        # an integer factor), then warped straight to size x size px: the bilinear warp
+        # shrinks by only side / (k size) < 1.5, and it writes size^2 pixels instead of
+        # (k size)^2 (within a grey level of the exact warp on average, tested).
+        source = _block_averaged_source(gray, matrix, side, k)
+        if source is not None:
+            small, (ox, oy) = source  # the frame position of the centre of small's first pixel
+            (c, s, tx), (_, _, ty) = matrix.tolist()
+            a = size / side  # crop px (side) -> output px (size), pixel centres kept: u' = a u + a/2 - 1/2
+            m = np.array([[a * k * c, a * k * s, a * (c * ox + s * oy + tx) + 0.5 * a - 0.5],
+                          [-a * k * s, a * k * c, a * (-s * ox + c * oy + ty) + 0.5 * a - 0.5]])
+            return cv2.warpAffine(small, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     crop = cv2.warpAffine(gray, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
+
+
+def _block_averaged_source(gray: np.ndarray, matrix: np.ndarray, side: int, k: int) -> tuple[np.ndarray, tuple[float, float]] | None:
+    """The frame region under the side x side crop of `matrix` (a rotation and a shift),
+    averaged over k x k blocks, and the frame position of the centre of its first block.
+
+    Where the crop overhangs the frame, the region is first border-replicated at full
+    resolution (as the exact warp's BORDER_REPLICATE reads it), then averaged.
+    """
+    (c, s, tx), (_, _, ty) = matrix.tolist()
+    # the crop's corners in the frame: p = R^T (u - t), R = [[c, s], [-s, c]]
+    xs = [c * (ux - tx) - s * (uy - ty) for ux, uy in ((0, 0), (side, 0), (0, side), (side, side))]
+    ys = [s * (ux - tx) + c * (uy - ty) for ux, uy in ((0, 0), (side, 0), (0, side), (side, side))]
+    pad = 2 * k  # room for the bilinear taps of the outermost crop pixels
+    x0, y0 = math.floor(min(xs)) - pad, math.floor(min(ys)) - pad
+    cols, rows = (math.ceil(max(xs)) + pad - x0) // k + 1, (math.ceil(max(ys)) + pad - y0) // k + 1
+    x1, y1 = x0 + cols * k, y0 + rows * k
+    h, w = gray.shape[:2]
+    region = gray[max(0, y0) : max(0, min(h, y1)), max(0, x0) : max(0, min(w, x1))]
+    if region.shape[:2] != (rows * k, cols * k):
+        if region.size == 0:
+            return None
+        region = cv2.copyMakeBorder(region, max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w), cv2.BORDER_REPLICATE)
+    small = cv2.resize(region, (cols, rows), interpolation=cv2.INTER_AREA)
+    return small, (x0 + 0.5 * (k - 1), y0 + 0.5 * (k - 1))
 
 
 @dataclass
