@@ -133,7 +133,7 @@ def test_aligned_crop_of_a_rotated_drawn_face_has_level_eyes(angle):
 
 
 def test_tracking_follows_between_detections_at_the_set_cadence(face_video):
-    params = face_params({"mtcnn_fallback": False, "redetect_every": 4})
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 4, "verify_vj_every": 1})
     faces, qc = extract_clip(FaceDetector(params), _clip(face_video), params)
     assert qc.status == "used" and qc.faces_kept == 12, qc
     # detectors at frame 0 and then every 5th frame (4 tracked frames in between)

@@ -129,7 +129,7 @@ def _moving_face_video(tmp_path, n=23):
 
 
 def test_a_live_track_is_verified_in_the_tight_window(tmp_path, monkeypatch):
-    params = face_params({"mtcnn_fallback": False, "redetect_every": 5})
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 5, "verify_vj_every": 1})
     calls = {"detect_frame": 0, "tight": 0}
     detect_frame = faces_mod.detect_frame
 
@@ -154,11 +154,64 @@ def test_a_live_track_is_verified_in_the_tight_window(tmp_path, monkeypatch):
 
 
 def test_a_failed_tight_verification_falls_back_to_the_wide_search(tmp_path, monkeypatch):
-    params = face_params({"mtcnn_fallback": False, "redetect_every": 5})
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 5, "verify_vj_every": 1})
     near = FaceDetector.viola_jones_near
     monkeypatch.setattr(FaceDetector, "viola_jones_near", lambda self, gray, previous, window=None: [] if window == VERIFY_WINDOW else near(self, gray, previous, window))
     faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
     assert qc.faces_kept == 23
+    np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 6, 12, 18])
+
+
+def _counting(monkeypatch, name, calls):
+    original = getattr(FaceDetector, name)
+
+    def counted(self, *args, **kwargs):
+        calls[name] = calls.get(name, 0) + 1
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(FaceDetector, name, counted)
+
+
+def test_onet_confirms_the_track_between_viola_jones_checks(tmp_path, monkeypatch):
+    """verify_vj_every 3: the 1st and 2nd verifications run ONet alone on the tracked box
+    (fresh landmarks, a new template), the 3rd re-detects with Viola-Jones."""
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 5, "verify_vj_every": 3})
+    calls: dict[str, int] = {}
+    _counting(monkeypatch, "viola_jones_near", calls)
+    _counting(monkeypatch, "landmarks", calls)
+    _counting(monkeypatch, "start_track", calls)
+    faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
+    assert qc.faces_kept == 23 and qc.faces_aligned == 23
+    np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 18])  # Viola-Jones at the start and on the 3rd check
+    # ONet on frames 0 (the detection), 6 and 12 (the checks) and 18 (the Viola-Jones box); a new template each time
+    assert calls == {"viola_jones_near": 1, "landmarks": 4, "start_track": 4}
+    moved = faces.landmarks[5] + (faces.box[6, :2] - faces.box[5, :2])  # frame 5's landmarks, moved with the box
+    assert not np.allclose(faces.landmarks[6], moved, atol=1e-3)  # frame 6 has ONet's own
+    np.testing.assert_allclose(faces.landmarks[7], faces.landmarks[6] + (faces.box[7, :2] - faces.box[6, :2]), atol=1e-3)
+    centers = faces.box[:, 0] + faces.box[:, 2] / 2
+    np.testing.assert_allclose(centers - (110 + 4 * np.arange(23)), 0, atol=8)
+
+
+def test_a_check_where_onet_sees_no_face_goes_to_viola_jones(tmp_path, monkeypatch):
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 5, "verify_vj_every": 3})
+    landmarks = FaceDetector.landmarks
+    state = {"frame": 0}
+
+    def no_face_on_checks(self, frame, box):  # ONet finds the detected faces' landmarks, and no face on any tracked box
+        state["frame"] += 1
+        return landmarks(self, frame, box) if state["frame"] % 2 else None
+
+    monkeypatch.setattr(FaceDetector, "landmarks", no_face_on_checks)
+    faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
+    assert qc.faces_kept == 23
+    np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 6, 12, 18])
+
+
+def test_without_alignment_every_check_runs_viola_jones(tmp_path, monkeypatch):
+    params = face_params({"mtcnn_fallback": False, "redetect_every": 5, "verify_vj_every": 3, "align": False})
+    monkeypatch.setattr(FaceDetector, "landmarks", lambda self, frame, box: pytest.fail("ONet ran with align off"))
+    faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
+    assert qc.faces_kept == 23 and qc.faces_aligned == 0
     np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 6, 12, 18])
 
 

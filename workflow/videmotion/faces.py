@@ -9,10 +9,14 @@ package, nothing downloaded) re-examines the frame. Per frame of a clip:
    (near the last position first, the whole window when that is not conclusive). A
    peak below ``track_min_score`` loses the track.
 2. **verify / re-detect**: every ``redetect_every`` frames, and whenever the track is lost,
-   detectors run. A live track is verified first by Viola-Jones in a tight window around
-   where the tracker puts the face (:data:`VERIFY_WINDOW`); when that finds nothing, or
-   the track is lost: Viola-Jones in the window around the last face, MTCNN in that window,
-   then Viola-Jones and MTCNN on the whole frame (so a face that jumps is found again).
+   detectors run. A live track is verified on most of these frames by ONet (MTCNN's
+   landmark network, which also scores whether a box holds a face) on the tracked box:
+   when it sees a face there, the track is confirmed, takes ONet's fresh landmarks and a
+   new template. On every ``verify_vj_every``-th verification, and whenever ONet sees no
+   face, Viola-Jones re-detects the face in a tight window around where the tracker puts
+   it (:data:`VERIFY_WINDOW`); when that finds nothing, or the track is lost: Viola-Jones
+   in the window around the last face, MTCNN in that window, then Viola-Jones and MTCNN
+   on the whole frame (so a face that jumps is found again).
    During a run of frames without any face, the whole-frame passes run only every
    ``fallback_every`` frames: they are the expensive part and most such frames hold no
    face at all.
@@ -56,10 +60,11 @@ NO_LANDMARKS = np.full((5, 2), np.nan, np.float32)
 # side (px): cheap, yet well above the cascade's 24 px. (MTCNN near the last face runs
 # at full resolution: downscaling its window cost recall on the demo corpus.)
 NEAR_VJ_FACE_PX = 64.0
-# A live track is verified (every ``redetect_every`` frames) first by Viola-Jones in a
-# tight window of this many face-box sides around where the tracker puts the face in that
-# very frame, at NEAR_VJ_FACE_PX; the wider search around the last face (``track_window``
-# sides, then MTCNN, then the whole frame) runs only when that finds nothing. The cascade's
+# A Viola-Jones verification of a live track (every ``verify_vj_every``-th one, or when ONet
+# sees no face on the tracked box) searches first a tight window of this many face-box sides
+# around where the tracker puts the face in that very frame, at NEAR_VJ_FACE_PX; the wider
+# search around the last face (``track_window`` sides, then MTCNN, then the whole frame)
+# runs only when that finds nothing. The cascade's
 # cost grows with the window; 1.2 sides holds faces up to 1.2 times the last one's size
 # (the wider search looks up to 1.4 times). On the real clips and the demo corpus this
 # kept recall against MTCNN and the eye placement in the crops as they were.
@@ -124,7 +129,7 @@ def _track_scale(side: float, template: int) -> float:
 
 def _window(box: np.ndarray, factor: float, shape: tuple[int, ...]) -> tuple[int, int, int, int]:
     """A square window of `factor` box sides around the box centre, clipped to the frame: x0, y0, x1, y1."""
-    x, y, w, h = (float(v) for v in box)
+    x, y, w, h = box.tolist() if isinstance(box, np.ndarray) else map(float, box)
     side = max(w, h) * factor
     cx, cy = x + w / 2, y + h / 2
     x0, y0 = int(max(0, cx - side / 2)), int(max(0, cy - side / 2))
@@ -271,14 +276,16 @@ class FaceDetector:
         x, y, w, h = (float(v) for v in box)
         side = max(w, h)
         x0, y0, s = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), max(int(round(side)), 1)
-        crop = _square_crop(bgr, x0, y0, s)
-        rgb = cv2.cvtColor(cv2.resize(crop, (48, 48), interpolation=cv2.INTER_AREA), cv2.COLOR_BGR2RGB)
-        tensor = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float().to(self.device) - 127.5) * 0.0078125
+        bgr48 = cv2.resize(_square_crop(bgr, x0, y0, s), (48, 48), interpolation=cv2.INTER_AREA)
+        # MTCNN's input scaling, (rgb - 127.5) / 128, in numpy: the same float32 values as in
+        # torch, with a handful of torch calls per pass instead of a dozen (each torch call
+        # costs tens of microseconds when the stage comes back to torch from OpenCV work)
+        rgb = (bgr48[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125)
         with torch.inference_mode():
-            _, points, prob = onet_forward(self.mtcnn.onet, tensor)
-        if float(prob[0, 1]) < self.params["landmark_min_prob"]:
+            _, points, prob = onet_forward(self.mtcnn.onet, torch.from_numpy(rgb[None]).to(self.device))
+            points, prob = points.cpu().numpy()[0], prob.cpu().numpy()[0]
+        if float(prob[1]) < self.params["landmark_min_prob"]:
             return None
-        points = points[0].cpu().numpy()
         return np.stack([x0 + s * points[:5], y0 + s * points[5:]], axis=1).astype(np.float32)
 
     def start_track(self, gray: np.ndarray, box: np.ndarray, landmarks: np.ndarray | None) -> Track | None:
@@ -602,6 +609,7 @@ class FaceFollower:
         self.previous: np.ndarray | None = None  # the last kept face's box
         self.track: Track | None = None
         self.since_verify = 0
+        self.onet_checks = 0  # verifications by ONet alone since the track's last detection
         self.misses = 0  # consecutive processed frames without a face
         self.multi_face_frames = self.choice_track = self.choice_largest = 0
 
@@ -615,10 +623,20 @@ class FaceFollower:
                 found = tracked
                 self.since_verify += 1
             elif tracked is not None:
-                # verification of a live track: Viola-Jones first in a tight window around
-                # where the tracker puts the face now (VERIFY_WINDOW); the wider cascade of
-                # detect_frame runs only when that finds nothing
-                candidates = detector.viola_jones_near(gray, tracked.box, window=VERIFY_WINDOW)
+                # verification of a live track. Between Viola-Jones checks (verify_vj_every),
+                # ONet on the tracked box: when it sees a face there, the track is confirmed
+                # and carries ONet's fresh landmarks. Otherwise, and on every verify_vj_every-th
+                # check, Viola-Jones in a tight window around where the tracker puts the face
+                # now (VERIFY_WINDOW) re-detects it; the wider cascade of detect_frame runs
+                # only when that finds nothing.
+                if params["align"] and self.onet_checks + 1 < params["verify_vj_every"]:
+                    landmarks = detector.landmarks(frame, tracked.box)
+                    confirmed = None if landmarks is None else detector.start_track(gray, tracked.box, landmarks)
+                    if confirmed is not None:  # the template is taken anew where the face is now
+                        found, found.landmarks, self.track = tracked, landmarks, confirmed
+                        self.since_verify, self.onet_checks = 0, self.onet_checks + 1
+                if found is None:
+                    candidates = detector.viola_jones_near(gray, tracked.box, window=VERIFY_WINDOW)
         if found is None:
             if not candidates:
                 candidates = detect_frame(detector, frame, gray, self.previous, full_pass=self.misses % params["fallback_every"] == 0)
@@ -632,7 +650,7 @@ class FaceFollower:
             if params["align"] and found.landmarks is None:
                 found.landmarks = detector.landmarks(frame, found.box)
             self.track = detector.start_track(gray, found.box, found.landmarks) if params["tracking"] else None
-            self.since_verify = 0
+            self.since_verify = self.onet_checks = 0
         else:
             self.choice_track += 1  # the tracker follows the kept face: the "track" rule
         self.misses = 0
