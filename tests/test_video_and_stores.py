@@ -21,7 +21,7 @@ from videmotion.stores import (
     read_feature_stores,
     write_feature_store,
 )
-from videmotion.video import ClipReadError, FrameStream, probe_clip, read_all_frames
+from videmotion.video import ClipReadError, FrameStream, probe_clip, read_ahead, read_all_frames
 
 
 def test_video_round_trip(face_video):
@@ -76,6 +76,26 @@ def test_max_frames_caps_the_stream(face_video):
     stream = FrameStream(str(face_video), max_frames=5)
     assert [i for i, _ in stream] == [0, 1, 2, 3, 4]
     assert stream.frames_read == 5
+
+
+@pytest.mark.parametrize("shape, max_frames, run", [((36, 64, 3), 8, 8), ((36, 64, 3), 3, 3), ((600, 800, 3), 8, 3)])
+def test_read_ahead_hands_on_the_same_frames_in_runs_of_bounded_size(shape, max_frames, run):
+    """Every frame, in order; never more than a run of `max_frames` frames (fewer once they
+    hold 4 MiB here: 3 frames of 800x600) decoded ahead of the one being worked on."""
+    pulled = []
+
+    def frames():
+        for i in range(20):
+            pulled.append(i)
+            yield i, np.full(shape, i % 256, np.uint8)
+
+    seen = []
+    for index, frame in read_ahead(frames(), max_frames=max_frames, max_bytes=4 * 2**20):
+        assert int(frame[0, 0, 0]) == index % 256
+        seen.append(index)
+        assert len(pulled) - len(seen) < run  # frames decoded but not yet handed on
+        assert len(pulled) <= (len(seen) + run - 1) // run * run
+    assert seen == list(range(20))
 
 
 def _clip(clip_id: str, n: int) -> ClipFaces:

@@ -30,8 +30,9 @@ package, nothing downloaded) re-examines the frame. Per frame of a clip:
    Without landmarks (or with ``align`` off) the crop is the unaligned square around the
    box; the store's per-face ``aligned`` flag and the QC's ``faces_aligned`` record which.
 
-Frames are decoded and processed as a stream, so peak memory does not grow with clip
-length; only the 100x100 crops and per-face provenance are kept.
+Frames are decoded and processed as a stream (in runs of a few frames,
+:func:`videmotion.video.read_ahead`), so peak memory does not grow with clip length;
+only the 100x100 crops and per-face provenance are kept.
 
 When a frame holds several faces, the one kept is the one nearest the previous kept
 face (the "track" rule); on the first face of a clip it is the largest (the "largest"
@@ -53,7 +54,7 @@ import pandas as pd
 from .adapters import SPLITS
 from .config import face_params
 from .stores import DETECTOR_CODES, ClipFaces, file_sha256
-from .video import ClipReadError, FrameStream, probe_clip
+from .video import ClipReadError, FrameStream, probe_clip, read_ahead
 
 NO_LANDMARKS = np.full((5, 2), np.nan, np.float32)
 # Viola-Jones near the last face rescales its window so that the face has about this
@@ -696,7 +697,7 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
         qc.fps_reported, qc.frames_reported = info.fps_reported, info.n_frames_reported
         stream = FrameStream(str(clip["path"]), max_frames=params["max_frames"])
         kept = _ClipFaceBuffer()
-        for frame_index, frame in stream:
+        for frame_index, frame in read_ahead(stream):
             if frame_index % params["frame_step"]:
                 continue
             too_small = detector.frame_too_small(frame.shape)  # decided before the detectors see the frame
