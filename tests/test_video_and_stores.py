@@ -78,9 +78,9 @@ def test_max_frames_caps_the_stream(face_video):
     assert stream.frames_read == 5
 
 
-@pytest.mark.parametrize("shape, max_frames, run", [((36, 64, 3), 8, 8), ((36, 64, 3), 3, 3), ((600, 800, 3), 8, 3)])
-def test_read_ahead_hands_on_the_same_frames_in_runs_of_bounded_size(shape, max_frames, run):
-    """Every frame, in order; never more than a run of `max_frames` frames (fewer once they
+@pytest.mark.parametrize("shape, run_frames, run", [((36, 64, 3), 8, 8), ((36, 64, 3), 3, 3), ((600, 800, 3), 8, 3)])
+def test_read_ahead_hands_on_the_same_frames_in_runs_of_bounded_size(shape, run_frames, run):
+    """Every frame, in order; never more than a run of `run_frames` frames (fewer once they
     hold 4 MiB here: 3 frames of 800x600) decoded ahead of the one being worked on."""
     pulled = []
 
@@ -90,7 +90,7 @@ def test_read_ahead_hands_on_the_same_frames_in_runs_of_bounded_size(shape, max_
             yield i, np.full(shape, i % 256, np.uint8)
 
     seen = []
-    for index, frame in read_ahead(frames(), max_frames=max_frames, max_bytes=4 * 2**20):
+    for index, frame in read_ahead(frames(), run_frames=run_frames, run_bytes=4 * 2**20):
         assert int(frame[0, 0, 0]) == index % 256
         seen.append(index)
         assert len(pulled) - len(seen) < run  # frames decoded but not yet handed on

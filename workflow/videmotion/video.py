@@ -154,10 +154,10 @@ class FrameStream:
             cap.release()
 
 
-def read_ahead(frames: Iterable[tuple[int, np.ndarray]], max_frames: int = READ_AHEAD_FRAMES,
-               max_bytes: int = READ_AHEAD_BYTES) -> Iterator[tuple[int, np.ndarray]]:
-    """The same (index, frame) pairs in the same order, decoded in runs of up to `max_frames`
-    frames (fewer once they hold `max_bytes`) before the first of a run is handed on.
+def read_ahead(frames: Iterable[tuple[int, np.ndarray]], run_frames: int = READ_AHEAD_FRAMES,
+               run_bytes: int = READ_AHEAD_BYTES) -> Iterator[tuple[int, np.ndarray]]:
+    """The same (index, frame) pairs in the same order, decoded in runs of up to `run_frames`
+    frames (fewer once they hold `run_bytes`) before the first of a run is handed on.
 
     The decoder and the per-frame work each run several frames in a row instead of
     alternating frame by frame, so each finds more of its code and tables still in the CPU's
@@ -169,7 +169,7 @@ def read_ahead(frames: Iterable[tuple[int, np.ndarray]], max_frames: int = READ_
     for item in frames:
         run.append(item)
         size += item[1].nbytes
-        if len(run) >= max_frames or size >= max_bytes:
+        if len(run) >= run_frames or size >= run_bytes:
             yield from run
             run, size = [], 0
     yield from run
