@@ -317,7 +317,7 @@ class FaceDetector:
         wh, ww = (round((y1 - y0) * track.scale), round((x1 - x0) * track.scale)) if k > 1 else (y1 - y0, x1 - x0)
         if wh < th or ww < tw:
             return None
-        found = self._match_near(gray, track, (x0, y0, x1, y1), (wh, ww), k)
+        found = self._match_near(gray, track, (x0, y0, x1, y1), (wh, ww))
         if found is None:
             window = _resize(gray[y0:y1, x0:x1], track.scale)
             scores = cv2.matchTemplate(window, track.template, cv2.TM_CCOEFF_NORMED)
@@ -333,10 +333,10 @@ class FaceDetector:
             track.landmarks = track.landmarks + np.array([dx, dy], np.float32)
         return Detection(track.box, float(peak), "track", track.landmarks)
 
-    def _match_near(self, gray: np.ndarray, track: Track, window: tuple[int, int, int, int], shape: tuple[int, int], k: int) -> tuple[float, int, int] | None:
+    def _match_near(self, gray: np.ndarray, track: Track, window: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[float, int, int] | None:
         """(peak, x, y) of the correlation within TRACK_LOCAL_SHIFT of the template's last
         position in the downscaled window (`window` = x0, y0, x1, y1 in the frame, `shape`
-        once downscaled by `k`), when the peak is inside that neighbourhood and above ``track_min_score``;
+        once downscaled), when the peak is inside that neighbourhood and above ``track_min_score``;
         else None (the caller searches the whole window).
 
         Only the neighbourhood is downscaled: its rows and columns start on the window's
