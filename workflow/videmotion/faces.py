@@ -456,7 +456,7 @@ def plausible_landmarks(landmarks: np.ndarray | None, box: np.ndarray, max_roll:
     pad = 0.25 * side
     inside = all(x - pad < ex < x + w + pad for ex in (lx, rx)) and all(y - pad < ey < y + h + pad for ey in (ly, ry))
     apart = rx - lx > 0.2 * side
-    return inside and apart and abs(math.degrees(math.atan2(ry - ly, rx - lx))) <= max_roll
+    return inside and apart and abs(eye_roll(landmarks)) <= max_roll
 
 
 def alignment_matrix(box: np.ndarray, landmarks: np.ndarray, margin: float, eye_line: float) -> tuple[np.ndarray, int]:
