@@ -31,7 +31,6 @@ the same settings the stage's own fallback uses by default.
 from __future__ import annotations
 
 import argparse
-import platform
 import sys
 import tempfile
 import time
@@ -40,11 +39,11 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pandas as pd
-import psutil
 import torch
 import yaml
 
-from videmotion.faces import FaceDetector, extract_clip, face_params
+from videmotion.faces import FaceDetector, extract_clip, face_params, onet_runtime_for
+from videmotion.readme import machine_description
 from peak_rss import PeakRss
 from videmotion.video import FrameStream
 
@@ -272,8 +271,8 @@ def main() -> int:
     loops = None
     if args.rss_lengths:
         loops = rss_vs_length(str(clips["path"].iloc[0]), [int(n) for n in args.rss_lengths.split(",")], params)
-    print(f"machine: {platform.processor() or platform.machine()}, {psutil.cpu_count()} CPUs, torch threads {args.threads}; "
-          f"stage config: {args.config or 'package defaults'} {' '.join(args.set)}")
+    print(f"machine: {machine_description()}; torch and OpenCV threads {args.threads}; "
+          f"stage config: {args.config or 'package defaults'} {' '.join(args.set)}; ONet landmarks in {onet_runtime_for(params['onet_runtime'], 'cpu')}")
     print(summarize(df, reference))
     if looped is not None:
         print(f"\nthe first clip looped forwards and backwards to {args.loop_frames} frames (Motion-JPEG):")

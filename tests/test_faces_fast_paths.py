@@ -223,3 +223,60 @@ def test_same_clip_same_crops(tmp_path):
     np.testing.assert_array_equal(a.faces, b.faces)
     np.testing.assert_array_equal(a.box, b.box)
     np.testing.assert_array_equal(a.landmarks, b.landmarks)
+
+
+def _onet_input(rgb: np.ndarray) -> np.ndarray:
+    """A 48x48 RGB uint8 face as FaceDetector.landmarks hands it to ONet."""
+    return np.ascontiguousarray(((rgb.transpose(2, 0, 1).astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125))[None])
+
+
+def test_onet_in_opencv_gives_torchs_outputs():
+    """faces.onet_runtime opencv: facenet-pytorch's ONet exported to ONNX and run by OpenCV's
+    dnn module gives the landmarks and face probability of the torch network, to 1e-5."""
+    onet = FaceDetector(face_params()).mtcnn.onet
+    opencv, reference = faces_mod.landmark_net(onet, "cpu", "opencv"), faces_mod.landmark_net(onet, "cpu", "torch")
+    rng = np.random.default_rng(1)
+    drawn = cv2.resize(drawn_face_frame()[50:190, 90:230], (48, 48), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+    inputs = [_onet_input(drawn)] + [_onet_input(rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)) for _ in range(10)]
+    for x in inputs:
+        (points, prob), (ref_points, ref_prob) = opencv(x), reference(x)
+        assert points.shape == (10,) and prob.shape == (2,)
+        np.testing.assert_allclose(points, ref_points, atol=1e-5)
+        np.testing.assert_allclose(prob, ref_prob, atol=1e-5)
+    with torch.inference_mode():  # and the torch runtime is facenet-pytorch's network itself
+        _, points, prob = onet(torch.from_numpy(inputs[0]))
+    np.testing.assert_array_equal(reference(inputs[0])[0], points.numpy()[0])
+    assert reference(inputs[0])[1][1] > face_params()["landmark_min_prob"]  # the drawn face is a face to ONet
+
+
+@pytest.mark.parametrize("runtime, device, resolved", [("auto", "cpu", "opencv"), ("auto", "cuda", "torch"), ("auto", "cuda:1", "torch"),
+                                                       ("torch", "cpu", "torch"), ("opencv", "cuda", "opencv")])
+def test_auto_runs_onet_in_opencv_on_a_cpu_and_in_torch_on_a_gpu(runtime, device, resolved):
+    assert faces_mod.onet_runtime_for(runtime, device) == resolved
+
+
+def test_opencv_onet_without_onnx_says_what_to_install(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnx", None)  # an import of onnx now fails
+    with pytest.raises(ImportError, match="onnx package.*faces.onet_runtime: torch"):
+        faces_mod.landmark_net(FaceDetector(face_params()).mtcnn.onet, "cpu", "opencv")
+
+
+def test_either_onet_runtime_gives_the_same_faces(tmp_path):
+    """The stage with ONet in OpenCV keeps the faces it keeps with ONet in torch: the same
+    frames, boxes and detectors, landmarks within 0.01 px, crops within a grey level."""
+    path = _moving_face_video(tmp_path)
+    runs = {}
+    for runtime in ("torch", "opencv"):
+        params = face_params({"redetect_every": 5, "onet_runtime": runtime})
+        detector = FaceDetector(params)
+        assert detector.onet_runtime == runtime
+        runs[runtime], _ = extract_clip(detector, _clip(path), params)
+    a, b = runs["torch"], runs["opencv"]
+    assert len(a.faces) == 23
+    np.testing.assert_array_equal(a.frame_index, b.frame_index)
+    np.testing.assert_array_equal(a.detector, b.detector)
+    np.testing.assert_array_equal(a.box, b.box)
+    np.testing.assert_allclose(a.landmarks, b.landmarks, atol=0.01)
+    assert np.abs(a.faces.astype(int) - b.faces.astype(int)).max() <= 1

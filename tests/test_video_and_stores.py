@@ -21,7 +21,7 @@ from videmotion.stores import (
     read_feature_stores,
     write_feature_store,
 )
-from videmotion.video import ClipReadError, FrameStream, probe_clip, read_ahead, read_all_frames
+from videmotion.video import ClipReadError, FrameStream, open_clip, probe_clip, read_ahead, read_all_frames
 
 
 def test_video_round_trip(face_video):
@@ -30,6 +30,28 @@ def test_video_round_trip(face_video):
     assert info.fps == pytest.approx(10.0)
     frames = read_all_frames(face_video)
     assert len(frames) == 12 and frames[0].shape == (240, 320, 3)
+
+
+def test_open_clip_probes_and_streams_through_one_capture(face_video, monkeypatch):
+    """open_clip gives probe_clip's header and the frames FrameStream reads, opening the video once."""
+    import videmotion.video as video_mod
+
+    opened = []
+    real_capture = cv2.VideoCapture
+    monkeypatch.setattr(video_mod.cv2, "VideoCapture", lambda *a: opened.append(a) or real_capture(*a))
+    info, stream = open_clip(face_video, max_frames=5)
+    frames = [f for _, f in stream]
+    assert len(opened) == 1
+    monkeypatch.undo()
+    assert info == probe_clip(face_video)
+    assert stream.frames_read == 5
+    for ours, theirs in zip(frames, read_all_frames(face_video, max_frames=5), strict=True):
+        np.testing.assert_array_equal(ours, theirs)
+    assert len([f for _, f in stream]) == 5  # a second pass opens the video again
+    with pytest.raises(ClipReadError, match="not_a_video"):
+        bad = face_video.parent / "not_a_video.mp4"
+        bad.write_bytes(b"no video here" * 100)
+        open_clip(bad)
 
 
 def test_frame_folder_in_natural_order(tmp_path):

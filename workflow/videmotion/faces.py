@@ -22,8 +22,9 @@ package, nothing downloaded) re-examines the frame. Per frame of a clip:
    face at all.
 3. **landmarks**: MTCNN returns its 5 points (eyes, nose, mouth corners); for a
    Viola-Jones face a single pass of MTCNN's landmark network (ONet) on the face box
-   gives the same 5 points. A tracked face carries the points of the detection that
-   started its track, moved with the box.
+   gives the same 5 points (on a CPU, ONet runs in OpenCV's dnn module: ``onet_runtime``).
+   A tracked face carries the points of the detection or check that last gave them,
+   moved with the box.
 4. **crop**: with ``align`` on, the frame is rotated about the eye midpoint so that the
    eyes are level, and a square of side ``(1 + 2 margin)`` face-box sides is cut with the
    eyes centred horizontally at ``eye_line`` of its height, then resized to 100x100.
@@ -54,7 +55,7 @@ import pandas as pd
 from .adapters import SPLITS
 from .config import face_params
 from .stores import DETECTOR_CODES, ClipFaces, file_sha256
-from .video import ClipReadError, FrameStream, probe_clip, read_ahead
+from .video import ClipReadError, open_clip, read_ahead
 
 NO_LANDMARKS = np.full((5, 2), np.nan, np.float32)
 # Viola-Jones near the last face rescales its window so that the face has about this
@@ -149,6 +150,8 @@ class FaceDetector:
             raise RuntimeError(f"cannot load the Viola-Jones cascade {cascade_path} (OpenCV >= 5 has none; pin opencv < 5)")
         self.device = device
         self._mtcnn = None
+        self._onet = None
+        self.onet_runtime = onet_runtime_for(params["onet_runtime"], device)  # what runs ONet for landmarks
 
     @property
     def mtcnn(self):
@@ -158,6 +161,13 @@ class FaceDetector:
 
             self._mtcnn = MTCNN(keep_all=True, device=self.device, post_process=False, min_face_size=self.params["mtcnn_min_face_size"])
         return self._mtcnn
+
+    @property
+    def onet(self):
+        """The landmark pass of :meth:`landmarks` (:func:`landmark_net`), built on first use."""
+        if self._onet is None:
+            self._onet = landmark_net(self.mtcnn.onet, self.device, self.onet_runtime)
+        return self._onet
 
     def _scale(self, frame: np.ndarray) -> float:
         return min(1.0, self.params["detect_width"] / frame.shape[1])
@@ -270,21 +280,15 @@ class FaceDetector:
         ONet is MTCNN's last stage; given a face box it regresses the eyes, nose and mouth
         corners. About 1 ms per face on a CPU, against 20-30 ms for a whole MTCNN pass.
         Returns None when ONet does not see a face there (probability below
-        ``landmark_min_prob``).
+        ``landmark_min_prob``). ONet runs on ``onet_runtime`` (:func:`landmark_net`).
         """
-        import torch
-
         x, y, w, h = (float(v) for v in box)
         side = max(w, h)
         x0, y0, s = int(round(x + w / 2 - side / 2)), int(round(y + h / 2 - side / 2)), max(int(round(side)), 1)
         bgr48 = cv2.resize(_square_crop(bgr, x0, y0, s), (48, 48), interpolation=cv2.INTER_AREA)
-        # MTCNN's input scaling, (rgb - 127.5) / 128, in numpy: the same float32 values as in
-        # torch, with a handful of torch calls per pass instead of a dozen (each torch call
-        # costs tens of microseconds when the stage comes back to torch from OpenCV work)
+        # MTCNN's input scaling, (rgb - 127.5) / 128, in numpy: the same float32 values as in torch
         rgb = (bgr48[:, :, ::-1].transpose(2, 0, 1).astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125)
-        with torch.inference_mode():
-            _, points, prob = onet_forward(self.mtcnn.onet, torch.from_numpy(rgb[None]).to(self.device))
-            points, prob = points.cpu().numpy()[0], prob.cpu().numpy()[0]
+        points, prob = self.onet(np.ascontiguousarray(rgb[None]))
         if float(prob[1]) < self.params["landmark_min_prob"]:
             return None
         return np.stack([x0 + s * points[:5], y0 + s * points[5:]], axis=1).astype(np.float32)
@@ -407,6 +411,73 @@ def onet_forward(onet, tensor):
     x = x.permute(0, 3, 2, 1).contiguous()
     x = onet.prelu5(onet.dense5(x.view(x.shape[0], -1)))
     return onet.dense6_2(x), onet.dense6_3(x), onet.softmax6_1(onet.dense6_1(x))
+
+
+# ONet's three outputs, in facenet-pytorch's order: box regression, the 5 landmarks
+# (x1..x5, y1..y5 as fractions of the box side), and (not face, face) probabilities.
+ONET_OUTPUTS = ("box", "points", "prob")
+
+
+def onet_runtime_for(runtime: str, device: str) -> str:
+    """What runs ONet for landmarks: ``faces.onet_runtime``, with "auto" resolved to "opencv"
+    on a CPU and "torch" on a GPU."""
+    if runtime == "auto":
+        return "torch" if str(device).startswith("cuda") else "opencv"
+    return runtime
+
+
+def landmark_net(onet, device: str, runtime: str):
+    """A function from one face, float32 (1, 3, 48, 48) RGB in MTCNN's scaling, to ONet's
+    (10 landmark coordinates, 2 probabilities) as numpy arrays.
+
+    "torch": facenet-pytorch's ONet through :func:`onet_forward` (bit-identical to it).
+    "opencv": the same network, exported to ONNX in memory (once per process, under a
+    second) and run by OpenCV's dnn module: one call into C++ per face instead of some
+    thirty torch calls. In the face stage it took 1.0 against 1.7 ms per face on one CPU
+    thread, and its outputs are within 1e-6 of torch's (tests/test_faces_fast_paths.py).
+    """
+    if runtime == "torch":
+        import torch
+
+        def run_torch(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+            with torch.inference_mode():
+                _, points, prob = onet_forward(onet, torch.from_numpy(rgb).to(device))
+            return points.cpu().numpy()[0], prob.cpu().numpy()[0]
+
+        return run_torch
+    if runtime != "opencv":
+        raise ValueError(f"faces.onet_runtime {runtime!r}: expected auto, torch or opencv")
+    net = _opencv_onet(onet)
+    names = list(ONET_OUTPUTS)
+
+    def run_opencv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        net.setInput(rgb)
+        _, points, prob = net.forward(names)
+        return points[0], prob[0]
+
+    return run_opencv
+
+
+def _opencv_onet(onet) -> cv2.dnn.Net:
+    """facenet-pytorch's ONet (weights as loaded, on the CPU) as an OpenCV dnn network."""
+    import copy
+    import io
+    import warnings
+
+    import torch
+
+    try:
+        import onnx  # noqa: F401  (torch's exporter needs it)
+    except ImportError as err:
+        raise ImportError("faces.onet_runtime opencv needs the onnx package (a dependency of videmotion: "
+                          "pip install onnx), or set faces.onet_runtime: torch") from err
+    cpu_onet = copy.deepcopy(onet).cpu().eval()
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
+        torch.onnx.export(cpu_onet, torch.zeros(1, 3, 48, 48), buffer, dynamo=False, input_names=["face"],
+                          output_names=list(ONET_OUTPUTS), opset_version=13)
+    return cv2.dnn.readNetFromONNX(np.frombuffer(buffer.getvalue(), np.uint8))
 
 
 def _square_crop(image: np.ndarray, x0: int, y0: int, side: int) -> np.ndarray:
@@ -692,10 +763,9 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
     start = time.perf_counter()
     follower = FaceFollower(detector, params)
     try:
-        info = probe_clip(clip["path"])
+        info, stream = open_clip(clip["path"], max_frames=params["max_frames"])
         qc.fps, qc.width, qc.height = info.fps, info.width, info.height
         qc.fps_reported, qc.frames_reported = info.fps_reported, info.n_frames_reported
-        stream = FrameStream(str(clip["path"]), max_frames=params["max_frames"])
         kept = _ClipFaceBuffer()
         for frame_index, frame in read_ahead(stream):
             if frame_index % params["frame_step"]:

@@ -70,7 +70,7 @@ import pyarrow.parquet as pq
 
 from .config import defaults_for, merge_params, section_schema
 from .stores import atomic_output, atomic_write_text, file_sha256
-from .video import ClipReadError, FrameStream, evenly_spaced, probe_clip
+from .video import ClipReadError, evenly_spaced, open_clip, probe_clip
 
 # Files taken as videos when a folder or a glob is given.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
@@ -736,8 +736,7 @@ def analyse_video(
     raises :class:`videmotion.video.ClipReadError`."""
     video = str(video)
     name = name or output_names([video])[0]
-    info = probe_clip(video)
-    stream = FrameStream(video, max_frames=model.face_params["max_frames"])
+    info, stream = open_clip(video, max_frames=model.face_params["max_frames"])
     with ExitStack() as stack:
         frames_sink = _ParquetSink(stack, frames, frames_schema(model.classes), FRAME_ROW_GROUP)
         windows_sink = _ParquetSink(stack, windows, windows_schema(model.classes), WINDOW_ROW_GROUP)
@@ -761,8 +760,7 @@ def predict_clip(video: str | Path, model: PredictModel) -> dict[str, Any]:
     settings = predict_settings({"window": 0, "track_mode": "largest"})
     video = str(video)
     try:
-        info = probe_clip(video)
-        stream = FrameStream(video, max_frames=model.face_params["max_frames"])
+        info, stream = open_clip(video, max_frames=model.face_params["max_frames"])
         result = analyse_stream(model, stream, info.fps, settings, name=Path(video).stem, keep_windows=True)
         if stream.frames_read == 0:
             raise ClipReadError("no_frames", f"no frame of {video} could be decoded")

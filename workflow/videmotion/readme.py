@@ -89,6 +89,22 @@ def demo_stages_block(results: Path) -> str:
     return "\n".join(lines) + "\n"
 
 
+def machine_description() -> str:
+    """This machine's CPU model, core count and GPU (``videmotion readme`` runs right after
+    ``make demo``, on the machine that ran it): CPU-dependent kernels can move the last digits."""
+    import os
+    import platform
+
+    import torch
+
+    cpuinfo = Path("/proc/cpuinfo")
+    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+              if line.startswith("model name")] if cpuinfo.is_file() else []
+    cpu = models[0] if models else (platform.processor() or platform.machine())
+    gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
+    return f"{cpu}, {os.cpu_count()} CPU cores, {gpu}"
+
+
 def demo_run_block(results: Path) -> str:
     """The run's facts, read from its own outputs."""
     clips = pd.read_csv(results / "data" / "clips.csv", dtype=str)
@@ -106,7 +122,7 @@ def demo_run_block(results: Path) -> str:
         f"{int(qc['frames_processed'].sum()):,} frames; the face stage used {int((qc['status'] == 'used').sum())} clips. "
         f"Protocol: {protocol}, seeds {', '.join(map(str, seeds))}, so every method has "
         f"{n_folds * len(seeds)} runs and every clip is scored once per seed. "
-        f"Wall time of `make demo` on this project's machine (2 CPU cores, no GPU): {wall // 60} min {wall % 60:02d} s; "
+        f"Wall time of `make demo` on this project's machine ({machine_description()}): {wall // 60} min {wall % 60:02d} s; "
         f"summed job time {job_seconds / 60:.1f} min.\n"
     )
 
