@@ -3,7 +3,10 @@
     python benchmarks/workflow.py [--results results] [--configfile ...]
 
 * Per rule: jobs, summed and longest wall time, and peak RSS, from the `benchmark:` files
-  that every rule writes under results/benchmarks/.
+  that every rule writes under results/benchmarks/. After `make demo` (which writes
+  results/demo_wall_seconds.txt) only the files that run wrote count, as in the README;
+  `--all-files` counts every file there, older runs' included (files of jobs that a
+  changed workflow no longer has stay on disk until results/ is cleaned).
 * `snakemake -n` on the finished run (goal: at most 3 s; nothing to do), measured against
   `snakemake -n` of a one-rule workflow in the same run, so the ratio shows what this
   workflow's parsing adds (the Snakefile must not import torch at parse time).
@@ -18,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from videmotion.readme import stage_table
+from videmotion.readme import demo_wall, stage_table
 
 
 def timed(cmd: list[str], cwd: Path, repeats: int = 3) -> tuple[float, str]:
@@ -35,9 +38,16 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results")
     parser.add_argument("--configfile", nargs="*", default=[])
+    parser.add_argument("--all-files", action="store_true", help="count every benchmark file, not only those of the last `make demo`")
     args = parser.parse_args()
     results = Path(args.results)
-    table = stage_table(results)
+    since = None
+    if not args.all_files and (results / "demo_wall_seconds.txt").is_file():
+        wall, since = demo_wall(results)
+        print(f"jobs of the last `make demo` ({wall} s wall): benchmark files written since it started")
+    else:
+        print(f"every benchmark file under {results / 'benchmarks'} (older runs' included)")
+    table = stage_table(results, since=since)
     print(table.to_markdown(floatfmt=".1f"))
     print(f"\nsum of job wall times: {table['total_s'].sum():.0f} s")
     snakemake = [sys.executable, "-m", "snakemake", "-n", "--cores", "1"]
