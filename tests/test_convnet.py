@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pickle
+from contextlib import nullcontext
 import re
 from pathlib import Path
 
@@ -300,3 +301,48 @@ def test_max_iterations_caps_the_optimizer_steps(monkeypatch: pytest.MonkeyPatch
     (optimizer,) = optimizers
     assert {int(state["step"]) for state in optimizer.state.values()} == {5}
     assert history["lr"].tolist() == pytest.approx([3e-3, 3e-3 * 0.9])
+
+
+def test_mixed_precision_auto_is_full_precision_on_a_cpu() -> None:
+    """"auto" resolves to no autocast on a CPU: bit-identical to "float32", so CPU results do not move."""
+    images, labels = _shapes(60, seed=1)
+    usage = np.array(["Training"] * 40 + ["PublicTest"] * 10 + ["PrivateTest"] * 10)
+    runs = [
+        pretrain_convnet(images, labels, usage, n_classes=3, params={**TINY, "epochs": 1, "batch_size": 20, "mixed_precision": setting},
+                         seed=5, device="cpu")
+        for setting in ("auto", "float32")
+    ]
+    (model_a, hist_a), (model_b, hist_b) = runs
+    assert hist_a.attrs["mixed_precision"] == hist_b.attrs["mixed_precision"] == "float32"
+    assert hist_a.drop(columns="seconds").equals(hist_b.drop(columns="seconds"))
+    for (key, a), b in zip(model_a.state_dict().items(), model_b.state_dict().values(), strict=True):
+        assert torch.equal(a, b), key
+
+
+@pytest.mark.parametrize("setting", ["float16", "bfloat16"])
+def test_mixed_precision_training_learns_the_toy_set(setting: str) -> None:
+    """The CUDA path's code on a CPU: autocast in float16 with loss scaling (what "auto" runs on
+    CUDA), or bfloat16; it trains, keeps float32 weights and differs from full precision."""
+    images, labels = _shapes(180, seed=0)
+    usage = np.array(["Training"] * 120 + ["PublicTest"] * 30 + ["PrivateTest"] * 30)
+    params = {**TINY, "epochs": 4, "batch_size": 20, "lr": 3e-3, "mixed_precision": setting}
+    model, history = pretrain_convnet(images, labels, usage, n_classes=3, params=params, seed=0, device="cpu")
+    assert history.attrs["mixed_precision"] == setting
+    assert history["val_acc"].max() >= 0.8 and history.attrs["test_acc"] >= 0.8
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    _, full = pretrain_convnet(images, labels, usage, n_classes=3, params={**params, "mixed_precision": "float32"}, seed=0, device="cpu")
+    assert not np.array_equal(history["train_loss"].to_numpy(), full["train_loss"].to_numpy())
+
+
+def test_mixed_precision_settings() -> None:
+    from videmotion.torch_utils import MixedPrecision
+
+    cpu = MixedPrecision("auto", torch.device("cpu"))
+    assert (cpu.setting, cpu.dtype, cpu.scaler) == ("float32", None, None)
+    on_cuda = MixedPrecision.__new__(MixedPrecision)  # resolution only: no CUDA needed to check what "auto" picks there
+    with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
+        on_cuda.__init__("auto", torch.device("cuda"))
+    assert (on_cuda.setting, on_cuda.dtype) == ("float16", torch.float16) and on_cuda.scaler is not None
+    assert MixedPrecision("bfloat16", torch.device("cpu")).scaler is None  # bfloat16 has float32's range: no scaling
+    with pytest.raises(ValueError, match="mixed_precision 'half'"):
+        MixedPrecision("half", torch.device("cpu"))

@@ -68,7 +68,7 @@ from torchvision.transforms import v2
 
 from .config import defaults_for, merge_params
 from .convnet_training import evaluate, fit
-from .torch_utils import LogFn, load_state, resolve_device, save_state, seed_everything
+from .torch_utils import LogFn, MixedPrecision, load_state, resolve_device, save_state, seed_everything
 
 FACE_SIZE = 100
 FeatureLayer = Literal["logits", "penultimate"]
@@ -365,7 +365,8 @@ def pretrain_convnet(
     history = fit(model, model, prepare, train, val, n_classes=n_classes, params=params, seed=seed, device=torch_device,
                   log=log, checkpoint_dir=checkpoint_dir)
     test_loss, test_acc = evaluate(
-        model, faces[torch.from_numpy(is_test)], torch.from_numpy(labels[is_test]), prepare, params["batch_size"]
+        MixedPrecision(params["mixed_precision"], torch_device).wrap(model), faces[torch.from_numpy(is_test)],
+        torch.from_numpy(labels[is_test]), prepare, params["batch_size"],
     )
     history.attrs["test_loss"] = test_loss
     history.attrs["test_acc"] = test_acc

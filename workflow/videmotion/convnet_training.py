@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .torch_utils import LogFn, inverse_frequency_weights, train_epoch
+from .torch_utils import LogFn, MixedPrecision, inverse_frequency_weights, train_epoch
 from .training_state import (
     CHECKPOINT_FILE,
     cpu_state,
@@ -106,6 +106,10 @@ def fit(
     finished epochs are not redone and, on CPU, the result is bit-identical to an
     uninterrupted run. ``history.attrs["resumed_from_epoch"]`` is the epoch resumed after
     (0 for a fresh start).
+
+    ``params["mixed_precision"]`` runs the forward passes under autocast
+    (:class:`~videmotion.torch_utils.MixedPrecision`; "auto": float16 on CUDA, full precision on
+    a CPU); ``history.attrs["mixed_precision"]`` records what ran.
     """
     train_x, train_y_np = train
     val_x, val_y_np = val
@@ -122,6 +126,10 @@ def fit(
     optimizer = _make_optimizer(trainable, params)
     scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
     batch_size = int(params["batch_size"])
+    precision = MixedPrecision(params["mixed_precision"], device)
+    forward = precision.wrap(forward)
+    if log is not None and precision.dtype is not None:
+        log(f"mixed precision: forward passes in {precision.setting}" + (" with loss scaling" if precision.scaler else ""))
 
     def train_batch(order_slice: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.from_numpy(order_slice)
@@ -164,6 +172,7 @@ def fit(
         steps, tally = train_epoch(
             model, optimizer, _epoch_order(train_y_np, n_classes, balance, rng), batch_size, train_batch,
             weight=weight, l1=params["l1"], grad_clip=None, steps=steps, max_iterations=max_iterations,
+            precision=precision,
         )
         scheduler.step()
         model.eval()
@@ -210,6 +219,7 @@ def fit(
     history.attrs["best_epoch"] = best_epoch
     history.attrs["resumed_from_epoch"] = first_epoch - 1
     history.attrs["stop_reason"] = stop_reason or "epochs"
+    history.attrs["mixed_precision"] = precision.setting
     return history
 
 

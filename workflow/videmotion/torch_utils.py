@@ -88,6 +88,7 @@ def train_epoch(
     grad_clip: float | None,
     steps: int,
     max_iterations: int | None,
+    precision: MixedPrecision | None = None,
 ) -> tuple[int, EpochTally]:
     """One training epoch over the samples in `order`, `batch_size` at a time, in train mode.
 
@@ -95,8 +96,9 @@ def train_epoch(
     (logits, targets). Each batch takes one optimizer step on cross-entropy (class `weight`
     optional) plus ``l1`` times :func:`l1_penalty`, with the gradient norm clipped to
     `grad_clip` when it is set. The epoch ends early once `steps` (optimizer steps so far)
-    reaches `max_iterations` (None: no cap). Returns the step count after the epoch and the
-    epoch's :class:`EpochTally`.
+    reaches `max_iterations` (None: no cap). With `precision` (:class:`MixedPrecision`) the
+    step goes through its loss scaling (its autocast is the caller's: see :meth:`MixedPrecision.wrap`).
+    Returns the step count after the epoch and the epoch's :class:`EpochTally`.
     """
     model.train()
     tally = EpochTally()
@@ -108,13 +110,66 @@ def train_epoch(
         if l1:
             loss = loss + l1 * l1_penalty(model)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        if grad_clip:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-        optimizer.step()
+        if precision is not None and precision.scaler is not None:
+            precision.scaled_step(loss, optimizer, model, grad_clip)
+        else:
+            loss.backward()
+            if grad_clip:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+            optimizer.step()
         steps += 1
         tally.add(loss, logits, target)
     return steps, tally
+
+
+class MixedPrecision:
+    """Mixed-precision training as ``convnet.pretrain.mixed_precision`` and
+    ``convnet.finetune.mixed_precision`` set it: the forward pass and the loss under
+    ``torch.autocast`` in `dtype`, and for float16 the loss scaled (``torch.amp.GradScaler``)
+    so that small gradients do not underflow.
+
+    The setting: "auto" is float16 on CUDA and no autocast on a CPU (CPU results stay
+    bit-identical to full precision); "float32" is no autocast; "float16" and "bfloat16" ask
+    for that dtype on any device (both run on a CPU too, slowly: what the tests use to reach
+    the CUDA path's code). The loss scale is not checkpointed: a resumed run starts it afresh.
+    """
+
+    DTYPES = {"float32": None, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+    def __init__(self, setting: str, device: torch.device):
+        if setting == "auto":
+            setting = "float16" if device.type == "cuda" else "float32"
+        if setting not in self.DTYPES:
+            raise ValueError(f"mixed_precision {setting!r}: expected auto, float32, float16 or bfloat16")
+        self.setting, self.device_type = setting, device.type
+        self.dtype: torch.dtype | None = self.DTYPES[setting]
+        self.scaler = torch.amp.GradScaler(device.type) if self.dtype == torch.float16 else None
+
+    def wrap(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+        """`forward` run under autocast, its output cast back to float32 (`forward` itself for
+        float32). Only the network runs under autocast: input preparation (augmentation) stays
+        in float32, as at evaluation, or the trained BatchNorm statistics would describe
+        differently rounded images than the ones evaluated."""
+        if self.dtype is None:
+            return forward
+
+        def autocast_forward(x: torch.Tensor) -> torch.Tensor:
+            with torch.autocast(self.device_type, dtype=self.dtype):
+                return forward(x).float()
+
+        return autocast_forward
+
+    def scaled_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
+                    grad_clip: float | None) -> None:
+        """Backward pass and optimizer step through the loss scaler; the gradients are
+        unscaled before clipping, and a step with non-finite gradients is skipped (the scale
+        then shrinks)."""
+        self.scaler.scale(loss).backward()
+        if grad_clip:
+            self.scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        self.scaler.step(optimizer)
+        self.scaler.update()
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:

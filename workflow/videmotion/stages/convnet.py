@@ -41,6 +41,7 @@ def pretrain_convnet(*, fer: str, model: str, history: str, curve: str, architec
         "stage": "pretrained",
         "classes": list(FER2013_CLASSES),
         "best_epoch": int(trace.attrs["best_epoch"]),
+        "mixed_precision": trace.attrs["mixed_precision"],  # what "auto" resolved to on this device
         "fer_test_acc": float(trace.attrs["test_acc"]),
         "params": params,
         "seed": seed,
@@ -99,6 +100,7 @@ def finetune_convnet(*, pretrained: str, clips: str, folds: str, face_stores: li
         "stage": "finetuned",
         "classes": list(classes),
         "best_epoch": int(trace.attrs["best_epoch"]),
+        "mixed_precision": trace.attrs["mixed_precision"],  # what "auto" resolved to on this device
         "fer_test_acc": pre_meta.get("fer_test_acc"),
         "video_test_frame_acc": test_frame_acc,
         "params": dict(finetune),
