@@ -251,6 +251,8 @@ def test_frames_smaller_than_the_detectors_take_are_quarantined_before_detection
     faces, qc = extract_clip(detector, _clip(path), params)
     assert faces is None and (qc.status, qc.reason) == ("excluded", reason), qc
     assert reason in QUARANTINE_REASONS
+    # the frames the stage read before it decided, not however far its decoding thread got
+    assert qc.frames_read == (1 if reason == "frame_too_small" else 3)
     if need:
         assert f"frames are {side}x{side} px" in qc.detail and re.search(need, qc.detail), qc.detail
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
 
 import cv2
 import h5py
@@ -21,7 +23,7 @@ from videmotion.stores import (
     read_feature_stores,
     write_feature_store,
 )
-from videmotion.video import ClipReadError, FrameStream, open_clip, probe_clip, read_ahead, read_all_frames
+from videmotion.video import READ_AHEAD_FRAMES, ClipReadError, FrameStream, open_clip, probe_clip, read_ahead, read_all_frames
 
 
 def test_video_round_trip(face_video):
@@ -101,23 +103,68 @@ def test_max_frames_caps_the_stream(face_video):
 
 
 @pytest.mark.parametrize("shape, run_frames, run", [((36, 64, 3), 8, 8), ((36, 64, 3), 3, 3), ((600, 800, 3), 8, 3)])
-def test_read_ahead_hands_on_the_same_frames_in_runs_of_bounded_size(shape, run_frames, run):
-    """Every frame, in order; never more than a run of `run_frames` frames (fewer once they
-    hold 4 MiB here: 3 frames of 800x600) decoded ahead of the one being worked on."""
+def test_read_ahead_hands_on_the_same_frames_decoded_ahead_within_bounds(shape, run_frames, run):
+    """Every frame, in order. A thread decodes ahead while the caller works, but never more than
+    `run` frames wait (`run_frames`, fewer once they hold 4 MiB here: 3 frames of 800x600),
+    plus the one being decoded."""
     pulled = []
+    lock = threading.Lock()
 
     def frames():
         for i in range(20):
-            pulled.append(i)
+            with lock:
+                pulled.append(i)
             yield i, np.full(shape, i % 256, np.uint8)
 
     seen = []
     for index, frame in read_ahead(frames(), run_frames=run_frames, run_bytes=4 * 2**20):
         assert int(frame[0, 0, 0]) == index % 256
         seen.append(index)
-        assert len(pulled) - len(seen) < run  # frames decoded but not yet handed on
-        assert len(pulled) <= (len(seen) + run - 1) // run * run
+        if index == 0:  # a slow first frame: the thread fills its allowance, and stops there
+            deadline = time.monotonic() + 10
+            while len(pulled) < min(20, 1 + run) and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(0.05)
+            assert len(pulled) == min(20, 1 + run)
+        with lock:
+            assert len(pulled) - len(seen) <= run + 1
     assert seen == list(range(20))
+
+
+def test_read_ahead_raises_the_decoding_error_after_the_frames_before_it():
+    def frames():
+        for i in range(3):
+            yield i, np.zeros((4, 4, 3), np.uint8)
+        raise ClipReadError("unreadable", "frame 3 is damaged")
+
+    seen = []
+    with pytest.raises(ClipReadError, match="frame 3 is damaged"):
+        for index, _ in read_ahead(frames()):
+            seen.append(index)
+    assert seen == [0, 1, 2]
+
+
+def test_read_ahead_stops_its_thread_and_closes_the_frames_when_the_caller_stops(face_video):
+    closed = []
+
+    def frames():
+        try:
+            for i in range(1000):
+                yield i, np.zeros((4, 4, 3), np.uint8)
+        finally:
+            closed.append(True)
+
+    before = threading.active_count()
+    stream = read_ahead(frames(), run_frames=4)
+    assert [next(stream)[0] for _ in range(2)] == [0, 1]
+    stream.close()  # what a for loop that breaks, or an exception in the caller, does
+    assert closed == [True] and threading.active_count() == before
+    # a real video: stopping after a few frames releases the capture and leaves no thread
+    info, video = open_clip(face_video)
+    for index, _ in read_ahead(video):
+        if index == 2:
+            break
+    assert threading.active_count() == before and video.frames_read <= 3 + READ_AHEAD_FRAMES
 
 
 def _clip(clip_id: str, n: int) -> ClipFaces:

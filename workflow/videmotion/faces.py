@@ -31,9 +31,9 @@ package, nothing downloaded) re-examines the frame. Per frame of a clip:
    Without landmarks (or with ``align`` off) the crop is the unaligned square around the
    box; the store's per-face ``aligned`` flag and the QC's ``faces_aligned`` record which.
 
-Frames are decoded and processed as a stream (in runs of a few frames,
-:func:`videmotion.video.read_ahead`), so peak memory does not grow with clip length;
-only the 100x100 crops and per-face provenance are kept.
+Frames are decoded and processed as a stream (a thread decodes a few frames ahead of the
+one being worked on, :func:`videmotion.video.read_ahead`), so peak memory does not grow
+with clip length; only the 100x100 crops and per-face provenance are kept.
 
 When a frame holds several faces, the one kept is the one nearest the previous kept
 face (the "track" rule); on the first face of a clip it is the largest (the "largest"
@@ -44,6 +44,7 @@ this one-face rule; ``videmotion predict --track largest`` runs it too, while
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -767,20 +768,21 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
         qc.fps, qc.width, qc.height = info.fps, info.width, info.height
         qc.fps_reported, qc.frames_reported = info.fps_reported, info.n_frames_reported
         kept = _ClipFaceBuffer()
-        for frame_index, frame in read_ahead(stream):
-            if frame_index % params["frame_step"]:
-                continue
-            too_small = detector.frame_too_small(frame.shape)  # decided before the detectors see the frame
-            if too_small:
-                qc.frames_read = stream.frames_read
-                raise ClipReadError("frame_too_small", f"frame {frame_index}: {too_small}")
-            qc.frames_processed += 1
-            gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-            found = follower.step(frame, gray)
-            if found is None:
-                continue
-            crop, aligned = face_crop(gray, found, params)
-            kept.add(frame_index, crop, found, aligned)
+        with contextlib.closing(read_ahead(stream)) as frames:  # the decoding thread stops with the loop
+            for seen, (frame_index, frame) in enumerate(frames, start=1):
+                if frame_index % params["frame_step"]:
+                    continue
+                too_small = detector.frame_too_small(frame.shape)  # decided before the detectors see the frame
+                if too_small:
+                    qc.frames_read = seen  # the frames read up to this one (the thread may have decoded more)
+                    raise ClipReadError("frame_too_small", f"frame {frame_index}: {too_small}")
+                qc.frames_processed += 1
+                gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+                found = follower.step(frame, gray)
+                if found is None:
+                    continue
+                crop, aligned = face_crop(gray, found, params)
+                kept.add(frame_index, crop, found, aligned)
         qc.frames_read, qc.decode_errors = stream.frames_read, stream.decode_errors
         if qc.frames_read == 0:
             raise ClipReadError("no_frames", f"no frame of {clip['path']} could be decoded")

@@ -59,7 +59,7 @@ import math
 import os
 from collections import deque
 from collections.abc import Callable, Iterable
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +70,7 @@ import pyarrow.parquet as pq
 
 from .config import defaults_for, merge_params, section_schema
 from .stores import atomic_output, atomic_write_text, file_sha256
-from .video import ClipReadError, evenly_spaced, open_clip, probe_clip
+from .video import ClipReadError, evenly_spaced, open_clip, probe_clip, read_ahead
 
 # Files taken as videos when a folder or a glob is given.
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg", ".wmv", ".flv", ".3gp", ".ts")
@@ -740,7 +740,8 @@ def analyse_video(
     with ExitStack() as stack:
         frames_sink = _ParquetSink(stack, frames, frames_schema(model.classes), FRAME_ROW_GROUP)
         windows_sink = _ParquetSink(stack, windows, windows_schema(model.classes), WINDOW_ROW_GROUP)
-        result = analyse_stream(model, stream, info.fps, settings, name=name, frames_sink=frames_sink,
+        decoded = stack.enter_context(closing(read_ahead(stream)))  # decoding overlaps the analysis
+        result = analyse_stream(model, decoded, info.fps, settings, name=name, frames_sink=frames_sink,
                                 windows_sink=windows_sink, progress=progress)
         if stream.frames_read == 0:
             raise ClipReadError("no_frames", f"no frame of {video} could be decoded")
@@ -761,7 +762,8 @@ def predict_clip(video: str | Path, model: PredictModel) -> dict[str, Any]:
     video = str(video)
     try:
         info, stream = open_clip(video, max_frames=model.face_params["max_frames"])
-        result = analyse_stream(model, stream, info.fps, settings, name=Path(video).stem, keep_windows=True)
+        with closing(read_ahead(stream)) as decoded:
+            result = analyse_stream(model, decoded, info.fps, settings, name=Path(video).stem, keep_windows=True)
         if stream.frames_read == 0:
             raise ClipReadError("no_frames", f"no frame of {video} could be decoded")
     except ClipReadError as err:
