@@ -17,7 +17,9 @@ ceiling for the stage, which also decodes every frame. Decode-only and the stage
 the spread of the ratio over the alternations; peak RSS comes from one more, untimed run.
 The stage decodes in a thread of its own (``videmotion.video.read_ahead``) while it works on
 the frames before, so its wall time counts decoding and face work overlapped on two cores;
-the CPU-time line (every thread of the process, ``time.process_time``) gives the work itself.
+the CPU-time line (every thread of the process, ``time.process_time``) gives the work itself,
+and a fourth row times the stage with its decoding in the face work's thread
+(``VIDEMOTION_DECODE_THREAD=0``), in the same alternations.
 ``--loop-frames N`` also plays the first clip forwards and backwards into an N-frame video
 (Motion-JPEG: OpenCV's writers have no H.264 here; MJPG decodes at a speed close to the
 H.264 clips', while MPEG-4 part 2 decodes about 3x faster) and prints the same three rows
@@ -35,6 +37,7 @@ the same settings the stage's own fallback uses by default.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import tempfile
 import time
@@ -95,6 +98,18 @@ def warm_up(detector: FaceDetector, path: str, params: dict) -> None:
     extract_clip(detector, dict(clip_id="warm-up", path=path, label="", subject="", split=""), {**params, "max_frames": 3})
 
 
+def stage_in_one_thread(detector: FaceDetector, clip: dict, params: dict) -> float:
+    """Seconds the stage takes with its decoding in the same thread as the face work
+    (``VIDEMOTION_DECODE_THREAD=0``): frame by frame, as before the decoding thread."""
+    os.environ["VIDEMOTION_DECODE_THREAD"] = "0"
+    try:
+        t0 = time.perf_counter()
+        extract_clip(detector, clip, params)
+        return time.perf_counter() - t0
+    finally:
+        del os.environ["VIDEMOTION_DECODE_THREAD"]
+
+
 def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, params: dict, repeat: int = 1) -> pd.DataFrame:
     """The three methods on every clip, interleaved clip by clip so that machine load hits them alike.
 
@@ -113,7 +128,7 @@ def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, par
         t_ref = time.perf_counter() - t0
         with PeakRss() as rss_ours:  # memory in a run of its own: the timed runs below do nothing else
             extract_clip(ours_detector, clip, params)
-        t_decode, t_stage, cpu_decode, cpu_stage = [], [], [], []
+        t_decode, t_stage, cpu_decode, cpu_stage, t_one = [], [], [], [], []
         for _ in range(max(1, repeat)):
             t0, c0 = time.perf_counter(), time.process_time()
             decode_only(clip["path"])
@@ -123,12 +138,14 @@ def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, par
             faces, qc = extract_clip(ours_detector, clip, params)
             t_stage.append(time.perf_counter() - t0)
             cpu_stage.append(time.process_time() - c0)
+            t_one.append(stage_in_one_thread(ours_detector, clip, params))
         t_ours, t_dec = float(np.median(t_stage)), float(np.median(t_decode))
         ours = {} if faces is None else {int(i): b for i, b in zip(faces.frame_index, faces.box)}
         gt = truth[clip["clip_id"]] if truth is not None else ref
         tp_o, n_o, n_gt = score(ours, gt)
         tp_r, n_r, _ = score(ref, gt) if truth is not None else (len(ref), len(ref), len(ref))
         rows.append(dict(clip_id=clip["clip_id"], frames=qc.frames_read, gt_faces=n_gt, ours_s=t_ours, mtcnn_s=t_ref, decode_s=t_dec,
+                         one_thread_s=float(np.median(t_one)), one_thread_runs=t_one,
                          decode_runs=t_decode, ours_runs=t_stage, decode_cpu_s=float(np.median(cpu_decode)),
                          ours_cpu_s=float(np.median(cpu_stage)),
                          ours_tp=tp_o, ours_n=n_o, mtcnn_tp=tp_r, mtcnn_n=n_r, ours_rss_mb=rss_ours.growth_mb, mtcnn_rss_mb=rss_ref.growth_mb,
@@ -173,6 +190,7 @@ def summarize(df: pd.DataFrame, reference_name: str) -> str:
     """The printed figures: a Markdown table and the ratios."""
     frames = df["frames"].sum()
     fps_ours, fps_ref, fps_dec = frames / df["ours_s"].sum(), frames / df["mtcnn_s"].sum(), frames / df["decode_s"].sum()
+    fps_one = frames / df["one_thread_s"].sum()
     r_ours, r_ref = df["ours_tp"].sum() / df["gt_faces"].sum(), df["mtcnn_tp"].sum() / df["gt_faces"].sum()
     p_ours = df["ours_tp"].sum() / max(df["ours_n"].sum(), 1)
     p_ref = df["mtcnn_tp"].sum() / max(df["mtcnn_n"].sum(), 1)
@@ -181,6 +199,9 @@ def summarize(df: pd.DataFrame, reference_name: str) -> str:
     # attempt a: decode-only's time over the stage's, summed over the clips (both timed back to back)
     ratios = np.sum(np.stack(df["decode_runs"].to_list()), axis=0) / np.sum(np.stack(df["ours_runs"].to_list()), axis=0)
     spread = f"min {ratios.min():.2f}, median {np.median(ratios):.2f}, max {ratios.max():.2f}; below 0.50 in {int((ratios < 0.5).sum())}"
+    ratios_one = np.sum(np.stack(df["decode_runs"].to_list()), axis=0) / np.sum(np.stack(df["one_thread_runs"].to_list()), axis=0)
+    spread_one = (f"min {ratios_one.min():.2f}, median {np.median(ratios_one):.2f}, max {ratios_one.max():.2f}; "
+                  f"below 0.50 in {int((ratios_one < 0.5).sum())}")
     lines = [
         f"clips {len(df)}, frames {frames}, reference: {reference_name}, IoU >= {IOU_MIN}",
         "| method | frames/s | x decode only | recall | precision | peak RSS growth per clip (MB, median / max) |",
@@ -188,9 +209,11 @@ def summarize(df: pd.DataFrame, reference_name: str) -> str:
         f"| decode only (FrameStream) | {fps_dec:.1f} | 1.00 | | | |",
         f"| MTCNN every frame | {fps_ref:.1f} | {fps_ref / fps_dec:.2f} | {r_ref:.3f} | {p_ref:.3f} | {df['mtcnn_rss_mb'].median():.1f} / {df['mtcnn_rss_mb'].max():.1f} |",
         f"| VJ + tracking + MTCNN fallback (+ alignment) | {fps_ours:.1f} | {fps_ours / fps_dec:.2f} | {r_ours:.3f} | {p_ours:.3f} | {df['ours_rss_mb'].median():.1f} / {df['ours_rss_mb'].max():.1f} |",
+        f"| the same, decoding in the face work's thread | {fps_one:.1f} | {fps_one / fps_dec:.2f} | | | |",
         (f"throughput ratio (ours / MTCNN every frame): {fps_ours / fps_ref:.1f}x; ours / decode only: {fps_ours / fps_dec:.2f}; "
          f"recall difference: {100 * (r_ours - r_ref):+.1f} points"),
         f"ours / decode only in each of the {len(ratios)} alternations (all clips summed): {spread}",
+        f"the same, decoding in the face work's thread: {spread_one}",
         (f"CPU time (every thread of the process: the decoder's, the stage's decoding thread, the face work): "
          f"decode only {df['decode_cpu_s'].sum():.3f} s, ours {df['ours_cpu_s'].sum():.3f} s, "
          f"decode only / ours {df['decode_cpu_s'].sum() / df['ours_cpu_s'].sum():.2f} (the work, whatever overlaps)"),

@@ -58,3 +58,22 @@ def test_the_project_readme_has_the_generated_blocks() -> None:
     assert "| Baseline-1 |" in read_block(text, "demo-table")
     assert "Wall time of `make demo`" in read_block(text, "demo-run")
     assert "paired runs by MAP" in read_block(text, "demo-findings")
+
+
+def test_check_names_the_machines_when_the_readme_ran_on_another(tmp_path: Path, capsys, monkeypatch) -> None:
+    import videmotion.readme as readme_mod
+
+    run = "Wall time of `make demo` on this project's machine (AMD EPYC (AVX-512), 2 CPU cores, no GPU): 5 min 00 s.\n"
+    readme = tmp_path / "README.md"
+    readme.write_text(replace_block(README, "demo-run", run))
+    results = tmp_path / "results"
+    results.mkdir()
+    (results / "table.md").write_text("| Baseline-1 | 26.67 |\n")
+    pd.DataFrame([_difference(-0.02, 0.04)]).to_parquet(results / "metrics.parquet")
+    monkeypatch.setattr(readme_mod, "machine_description", lambda: "AMD EPYC (AVX2), 2 CPU cores, no GPU")
+    assert main(["--check", "--readme", str(readme), "--results", str(results)]) == 1
+    err = capsys.readouterr().err
+    assert "ran on AMD EPYC (AVX-512), 2 CPU cores, no GPU; this machine is AMD EPYC (AVX2)" in err
+    monkeypatch.setattr(readme_mod, "machine_description", lambda: "AMD EPYC (AVX-512), 2 CPU cores, no GPU")
+    assert main(["--check", "--readme", str(readme), "--results", str(results)]) == 1
+    assert "this machine is" not in capsys.readouterr().err  # same machine: the difference is the code's

@@ -131,6 +131,20 @@ def test_read_ahead_hands_on_the_same_frames_decoded_ahead_within_bounds(shape, 
     assert seen == list(range(20))
 
 
+def test_read_ahead_without_its_thread_hands_on_frame_by_frame(monkeypatch):
+    monkeypatch.setenv("VIDEMOTION_DECODE_THREAD", "0")
+    pulled = []
+
+    def frames():
+        for i in range(5):
+            pulled.append(i)
+            yield i, np.zeros((4, 4, 3), np.uint8)
+
+    before = threading.active_count()
+    for index, _ in read_ahead(frames()):
+        assert pulled == list(range(index + 1)) and threading.active_count() == before
+
+
 def test_read_ahead_raises_the_decoding_error_after_the_frames_before_it():
     def frames():
         for i in range(3):

@@ -98,11 +98,28 @@ def machine_description() -> str:
     import torch
 
     cpuinfo = Path("/proc/cpuinfo")
-    models = [line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-              if line.startswith("model name")] if cpuinfo.is_file() else []
+    lines = cpuinfo.read_text().splitlines() if cpuinfo.is_file() else []
+    models = [line.split(":", 1)[1].strip() for line in lines if line.startswith("model name")]
     cpu = models[0] if models else (platform.processor() or platform.machine())
+    flags = next((set(line.split(":", 1)[1].split()) for line in lines if line.startswith("flags")), set())
+    # the widest vector unit: which SIMD kernels torch (oneDNN) and OpenCV dispatch to
+    simd = "AVX-512" if "avx512f" in flags else "AVX2" if "avx2" in flags else ""
     gpu = f"GPU {torch.cuda.get_device_name(0)}" if torch.cuda.is_available() else "no GPU"
-    return f"{cpu}, {os.cpu_count()} CPU cores, {gpu}"
+    return f"{cpu}{f' ({simd})' if simd else ''}, {os.cpu_count()} CPU cores, {gpu}"
+
+
+def other_machine_hint(text: str) -> str:
+    """When the README's demo ran on another kind of machine than this one: a note saying so
+    ('' otherwise, or when the README does not name its machine)."""
+    block = _pattern("demo-run").search(text)
+    found = re.search(r"on this project's machine \((.*?)\): ", block.group(2)) if block else None
+    here = machine_description()
+    if found is None or found.group(1) == here:
+        return ""
+    return (f"note: the README's demo ran on {found.group(1)}; this machine is {here}. torch's and OpenCV's "
+            "float kernels differ with the CPU's vector units (AVX2, AVX-512), which moves a few face crops by a "
+            "grey level and the training runs after them: the same commit gives another table on another CPU "
+            "(README, 'Demo results').")
 
 
 def demo_run_block(results: Path) -> str:
@@ -180,6 +197,9 @@ def main(argv: list[str] | None = None) -> int:
                                                          f"README.md ({name})", f"this run ({name})", lineterm="")))
                 print(f"error: the README's {', '.join(stale)} block(s) differ from this run; run `videmotion readme` "
                       "after a fresh `make demo` and commit the README", file=sys.stderr)
+                hint = other_machine_hint(text)
+                if hint:
+                    print(hint, file=sys.stderr)
                 return 1
             print(f"README.md: {', '.join(CHECKED_BLOCKS)} match {args.results}")
             return 0

@@ -184,8 +184,13 @@ def read_ahead(frames: Iterable[tuple[int, np.ndarray]], run_frames: int = READ_
     stream, not the clip: memory stays bounded by the waiting frames. An exception raised
     while decoding (a :class:`ClipReadError`) reaches the caller after the frames decoded
     before it, as it would without the thread; a caller that stops early stops the thread,
-    which closes `frames` (releasing the video).
+    which closes `frames` (releasing the video). ``VIDEMOTION_DECODE_THREAD=0`` in the
+    environment decodes in the caller's thread instead, frame by frame (for a job that must
+    keep to one core; the frames are the same).
     """
+    if os.environ.get("VIDEMOTION_DECODE_THREAD", "1") == "0":
+        yield from frames
+        return
     waiting: collections.deque[tuple[int, np.ndarray]] = collections.deque()
     changed = threading.Condition()
     state = {"bytes": 0, "done": False, "stop": False, "error": None}
