@@ -124,9 +124,9 @@ def train_epoch(
 
 class MixedPrecision:
     """Mixed-precision training as ``convnet.pretrain.mixed_precision`` and
-    ``convnet.finetune.mixed_precision`` set it: the forward pass and the loss under
-    ``torch.autocast`` in `dtype`, and for float16 the loss scaled (``torch.amp.GradScaler``)
-    so that small gradients do not underflow.
+    ``convnet.finetune.mixed_precision`` set it: the network's forward pass under
+    ``torch.autocast`` in `dtype` (the loss on its float32 output), and for float16 the loss
+    scaled (``torch.amp.GradScaler``) so that small gradients do not underflow.
 
     The setting: "auto" is float16 on CUDA and no autocast on a CPU (CPU results stay
     bit-identical to full precision); "float32" is no autocast; "float16" and "bfloat16" ask
@@ -147,9 +147,10 @@ class MixedPrecision:
 
     def wrap(self, forward: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
         """`forward` run under autocast, its output cast back to float32 (`forward` itself for
-        float32). Only the network runs under autocast: input preparation (augmentation) stays
-        in float32, as at evaluation, or the trained BatchNorm statistics would describe
-        differently rounded images than the ones evaluated."""
+        float32). Only the network runs under autocast; input preparation (augmentation) stays
+        in float32, as at evaluation. (A first version that ran the augmentation under autocast
+        too trained well but stayed at chance on validation in eval mode, on the toy set of
+        tests/test_convnet.py.)"""
         if self.dtype is None:
             return forward
 
