@@ -10,7 +10,7 @@ the same clips.
 Prints frames per second, recall and precision against the renderer's ground-truth boxes
 (IoU >= 0.5; on footage without ground truth, against MTCNN-every-frame boxes), the
 throughput ratios, faces by detector, the aligned fraction, and peak RSS growth per clip
-against clip length (sampled by a thread). The "decode only" row reads every frame through
+against clip length (``peak_rss.PeakRss``). The "decode only" row reads every frame through
 the stage's own reader (``videmotion.video.FrameStream``) and does nothing else: the
 ceiling for the stage, which also decodes every frame. Decode-only and the stage are timed
 ``--repeat`` times each, alternately, and their medians are reported (MTCNN runs once), with
@@ -22,7 +22,7 @@ and a fourth row times the stage with its decoding in the face work's thread
 (``VIDEMOTION_DECODE_THREAD=0``), in the same alternations.
 ``--loop-frames N`` also plays the first clip forwards and backwards into an N-frame video
 (Motion-JPEG: OpenCV's writers have no H.264 here; MJPG decodes at a speed close to the
-H.264 clips', while MPEG-4 part 2 decodes about 3x faster) and prints the same three rows
+H.264 clips', while MPEG-4 part 2 decodes about 3x faster) and prints the same rows
 for it. ``--rss-lengths`` loops one clip into videos of those lengths and measures the
 stage's peak RSS on each: flat = streaming. Rows and a figure of peak RSS against clip
 length go to ``--out``. ``--threads`` sets both torch's and OpenCV's thread counts (the
@@ -111,9 +111,10 @@ def stage_in_one_thread(detector: FaceDetector, clip: dict, params: dict) -> flo
 
 
 def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, params: dict, repeat: int = 1) -> pd.DataFrame:
-    """The three methods on every clip, interleaved clip by clip so that machine load hits them alike.
+    """The methods on every clip, interleaved clip by clip so that machine load hits them alike.
 
-    Decode-only and the stage run `repeat` times each, alternately; their median times count.
+    Decode-only, the stage, and the stage with decoding in its own thread run `repeat` times
+    each, alternately; their median times count.
     """
     ours_detector = FaceDetector(params)
     reference = FaceDetector(face_params())
@@ -186,6 +187,16 @@ def rss_vs_length(source: str, lengths: list[int], params: dict) -> pd.DataFrame
     return pd.DataFrame(rows)
 
 
+def alternation_spread(df: pd.DataFrame, stage_runs: str) -> str:
+    """Decode-only's time over the stage's (column `stage_runs`) in each alternation, summed
+    over the clips (the two were timed back to back): its min, median, max, and how often it
+    fell below 0.50."""
+    totals = {col: np.sum(np.stack(df[col].to_list()), axis=0) for col in ("decode_runs", stage_runs)}
+    ratios = totals["decode_runs"] / totals[stage_runs]
+    return (f"min {ratios.min():.2f}, median {np.median(ratios):.2f}, max {ratios.max():.2f}; "
+            f"below 0.50 in {int((ratios < 0.5).sum())}")
+
+
 def summarize(df: pd.DataFrame, reference_name: str) -> str:
     """The printed figures: a Markdown table and the ratios."""
     frames = df["frames"].sum()
@@ -196,12 +207,7 @@ def summarize(df: pd.DataFrame, reference_name: str) -> str:
     p_ref = df["mtcnn_tp"].sum() / max(df["mtcnn_n"].sum(), 1)
     slope = np.polyfit(df["frames"], df["ours_rss_mb"], 1)[0] * 100 if len(df) > 2 and df["frames"].nunique() > 1 else float("nan")
     kept = max(df["ours_n"].sum(), 1)
-    # attempt a: decode-only's time over the stage's, summed over the clips (both timed back to back)
-    ratios = np.sum(np.stack(df["decode_runs"].to_list()), axis=0) / np.sum(np.stack(df["ours_runs"].to_list()), axis=0)
-    spread = f"min {ratios.min():.2f}, median {np.median(ratios):.2f}, max {ratios.max():.2f}; below 0.50 in {int((ratios < 0.5).sum())}"
-    ratios_one = np.sum(np.stack(df["decode_runs"].to_list()), axis=0) / np.sum(np.stack(df["one_thread_runs"].to_list()), axis=0)
-    spread_one = (f"min {ratios_one.min():.2f}, median {np.median(ratios_one):.2f}, max {ratios_one.max():.2f}; "
-                  f"below 0.50 in {int((ratios_one < 0.5).sum())}")
+    spread, spread_one = alternation_spread(df, "ours_runs"), alternation_spread(df, "one_thread_runs")
     lines = [
         f"clips {len(df)}, frames {frames}, reference: {reference_name}, IoU >= {IOU_MIN}",
         "| method | frames/s | x decode only | recall | precision | peak RSS growth per clip (MB, median / max) |",
@@ -212,7 +218,7 @@ def summarize(df: pd.DataFrame, reference_name: str) -> str:
         f"| the same, decoding in the face work's thread | {fps_one:.1f} | {fps_one / fps_dec:.2f} | | | |",
         (f"throughput ratio (ours / MTCNN every frame): {fps_ours / fps_ref:.1f}x; ours / decode only: {fps_ours / fps_dec:.2f}; "
          f"recall difference: {100 * (r_ours - r_ref):+.1f} points"),
-        f"ours / decode only in each of the {len(ratios)} alternations (all clips summed): {spread}",
+        f"ours / decode only in each of the {len(df['decode_runs'].iloc[0])} alternations (all clips summed): {spread}",
         f"the same, decoding in the face work's thread: {spread_one}",
         (f"CPU time (every thread of the process: the decoder's, the stage's decoding thread, the face work): "
          f"decode only {df['decode_cpu_s'].sum():.3f} s, ours {df['ours_cpu_s'].sum():.3f} s, "
