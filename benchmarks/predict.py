@@ -9,7 +9,8 @@ alone, and peak memory against video length, on real footage.
    then timed three ways in this process, one torch thread and one OpenCV thread (one core):
    decoding only (``FrameStream``); decoding + the face stage's one-face rule; and the
    whole predict path after the models are loaded (:func:`videmotion.predict.analyse_video`:
-   faces, ConvNet, temporal windows, Parquet rows, summary and timeline).
+   faces, ConvNet, temporal windows, Parquet rows, summary and timeline), which decodes in a
+   thread of its own while it works on the frames before (:func:`videmotion.video.read_ahead`).
 2. **Memory**: the same looped footage at 640x360 in MP4s of ``--minutes`` minutes (30 fps),
    each analysed by a fresh process (``--child``) in which a thread samples the resident
    set size every 5 ms: its value after the models are loaded, and its peak while the video
