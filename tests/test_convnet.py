@@ -339,9 +339,9 @@ def test_mixed_precision_settings() -> None:
 
     cpu = MixedPrecision("auto", torch.device("cpu"))
     assert (cpu.setting, cpu.dtype, cpu.scaler) == ("float32", None, None)
-    on_cuda = MixedPrecision.__new__(MixedPrecision)  # resolution only: no CUDA needed to check what "auto" picks there
+    # what "auto" picks on CUDA; without CUDA the GradScaler warns that it disables itself
     with pytest.warns(UserWarning) if not torch.cuda.is_available() else nullcontext():
-        on_cuda.__init__("auto", torch.device("cuda"))
+        on_cuda = MixedPrecision("auto", torch.device("cuda"))
     assert (on_cuda.setting, on_cuda.dtype) == ("float16", torch.float16) and on_cuda.scaler is not None
     assert MixedPrecision("bfloat16", torch.device("cpu")).scaler is None  # bfloat16 has float32's range: no scaling
     with pytest.raises(ValueError, match="mixed_precision 'half'"):
