@@ -8,6 +8,9 @@
   on CPU also the compiled kernel's build time (first use, in a fresh extensions folder) and its
   load time once cached, each in a fresh process.
 * ConvNet feature extraction: frames/s at the demo width (16) and the paper width (64).
+* Pretraining's augmentation: ms per batch of 64 faces (100x100), the whole batch warped at
+  once on the device (``videmotion.convnet.augment_batch``) against the way it was done
+  before, face by face with torchvision's v2 transforms on the CPU (kept here as the baseline).
 * ConvNet pretraining: seconds per epoch on 3,500 FER-format images at the demo width.
 """
 
@@ -25,7 +28,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from videmotion.convnet import ConvNet, extract_features, pretrain_convnet
+from videmotion.convnet import ConvNet, augment_batch, extract_features, pretrain_convnet
 from videmotion.peephole import KERNEL_ENV, PeepholeLSTM, resolve_kernel
 from videmotion.torch_utils import resolve_device
 
@@ -144,6 +147,23 @@ def feature_fps(width: int, fc: tuple[int, int], device: str, n: int = 1024) -> 
     return n / (time.perf_counter() - t)
 
 
+def augmentation_ms(device: str, batch: int = 64, repeats: int = 20) -> tuple[float, float]:
+    """(batched on `device`, face by face with torchvision v2 on the CPU): median ms per batch."""
+    from torchvision.transforms import v2  # the baseline only: the package no longer uses torchvision here
+
+    faces_per_face = v2.Compose([
+        v2.RandomHorizontalFlip(),
+        v2.RandomAffine(degrees=10, translate=(0.06, 0.06), scale=(0.94, 1.06)),
+        v2.ColorJitter(brightness=0.25),
+    ])
+    torch_device = torch.device(device)
+    x = torch.from_numpy(np.random.default_rng(0).random((batch, 1, 100, 100), dtype=np.float32))
+    on_device = x.to(torch_device)
+    batched = time_ms(lambda: augment_batch(on_device), repeats, torch_device)
+    one_by_one = time_ms(lambda: torch.stack([faces_per_face(face) for face in x]), repeats, torch.device("cpu"))
+    return batched, one_by_one
+
+
 def pretrain_epoch_seconds(device: str, n: int = 3500) -> float:
     rng = np.random.default_rng(0)
     images = rng.integers(0, 255, (n, 48, 48), dtype=np.uint8)
@@ -183,6 +203,9 @@ def main() -> int:
                 print(f"    forward+backward peephole {r['peephole_fwd_bwd_ms']:.1f} ms  nn.LSTM {r['nn_lstm_fwd_bwd_ms']:.1f} ms  ratio {r['ratio_fwd_bwd']:.2f}x")
             for width, fc in ((16, (256, 128)), (64, (1024, 512))):
                 print(f"  ConvNet width {width}: {feature_fps(width, fc, device):.0f} frames/s feature extraction (batch 256)")
+            batched, one_by_one = augmentation_ms(device)
+            print(f"  pretraining's augmentation, batch of 64: batched {batched:.1f} ms  face by face (torchvision v2, CPU) "
+                  f"{one_by_one:.1f} ms  ratio {batched / one_by_one:.2f}x")
             if not args.skip_pretrain:
                 print(f"  ConvNet width 16 pretraining: {pretrain_epoch_seconds(device):.1f} s per epoch on 3,300 training images")
     return 0

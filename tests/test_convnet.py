@@ -346,3 +346,55 @@ def test_mixed_precision_settings() -> None:
     assert MixedPrecision("bfloat16", torch.device("cpu")).scaler is None  # bfloat16 has float32's range: no scaling
     with pytest.raises(ValueError, match="mixed_precision 'half'"):
         MixedPrecision("half", torch.device("cpu"))
+
+
+# ---------------------------------------------------------------- pretraining's augmentation
+def _face_batch(n: int) -> torch.Tensor:
+    """n copies of a textured 100x100 image (smooth, asymmetric), float (n, 1, 100, 100) in [0, 1]."""
+    yy, xx = np.mgrid[0:100, 0:100]
+    image = 0.5 + 0.3 * np.sin(xx / 7.0) * np.cos(yy / 11.0) + 0.15 * (xx > 60)
+    return torch.from_numpy(np.repeat(image[None, None], n, 0).astype(np.float32))
+
+
+def _draws(*rows: list[float]) -> torch.Tensor:
+    return torch.tensor(rows, dtype=torch.float64)
+
+
+def test_augmentation_with_neutral_draws_is_the_identity_and_flip_mirrors() -> None:
+    x = _face_batch(2)
+    out = convnet.augment_batch(x, _draws([0.5, 0, 0, 0, 0, 0], [-0.5, 0, 0, 0, 0, 0]))
+    assert out.shape == x.shape and out.dtype == x.dtype
+    np.testing.assert_allclose(out[0], x[0], atol=1e-5)
+    np.testing.assert_allclose(out[1], x[1].flip(-1), atol=1e-5)
+
+
+def test_augmentation_shift_rotation_and_brightness_are_the_stated_ones() -> None:
+    """Known answers: the largest shift moves the face by 6 px, the largest rotation agrees
+    with OpenCV's rotation by 10 degrees about the centre, brightness scales (and clips)."""
+    import cv2
+
+    x = _face_batch(1)
+    shifted = convnet.augment_batch(x, _draws([1, 0, 1, 0, 0, 0]))[0, 0]
+    assert convnet.AUGMENT_MAX_SHIFT * 100 == pytest.approx(6)
+    np.testing.assert_allclose(shifted[:, 6:], x[0, 0, :, :-6], atol=1e-4)  # content moved right by 6 px
+    assert float(shifted[:, :6].abs().max()) < 1e-6  # black where nothing was
+    rotated = convnet.augment_batch(x, _draws([1, 1, 0, 0, 0, 0]))[0, 0].numpy()
+    matrix = cv2.getRotationMatrix2D((49.5, 49.5), -convnet.AUGMENT_MAX_ROTATION_DEG, 1.0)
+    expected = cv2.warpAffine(x[0, 0].numpy(), matrix, (100, 100), flags=cv2.INTER_LINEAR)
+    inner = (slice(15, 85), slice(15, 85))
+    assert np.abs(rotated[inner] - expected[inner]).max() < 1 / 255  # within a grey level (OpenCV: 1/32 px steps)
+    assert np.abs(rotated[inner] - x[0, 0].numpy()[inner]).max() > 0.1  # it did rotate
+    brighter = convnet.augment_batch(x, _draws([1, 0, 0, 0, 0, 1]))
+    np.testing.assert_allclose(brighter, (x * (1 + convnet.AUGMENT_MAX_BRIGHTNESS)).clamp(0, 1), atol=1e-5)
+
+
+def test_augmentation_draws_per_face_from_the_seeded_generator() -> None:
+    x = _face_batch(16)
+    torch.manual_seed(3)
+    first = convnet.augment_batch(x)
+    torch.manual_seed(3)
+    again = convnet.augment_batch(x)
+    assert torch.equal(first, again)  # seeded: bit-identical
+    flat = first.flatten(1)
+    assert len({tuple(row.tolist()) for row in flat}) == 16  # every face its own draw
+    assert float(first.min()) >= 0 and float(first.max()) <= 1

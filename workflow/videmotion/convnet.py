@@ -64,7 +64,6 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2
 
 from .config import defaults_for, merge_params
 from .convnet_training import evaluate, fit
@@ -283,24 +282,50 @@ def upsample_faces(images: np.ndarray, size: int = FACE_SIZE, chunk: int = 2048)
     return out
 
 
-def _augmenter() -> v2.Compose:
-    """Per-face augmentation: horizontal flip, small rotation/shift/zoom, brightness change."""
-    return v2.Compose(
-        [
-            v2.RandomHorizontalFlip(),
-            v2.RandomAffine(degrees=10, translate=(0.06, 0.06), scale=(0.94, 1.06)),
-            v2.ColorJitter(brightness=0.25),
-        ]
-    )
+# Pretraining's augmentation (``convnet.pretrain.augment``), drawn per face: a horizontal
+# flip with probability 1/2, then a rotation of up to this many degrees, a shift of up to
+# this fraction of the side in x and in y, and a zoom within 1 +- this fraction (about the
+# image centre, bilinear, black outside), then a brightness factor within 1 +- this.
+AUGMENT_MAX_ROTATION_DEG = 10.0
+AUGMENT_MAX_SHIFT = 0.06
+AUGMENT_MAX_ZOOM = 0.06
+AUGMENT_MAX_BRIGHTNESS = 0.25
 
 
-def _frames_to_input(frames: torch.Tensor, augment: v2.Compose | None) -> torch.Tensor:
-    """uint8 (B, H, W) -> float (B, 1, H, W) in [0, 1], each face augmented independently."""
-    x = frames.unsqueeze(1).float().div_(255.0)
-    if augment is not None:
-        # v2 transforms draw one set of random parameters per call, so call once per face.
-        x = torch.stack([augment(face) for face in x])
-    return x
+def augment_batch(x: torch.Tensor, draws: torch.Tensor | None = None) -> torch.Tensor:
+    """Pretraining's augmentation of a batch of faces, float (B, 1, H, W) in [0, 1], on its device.
+
+    Each face gets its own flip, rotation, shift, zoom and brightness (the AUGMENT_*
+    bounds above), and the whole batch is warped at once: one ``affine_grid`` and one
+    ``grid_sample``, on the training device (on a GPU the batch is augmented there, not
+    face by face on the CPU). `draws` (B, 6), in [-1, 1): per face, the flip (below 0:
+    flipped), then rotation, shift in x, shift in y, zoom and brightness as fractions of
+    their bounds. By default they are drawn from torch's global generator on the CPU, so
+    the same seed draws the same augmentation on any device, and a checkpoint's saved RNG
+    state covers them (resumed runs stay bit-identical).
+    """
+    b = x.shape[0]
+    u = torch.rand(b, 6, dtype=torch.float64) * 2 - 1 if draws is None else draws.to(torch.float64)
+    flip = torch.where(u[:, 0] < 0, -1.0, 1.0)
+    angle = torch.deg2rad(u[:, 1] * AUGMENT_MAX_ROTATION_DEG)
+    shift = u[:, 2:4] * (2 * AUGMENT_MAX_SHIFT)  # affine_grid's coordinates span [-1, 1]: a side is 2
+    zoom = 1 + u[:, 4] * AUGMENT_MAX_ZOOM
+    brightness = 1 + u[:, 5] * AUGMENT_MAX_BRIGHTNESS
+    # Output pixel q shows input pixel p = F R(-angle) (q - shift) / zoom, F the flip of x.
+    cos, sin = torch.cos(angle) / zoom, torch.sin(angle) / zoom
+    rows = torch.stack([torch.stack([cos, sin], 1), torch.stack([-sin, cos], 1)], 1)  # (B, 2, 2)
+    theta = torch.cat([rows, -(rows @ shift.unsqueeze(2))], 2)
+    theta[:, 0] *= flip[:, None]
+    grid = F.affine_grid(theta.to(x.device, x.dtype), list(x.shape), align_corners=False)
+    warped = F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+    return (warped * brightness.to(x.device, x.dtype).view(b, 1, 1, 1)).clamp_(0, 1)
+
+
+def _frames_to_input(frames: torch.Tensor, augment: bool, device: torch.device) -> torch.Tensor:
+    """uint8 (B, H, W) -> float (B, 1, H, W) in [0, 1] on `device`, augmented (:func:`augment_batch`)
+    when asked. The uint8 batch is what moves to the device: a quarter of the float bytes."""
+    x = frames.to(device, non_blocking=True).unsqueeze(1).float().div_(255.0)
+    return augment_batch(x) if augment else x
 
 
 def _check_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
@@ -311,11 +336,11 @@ def _check_labels(labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def _image_prepare(device: torch.device, augment: bool) -> Callable[[torch.Tensor, bool], torch.Tensor]:
-    """Batch preparation for uint8 face tensors: to float, augment when training, move to device."""
-    augmenter = _augmenter() if augment else None
+    """Batch preparation for uint8 face tensors: to `device`, to float, augmented when training
+    (and `augment` is on)."""
 
     def prepare(frames: torch.Tensor, training: bool) -> torch.Tensor:
-        return _frames_to_input(frames, augmenter if training else None).to(device, non_blocking=True)
+        return _frames_to_input(frames, augment and training, device)
 
     return prepare
 
@@ -381,7 +406,7 @@ def _trunk_cache(model: ConvNet, frames: torch.Tensor, device: torch.device, bat
     """Conv-trunk outputs (N, trunk_dim) float32 on CPU for uint8 frames, computed in eval mode."""
     model.eval()
     chunks = [
-        model.trunk(_frames_to_input(frames[start : start + batch_size], None).to(device)).cpu()
+        model.trunk(_frames_to_input(frames[start : start + batch_size], False, device)).cpu()
         for start in range(0, len(frames), batch_size)
     ]
     return torch.cat(chunks) if chunks else torch.empty(0, model.trunk_dim)
@@ -480,7 +505,7 @@ def extract_features(
     out_dim = model.n_classes if layer == "logits" else (model.config["fc_sizes"] or [model.trunk_dim])[-1]
     chunks = [np.empty((0, out_dim), dtype=np.float32)]
     for start in range(0, len(frames), batch_size):
-        batch = _frames_to_input(torch.from_numpy(frames[start : start + batch_size]), None).to(torch_device)
+        batch = _frames_to_input(torch.from_numpy(frames[start : start + batch_size]), False, torch_device)
         chunks.append(model.features(batch, layer).float().cpu().numpy())
     model.train(was_training)
     return np.concatenate(chunks)
