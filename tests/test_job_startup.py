@@ -21,9 +21,10 @@ def _modules_after(code: str) -> set[str]:
     [
         # the forests: no torch, no plotting
         ("import videmotion.stages.baselines, videmotion.baselines", {"torch", "matplotlib"}),
-        # the temporal models and feature extraction: no scikit-learn, no plotting
+        # the ConvNet, feature extraction and the temporal models: no scikit-learn, no plotting,
+        # no torchvision (pretraining augments with torch alone; torchvision costs ~2 s to import)
         ("import videmotion.stages.temporal, videmotion.temporal, videmotion.stages.convnet, videmotion.convnet",
-         {"sklearn", "matplotlib"}),
+         {"sklearn", "matplotlib", "torchvision"}),
     ],
 )
 def test_jobs_do_not_import_what_they_do_not_use(code, absent):
