@@ -28,6 +28,12 @@ stage's peak RSS on each: flat = streaming. Rows and a figure of peak RSS agains
 length go to ``--out``. ``--threads`` sets both torch's and OpenCV's thread counts (the
 video decoder's own threads are FFmpeg's, as in the stage).
 
+MTCNN on every frame runs twice: one frame at a time (the reference), and ``--mtcnn-batch``
+frames at a time (``FaceDetector.mtcnn_detect_frames``, one pass of the networks for the
+batch: what a GPU wants), scored against the same reference. ``--device`` (default auto:
+CUDA when present, as the workflow's ``device: auto``) is where MTCNN and, in the stage,
+ONet run; the decoder and Viola-Jones run on the CPU.
+
 "This stage" runs with the ``faces`` section of ``--config`` (the demo's config.yaml),
 plus ``--set key=value`` overrides. The reference is MTCNN with the package's default
 MTCNN settings (frames downscaled to 320 px wide, smallest face 40 px, probability >= 0.9),
@@ -51,6 +57,7 @@ import yaml
 
 from videmotion.faces import FaceDetector, extract_clip, face_params, onet_runtime_for
 from videmotion.readme import machine_description
+from videmotion.torch_utils import resolve_device
 from peak_rss import PeakRss
 from videmotion.video import FrameStream
 
@@ -74,13 +81,23 @@ def decode_only(path: str) -> int:
     return stream.frames_read
 
 
-def mtcnn_every_frame(detector: FaceDetector, path: str) -> dict[int, np.ndarray]:
-    """The reference: MTCNN on every frame; the largest face per frame."""
+def mtcnn_every_frame(detector: FaceDetector, path: str, batch: int = 1, max_frames: int | None = None) -> dict[int, np.ndarray]:
+    """MTCNN on every frame (the first `max_frames`), `batch` frames per pass (1: the reference);
+    the largest face per frame."""
     boxes = {}
-    for index, frame in FrameStream(path):
-        found = detector.mtcnn_detect(frame)
-        if found:
-            boxes[index] = max(found, key=lambda d: d.box[2] * d.box[3]).box
+    chunk: list[tuple[int, np.ndarray]] = []
+
+    def detect() -> None:
+        for (index, _), found in zip(chunk, detector.mtcnn_detect_frames([frame for _, frame in chunk])):
+            if found:
+                boxes[index] = max(found, key=lambda d: d.box[2] * d.box[3]).box
+        chunk.clear()
+
+    for index, frame in FrameStream(path, max_frames=max_frames):
+        chunk.append((index, frame))
+        if len(chunk) == batch:
+            detect()
+    detect()
     return boxes
 
 
@@ -110,14 +127,16 @@ def stage_in_one_thread(detector: FaceDetector, clip: dict, params: dict) -> flo
         del os.environ["VIDEMOTION_DECODE_THREAD"]
 
 
-def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, params: dict, repeat: int = 1) -> pd.DataFrame:
+def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, params: dict, repeat: int = 1,
+        device: str = "cpu", mtcnn_batch: int = 32) -> pd.DataFrame:
     """The methods on every clip, interleaved clip by clip so that machine load hits them alike.
 
     Decode-only, the stage, and the stage with decoding in its own thread run `repeat` times
-    each, alternately; their median times count.
+    each, alternately; their median times count. MTCNN on every frame runs once one frame
+    at a time and once `mtcnn_batch` frames at a time (0: not batched).
     """
-    ours_detector = FaceDetector(params)
-    reference = FaceDetector(face_params())
+    ours_detector = FaceDetector(params, device=device)
+    reference = FaceDetector(face_params(), device=device)
     first = str(clips["path"].iloc[0])
     warm_up(ours_detector, first, params)
     warm_up(reference, first, face_params())
@@ -127,6 +146,12 @@ def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, par
         with PeakRss() as rss_ref:
             ref = mtcnn_every_frame(reference, clip["path"])
         t_ref = time.perf_counter() - t0
+        t_batched, batched = float("nan"), {}
+        if mtcnn_batch:
+            mtcnn_every_frame(reference, clip["path"], mtcnn_batch, max_frames=mtcnn_batch)  # warm-up: new shapes for the networks
+            t0 = time.perf_counter()
+            batched = mtcnn_every_frame(reference, clip["path"], mtcnn_batch)
+            t_batched = time.perf_counter() - t0
         with PeakRss() as rss_ours:  # memory in a run of its own: the timed runs below do nothing else
             extract_clip(ours_detector, clip, params)
         t_decode, t_stage, cpu_decode, cpu_stage, t_one = [], [], [], [], []
@@ -145,7 +170,9 @@ def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, par
         gt = truth[clip["clip_id"]] if truth is not None else ref
         tp_o, n_o, n_gt = score(ours, gt)
         tp_r, n_r, _ = score(ref, gt) if truth is not None else (len(ref), len(ref), len(ref))
+        tp_b, n_b, _ = score(batched, gt)
         rows.append(dict(clip_id=clip["clip_id"], frames=qc.frames_read, gt_faces=n_gt, ours_s=t_ours, mtcnn_s=t_ref, decode_s=t_dec,
+                         mtcnn_batched_s=t_batched, mtcnn_batched_tp=tp_b, mtcnn_batched_n=n_b,
                          one_thread_s=float(np.median(t_one)), one_thread_runs=t_one,
                          decode_runs=t_decode, ours_runs=t_stage, decode_cpu_s=float(np.median(cpu_decode)),
                          ours_cpu_s=float(np.median(cpu_stage)),
@@ -197,7 +224,7 @@ def alternation_spread(df: pd.DataFrame, stage_runs: str) -> str:
             f"below 0.50 in {int((ratios < 0.5).sum())}")
 
 
-def summarize(df: pd.DataFrame, reference_name: str) -> str:
+def summarize(df: pd.DataFrame, reference_name: str, mtcnn_batch: int = 32) -> str:
     """The printed figures: a Markdown table and the ratios."""
     frames = df["frames"].sum()
     fps_ours, fps_ref, fps_dec = frames / df["ours_s"].sum(), frames / df["mtcnn_s"].sum(), frames / df["decode_s"].sum()
@@ -208,12 +235,18 @@ def summarize(df: pd.DataFrame, reference_name: str) -> str:
     slope = np.polyfit(df["frames"], df["ours_rss_mb"], 1)[0] * 100 if len(df) > 2 and df["frames"].nunique() > 1 else float("nan")
     kept = max(df["ours_n"].sum(), 1)
     spread, spread_one = alternation_spread(df, "ours_runs"), alternation_spread(df, "one_thread_runs")
+    batched_row = None
+    if df["mtcnn_batched_s"].notna().all():
+        fps_b = frames / df["mtcnn_batched_s"].sum()
+        r_b, p_b = df["mtcnn_batched_tp"].sum() / df["gt_faces"].sum(), df["mtcnn_batched_tp"].sum() / max(df["mtcnn_batched_n"].sum(), 1)
+        batched_row = f"| MTCNN every frame, {mtcnn_batch} frames per batch ({fps_b / fps_ref:.2f}x one at a time) | {fps_b:.1f} | {fps_b / fps_dec:.2f} | {r_b:.3f} | {p_b:.3f} | |"
     lines = [
         f"clips {len(df)}, frames {frames}, reference: {reference_name}, IoU >= {IOU_MIN}",
         "| method | frames/s | x decode only | recall | precision | peak RSS growth per clip (MB, median / max) |",
         "|---|---|---|---|---|---|",
         f"| decode only (FrameStream) | {fps_dec:.1f} | 1.00 | | | |",
         f"| MTCNN every frame | {fps_ref:.1f} | {fps_ref / fps_dec:.2f} | {r_ref:.3f} | {p_ref:.3f} | {df['mtcnn_rss_mb'].median():.1f} / {df['mtcnn_rss_mb'].max():.1f} |",
+        *([] if batched_row is None else [batched_row]),
         f"| VJ + tracking + MTCNN fallback (+ alignment) | {fps_ours:.1f} | {fps_ours / fps_dec:.2f} | {r_ours:.3f} | {p_ours:.3f} | {df['ours_rss_mb'].median():.1f} / {df['ours_rss_mb'].max():.1f} |",
         f"| the same, decoding in the face work's thread | {fps_one:.1f} | {fps_one / fps_dec:.2f} | | | |",
         (f"throughput ratio (ours / MTCNN every frame): {fps_ours / fps_ref:.1f}x; ours / decode only: {fps_ours / fps_dec:.2f}; "
@@ -277,11 +310,14 @@ def main() -> int:
     parser.add_argument("--rss-lengths", default="", help="comma-separated lengths (frames) to loop the first clip to, for peak RSS vs length")
     parser.add_argument("--loop-frames", type=int, default=0, help="also benchmark the first clip looped (forwards and backwards) to this many frames")
     parser.add_argument("--repeat", type=int, default=9, help="decode-only and the stage run this many times per clip (median)")
+    parser.add_argument("--device", default="auto", help="where MTCNN and ONet run: auto (CUDA when present), cpu, cuda")
+    parser.add_argument("--mtcnn-batch", type=int, default=32, help="frames per batch for the batched MTCNN row (0: no such row)")
     parser.add_argument("--out", default="results/benchmarks/faces", help="folder for the per-clip rows and the RSS figure")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
     params = stage_params(args.config, args.set)
+    device = str(resolve_device(args.device))
     truth = None
     if args.video:
         clips = pd.DataFrame([dict(clip_id=Path(args.video).stem, path=args.video, label="", subject="", split="")])
@@ -303,23 +339,24 @@ def main() -> int:
         gt = gt[gt["face_visible"] & gt["clip_id"].isin(clips["clip_id"])]
         truth = {cid: {int(r.frame): np.array([r.x, r.y, r.w, r.h], float) for r in g.itertuples()} for cid, g in gt.groupby("clip_id")}
         reference = "renderer ground truth (visible faces)"
-    df = run(clips, truth, params, args.repeat)
+    df = run(clips, truth, params, args.repeat, device, args.mtcnn_batch)
     looped = None
     if args.loop_frames:
         with tempfile.TemporaryDirectory() as tmp:
             source = str(clips["path"].iloc[0])
             path = loop_video(source, args.loop_frames, Path(tmp) / f"loop_{args.loop_frames}.avi")
             clip = {"clip_id": f"{Path(source).stem}_loop{args.loop_frames}", "path": str(path), "label": "", "subject": "", "split": ""}
-            looped = run(pd.DataFrame([clip]), None, params, args.repeat)
+            looped = run(pd.DataFrame([clip]), None, params, args.repeat, device, args.mtcnn_batch)
     loops = None
     if args.rss_lengths:
         loops = rss_vs_length(str(clips["path"].iloc[0]), [int(n) for n in args.rss_lengths.split(",")], params)
-    print(f"machine: {machine_description()}; torch and OpenCV threads {args.threads}; "
-          f"stage config: {args.config or 'package defaults'} {' '.join(args.set)}; ONet landmarks in {onet_runtime_for(params['onet_runtime'], 'cpu')}")
-    print(summarize(df, reference))
+    on = torch.cuda.get_device_name(device) if device.startswith("cuda") else "the CPU"
+    print(f"machine: {machine_description()}; torch and OpenCV threads {args.threads}; MTCNN and ONet on {on}; "
+          f"stage config: {args.config or 'package defaults'} {' '.join(args.set)}; ONet landmarks in {onet_runtime_for(params['onet_runtime'], device)}")
+    print(summarize(df, reference, args.mtcnn_batch))
     if looped is not None:
         print(f"\nthe first clip looped forwards and backwards to {args.loop_frames} frames (Motion-JPEG):")
-        print(summarize(looped, "MTCNN every frame (no ground truth)"))
+        print(summarize(looped, "MTCNN every frame (no ground truth)", args.mtcnn_batch))
     if loops is not None:
         print("| clip length (frames) | peak RSS growth (MB) | kept crops (MB) | decoded frames, if held (MB) | frames/s |")
         print("|---|---|---|---|---|")

@@ -230,6 +230,29 @@ def test_real_footage_faces_found_and_aligned(real_video):
     assert qc.faces_aligned >= 20 and np.isfinite(faces.landmarks[faces.aligned == 1]).all()
 
 
+def test_mtcnn_over_a_batch_of_frames_finds_what_it_finds_frame_by_frame(real_video):
+    """MTCNN batched over frames (one pass for all, what a GPU wants) against one frame at a
+    time: the same faces, boxes and landmarks up to float rounding; a frame without a face
+    in the batch stays without one; frames of two sizes are refused."""
+    from videmotion.video import FrameStream
+
+    frames = [frame for _, frame in FrameStream(real_video, max_frames=6)]
+    frames.insert(3, np.full_like(frames[0], 90))  # a blank frame among them
+    detector = FaceDetector(face_params())
+    one_by_one = [detector.mtcnn_detect(frame) for frame in frames]
+    batched = detector.mtcnn_detect_frames(frames)
+    assert [len(found) for found in one_by_one] == [len(found) for found in batched] == [1, 1, 1, 0, 1, 1, 1]
+    for single, batch in zip(one_by_one, batched):
+        for a, b in zip(single, batch):
+            assert b.detector == "mtcnn"
+            np.testing.assert_allclose(b.box, a.box, atol=0.01)
+            np.testing.assert_allclose(b.landmarks, a.landmarks, atol=0.01)
+            assert b.score == pytest.approx(a.score, abs=1e-4)
+    assert detector.mtcnn_detect_frames([]) == []
+    with pytest.raises(ValueError, match="frames of one size"):
+        detector.mtcnn_detect_frames([frames[0], frames[0][:200]])
+
+
 # ---------------------------------------------------------------- data problems vs bugs
 def _never(*args, **kwargs):
     raise AssertionError("a detector ran on a frame too small for it")

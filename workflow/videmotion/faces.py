@@ -262,17 +262,43 @@ class FaceDetector:
         small = _resize(bgr, scale)
         if not self._mtcnn_takes(min(small.shape[:2])):  # a window near the frame edge can be smaller than MTCNN's smallest face
             return []
-        rgb = cv2.cvtColor(small, cv2.COLOR_BGR2RGB)
-        boxes, probs, points = self.mtcnn.detect(rgb, landmarks=True)
+        boxes, probs, points = self.mtcnn.detect(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), landmarks=True)
+        return self._mtcnn_detections(boxes, probs, points, scale, (x0, y0))
+
+    def mtcnn_detect_frames(self, frames: list[np.ndarray]) -> list[list[Detection]]:
+        """MTCNN on whole frames of one size, as one batch: for each frame, what
+        ``mtcnn_detect(frame)`` finds (up to float rounding, tested).
+
+        facenet-pytorch stacks the frames, so each level of P-Net's image pyramid, and R-Net
+        and O-Net on the boxes of all frames, run once per batch: on a GPU, one launch for
+        many frames instead of one per frame (``benchmarks/faces.py`` times both).
+        """
+        if not frames:
+            return []
+        if any(frame.shape != frames[0].shape for frame in frames):
+            raise ValueError(f"MTCNN batches need frames of one size; got {sorted({f.shape for f in frames})}")
+        scale = self._scale(frames[0])
+        smalls = [_resize(frame, scale) for frame in frames]
+        if not self._mtcnn_takes(min(smalls[0].shape[:2])):
+            return [[] for _ in frames]
+        rgb = np.stack([cv2.cvtColor(small, cv2.COLOR_BGR2RGB) for small in smalls])
+        boxes, probs, points = self.mtcnn.detect(rgb, landmarks=True)  # per frame: an array, or None
+        return [self._mtcnn_detections(b, p, pts, scale, (0, 0)) for b, p, pts in zip(boxes, probs, points)]
+
+    def _mtcnn_detections(self, boxes, probs, points, scale: float, offset: tuple[int, int]) -> list[Detection]:
+        """facenet-pytorch's output for one image (x1, y1, x2, y2 boxes, probabilities, landmarks;
+        None for no face), detected at `scale` in an image whose origin is `offset` in the frame,
+        as frame-pixel detections above ``mtcnn_min_prob``."""
         if boxes is None:
             return []
         out = []
-        offset = np.array([x0, y0], np.float32)
+        x0, y0 = offset
+        shift = np.array([x0, y0], np.float32)
         for box, prob, pts in zip(np.asarray(boxes, np.float32), np.asarray(probs, np.float32), np.asarray(points, np.float32)):
             if prob < self.params["mtcnn_min_prob"]:
                 continue
             bx1, by1, bx2, by2 = box / scale
-            out.append(Detection(np.array([bx1 + x0, by1 + y0, bx2 - bx1, by2 - by1], np.float32), float(prob), "mtcnn", pts / scale + offset))
+            out.append(Detection(np.array([bx1 + x0, by1 + y0, bx2 - bx1, by2 - by1], np.float32), float(prob), "mtcnn", pts / scale + shift))
         return out
 
     def landmarks(self, bgr: np.ndarray, box: np.ndarray) -> np.ndarray | None:
