@@ -15,14 +15,15 @@ The metrics were bit-identical when the job layout changed (commit 266e703's REA
 They are not against 106c2b9 at later commits: the face stage's results changed after it
 by design (edf3417 and 81db801 changed how a live track is verified: a tighter
 Viola-Jones check, and ONet alone on two checks in three), so the two runs train on
-different crops. That the job layout itself
-changes no result is tested in tests/test_determinism.py: a seed or model trained alone,
-in a fresh process, gives bit-identical predictions to the job that trains them together.
+different crops. That the job layout itself changes no result is tested in
+tests/test_determinism.py: a seed or model trained alone, in a fresh process, gives
+bit-identical predictions to the job that trains them together.
 
 The run: the demo's synthetic corpus (240 clips, rendered once by this checkout's
 workflow) given as a manifest without a split column, so subject-independent k-fold CV;
 the models of `workflow/config/tiny.yaml`; 4 shards; `--folds` folds x `--seeds` seeds; the
-paths whose results changed after the baseline held at the baseline's (HELD_AT_BASELINE).
+paths that changed after the baseline and have a config key held at the baseline's
+(HELD_AT_BASELINE).
 Both runs go side by side, `--cores` each, so that whatever else loads the machine loads
 both alike. The two code trees come from `git archive` into the work folder.
 """
@@ -113,11 +114,12 @@ def run_config(manifest: Path, fer: Path, folds: int, seeds: list[int]) -> dict:
     }
 
 
-def held_config(tree: Path, name: str) -> Path:
-    """The tree's own config file of :data:`HELD_AT_BASELINE` (the last --configfile wins)."""
-    path = tree / "held_at_baseline.yaml"
-    path.write_text(yaml.safe_dump(HELD_AT_BASELINE[name]))
-    return path
+def tree_configs(tree: Path, name: str, config: Path) -> list[str]:
+    """The --configfile list of a tree's run: tiny.yaml, the run's config, then the tree's own
+    file of :data:`HELD_AT_BASELINE` (written here; the last file wins)."""
+    held = tree / "held_at_baseline.yaml"
+    held.write_text(yaml.safe_dump(HELD_AT_BASELINE[name]))
+    return ["--configfile", "workflow/config/tiny.yaml", str(config), str(held)]
 
 
 def run_both(trees: dict[str, Path], config: Path, cores: int) -> dict[str, float]:
@@ -127,7 +129,7 @@ def run_both(trees: dict[str, Path], config: Path, cores: int) -> dict[str, floa
 
     def one(name: str, tree: Path) -> None:
         start = time.perf_counter()
-        done = snakemake(tree, "--configfile", "workflow/config/tiny.yaml", str(config), str(held_config(tree, name)), cores=cores)
+        done = snakemake(tree, *tree_configs(tree, name, config), cores=cores)
         walls[name] = time.perf_counter() - start
         if done.returncode != 0:
             failures.append(f"{name} run failed:\n{done.stderr[-3000:]}")
@@ -158,11 +160,11 @@ def metrics_comparison(before: Path, after: Path) -> str:
     return f"{verdict}; mean over runs per method:\n{(100 * means).to_markdown(floatfmt='.2f')}"
 
 
-def dry_run_seconds(tree: Path, config: Path) -> tuple[float, bool]:
+def dry_run_seconds(tree: Path, name: str, config: Path) -> tuple[float, bool]:
     best, nothing = float("inf"), False
     for _ in range(3):
         start = time.perf_counter()
-        done = snakemake(tree, "-n", "--configfile", "workflow/config/tiny.yaml", str(config), str(tree / "held_at_baseline.yaml"), cores=1)
+        done = snakemake(tree, "-n", *tree_configs(tree, name, config), cores=1)
         best = min(best, time.perf_counter() - start)
         nothing = "Nothing to be done" in done.stdout + done.stderr
     return best, nothing
@@ -202,7 +204,7 @@ def main() -> int:
         print(f"wall time side by side: before {walls['before']:.0f} s, after {walls['after']:.0f} s")
         print("metrics.parquet bit-identical:", metrics_comparison(trees["before"] / "results/metrics.parquet",
                                                                   trees["after"] / "results/metrics.parquet"))
-        seconds, nothing = dry_run_seconds(trees["after"], config)
+        seconds, nothing = dry_run_seconds(trees["after"], "after", config)
         print(f"snakemake -n on the finished run: {seconds:.2f} s (nothing to do: {nothing}; goal: at most 3 s)")
     finally:
         if args.workdir is None:
