@@ -54,11 +54,10 @@ import numpy as np
 import pandas as pd
 import torch
 import yaml
-
+from peak_rss import PeakRss
 from videmotion.faces import FaceDetector, extract_clip, face_params, onet_runtime_for
 from videmotion.readme import machine_description
 from videmotion.torch_utils import resolve_device
-from peak_rss import PeakRss
 from videmotion.video import FrameStream
 
 IOU_MIN = 0.5
@@ -81,7 +80,9 @@ def decode_only(path: str) -> int:
     return stream.frames_read
 
 
-def mtcnn_every_frame(detector: FaceDetector, path: str, batch: int = 1, max_frames: int | None = None) -> dict[int, np.ndarray]:
+def mtcnn_every_frame(
+    detector: FaceDetector, path: str, batch: int = 1, max_frames: int | None = None
+) -> dict[int, np.ndarray]:
     """MTCNN on every frame (the first `max_frames`), `batch` frames per pass (1: the reference);
     the largest face per frame."""
     boxes = {}
@@ -112,7 +113,9 @@ def warm_up(detector: FaceDetector, path: str, params: dict) -> None:
     for _, frame in FrameStream(path, max_frames=1):
         detector.mtcnn_detect(frame)
         detector.landmarks(frame, np.array([0, 0, 48, 48], np.float32))
-    extract_clip(detector, dict(clip_id="warm-up", path=path, label="", subject="", split=""), {**params, "max_frames": 3})
+    extract_clip(
+        detector, dict(clip_id="warm-up", path=path, label="", subject="", split=""), {**params, "max_frames": 3}
+    )
 
 
 def stage_in_one_thread(detector: FaceDetector, clip: dict, params: dict) -> float:
@@ -127,8 +130,14 @@ def stage_in_one_thread(detector: FaceDetector, clip: dict, params: dict) -> flo
         del os.environ["VIDEMOTION_DECODE_THREAD"]
 
 
-def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, params: dict, repeat: int = 1,
-        device: str = "cpu", mtcnn_batch: int = 32) -> pd.DataFrame:
+def run(
+    clips: pd.DataFrame,
+    truth: dict[str, dict[int, np.ndarray]] | None,
+    params: dict,
+    repeat: int = 1,
+    device: str = "cpu",
+    mtcnn_batch: int = 32,
+) -> pd.DataFrame:
     """The methods on every clip, interleaved clip by clip so that machine load hits them alike.
 
     Decode-only, the stage, and the stage with decoding in its own thread run `repeat` times
@@ -148,7 +157,9 @@ def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, par
         t_ref = time.perf_counter() - t0
         t_batched, batched = float("nan"), {}
         if mtcnn_batch:
-            mtcnn_every_frame(reference, clip["path"], mtcnn_batch, max_frames=mtcnn_batch)  # warm-up: new shapes for the networks
+            mtcnn_every_frame(
+                reference, clip["path"], mtcnn_batch, max_frames=mtcnn_batch
+            )  # warm-up: new shapes for the networks
             t0 = time.perf_counter()
             batched = mtcnn_every_frame(reference, clip["path"], mtcnn_batch)
             t_batched = time.perf_counter() - t0
@@ -171,15 +182,40 @@ def run(clips: pd.DataFrame, truth: dict[str, dict[int, np.ndarray]] | None, par
         tp_o, n_o, n_gt = score(ours, gt)
         tp_r, n_r, _ = score(ref, gt) if truth is not None else (len(ref), len(ref), len(ref))
         tp_b, n_b, _ = score(batched, gt)
-        rows.append(dict(clip_id=clip["clip_id"], frames=qc.frames_read, gt_faces=n_gt, ours_s=t_ours, mtcnn_s=t_ref, decode_s=t_dec,
-                         mtcnn_batched_s=t_batched, mtcnn_batched_tp=tp_b, mtcnn_batched_n=n_b,
-                         one_thread_s=float(np.median(t_one)), one_thread_runs=t_one,
-                         decode_runs=t_decode, ours_runs=t_stage, decode_cpu_s=float(np.median(cpu_decode)),
-                         ours_cpu_s=float(np.median(cpu_stage)),
-                         ours_tp=tp_o, ours_n=n_o, mtcnn_tp=tp_r, mtcnn_n=n_r, ours_rss_mb=rss_ours.growth_mb, mtcnn_rss_mb=rss_ref.growth_mb,
-                         faces_vj=qc.faces_vj, faces_track=qc.faces_track, faces_mtcnn=qc.faces_mtcnn, faces_aligned=qc.faces_aligned))
-        print(f"{clip['clip_id']}: {qc.frames_read} frames, decode only {t_dec:.3f} s, ours {t_ours:.3f} s "
-              f"(of {len(t_stage)}: {', '.join(f'{t:.3f}' for t in t_stage)}), MTCNN {t_ref:.2f} s", file=sys.stderr)
+        rows.append(
+            dict(
+                clip_id=clip["clip_id"],
+                frames=qc.frames_read,
+                gt_faces=n_gt,
+                ours_s=t_ours,
+                mtcnn_s=t_ref,
+                decode_s=t_dec,
+                mtcnn_batched_s=t_batched,
+                mtcnn_batched_tp=tp_b,
+                mtcnn_batched_n=n_b,
+                one_thread_s=float(np.median(t_one)),
+                one_thread_runs=t_one,
+                decode_runs=t_decode,
+                ours_runs=t_stage,
+                decode_cpu_s=float(np.median(cpu_decode)),
+                ours_cpu_s=float(np.median(cpu_stage)),
+                ours_tp=tp_o,
+                ours_n=n_o,
+                mtcnn_tp=tp_r,
+                mtcnn_n=n_r,
+                ours_rss_mb=rss_ours.growth_mb,
+                mtcnn_rss_mb=rss_ref.growth_mb,
+                faces_vj=qc.faces_vj,
+                faces_track=qc.faces_track,
+                faces_mtcnn=qc.faces_mtcnn,
+                faces_aligned=qc.faces_aligned,
+            )
+        )
+        print(
+            f"{clip['clip_id']}: {qc.frames_read} frames, decode only {t_dec:.3f} s, ours {t_ours:.3f} s "
+            f"(of {len(t_stage)}: {', '.join(f'{t:.3f}' for t in t_stage)}), MTCNN {t_ref:.2f} s",
+            file=sys.stderr,
+        )
     return pd.DataFrame(rows)
 
 
@@ -205,12 +241,25 @@ def rss_vs_length(source: str, lengths: list[int], params: dict) -> pd.DataFrame
             path = loop_video(source, n, Path(tmp) / f"loop_{n}.avi")
             t0 = time.perf_counter()
             with PeakRss() as rss:
-                faces, qc = extract_clip(detector, dict(clip_id=f"loop_{n}", path=str(path), label="", subject="", split=""), params)
+                faces, qc = extract_clip(
+                    detector, dict(clip_id=f"loop_{n}", path=str(path), label="", subject="", split=""), params
+                )
             seconds = time.perf_counter() - t0
             crops_mb = 0.0 if faces is None else faces.faces.nbytes / 2**20
             frames_mb = qc.frames_read * qc.width * qc.height * 3 / 2**20  # what holding the decoded clip would take
-            rows.append(dict(frames=qc.frames_read, rss_mb=rss.growth_mb, crops_mb=crops_mb, frames_mb=frames_mb, fps=qc.frames_read / seconds))
-            print(f"loop {n}: {qc.frames_read} frames, peak RSS +{rss.growth_mb:.1f} MB (crops {crops_mb:.1f} MB)", file=sys.stderr)
+            rows.append(
+                dict(
+                    frames=qc.frames_read,
+                    rss_mb=rss.growth_mb,
+                    crops_mb=crops_mb,
+                    frames_mb=frames_mb,
+                    fps=qc.frames_read / seconds,
+                )
+            )
+            print(
+                f"loop {n}: {qc.frames_read} frames, peak RSS +{rss.growth_mb:.1f} MB (crops {crops_mb:.1f} MB)",
+                file=sys.stderr,
+            )
     return pd.DataFrame(rows)
 
 
@@ -220,25 +269,38 @@ def alternation_spread(df: pd.DataFrame, stage_runs: str) -> str:
     fell below 0.50."""
     totals = {col: np.sum(np.stack(df[col].to_list()), axis=0) for col in ("decode_runs", stage_runs)}
     ratios = totals["decode_runs"] / totals[stage_runs]
-    return (f"min {ratios.min():.2f}, median {np.median(ratios):.2f}, max {ratios.max():.2f}; "
-            f"below 0.50 in {int((ratios < 0.5).sum())}")
+    return (
+        f"min {ratios.min():.2f}, median {np.median(ratios):.2f}, max {ratios.max():.2f}; "
+        f"below 0.50 in {int((ratios < 0.5).sum())}"
+    )
 
 
 def summarize(df: pd.DataFrame, reference_name: str, mtcnn_batch: int = 32) -> str:
     """The printed figures: a Markdown table and the ratios."""
     frames = df["frames"].sum()
-    fps_ours, fps_ref, fps_dec = frames / df["ours_s"].sum(), frames / df["mtcnn_s"].sum(), frames / df["decode_s"].sum()
+    fps_ours, fps_ref, fps_dec = (
+        frames / df["ours_s"].sum(),
+        frames / df["mtcnn_s"].sum(),
+        frames / df["decode_s"].sum(),
+    )
     fps_one = frames / df["one_thread_s"].sum()
     r_ours, r_ref = df["ours_tp"].sum() / df["gt_faces"].sum(), df["mtcnn_tp"].sum() / df["gt_faces"].sum()
     p_ours = df["ours_tp"].sum() / max(df["ours_n"].sum(), 1)
     p_ref = df["mtcnn_tp"].sum() / max(df["mtcnn_n"].sum(), 1)
-    slope = np.polyfit(df["frames"], df["ours_rss_mb"], 1)[0] * 100 if len(df) > 2 and df["frames"].nunique() > 1 else float("nan")
+    slope = (
+        np.polyfit(df["frames"], df["ours_rss_mb"], 1)[0] * 100
+        if len(df) > 2 and df["frames"].nunique() > 1
+        else float("nan")
+    )
     kept = max(df["ours_n"].sum(), 1)
     spread, spread_one = alternation_spread(df, "ours_runs"), alternation_spread(df, "one_thread_runs")
     batched_row = None
     if df["mtcnn_batched_s"].notna().all():
         fps_b = frames / df["mtcnn_batched_s"].sum()
-        r_b, p_b = df["mtcnn_batched_tp"].sum() / df["gt_faces"].sum(), df["mtcnn_batched_tp"].sum() / max(df["mtcnn_batched_n"].sum(), 1)
+        r_b, p_b = (
+            df["mtcnn_batched_tp"].sum() / df["gt_faces"].sum(),
+            df["mtcnn_batched_tp"].sum() / max(df["mtcnn_batched_n"].sum(), 1),
+        )
         batched_row = f"| MTCNN every frame, {mtcnn_batch} frames per batch ({fps_b / fps_ref:.2f}x one at a time) | {fps_b:.1f} | {fps_b / fps_dec:.2f} | {r_b:.3f} | {p_b:.3f} | |"
     lines = [
         f"clips {len(df)}, frames {frames}, reference: {reference_name}, IoU >= {IOU_MIN}",
@@ -249,13 +311,17 @@ def summarize(df: pd.DataFrame, reference_name: str, mtcnn_batch: int = 32) -> s
         *([] if batched_row is None else [batched_row]),
         f"| VJ + tracking + MTCNN fallback (+ alignment) | {fps_ours:.1f} | {fps_ours / fps_dec:.2f} | {r_ours:.3f} | {p_ours:.3f} | {df['ours_rss_mb'].median():.1f} / {df['ours_rss_mb'].max():.1f} |",
         f"| the same, decoding in the face work's thread | {fps_one:.1f} | {fps_one / fps_dec:.2f} | | | |",
-        (f"throughput ratio (ours / MTCNN every frame): {fps_ours / fps_ref:.1f}x; ours / decode only: {fps_ours / fps_dec:.2f}; "
-         f"recall difference: {100 * (r_ours - r_ref):+.1f} points"),
+        (
+            f"throughput ratio (ours / MTCNN every frame): {fps_ours / fps_ref:.1f}x; ours / decode only: {fps_ours / fps_dec:.2f}; "
+            f"recall difference: {100 * (r_ours - r_ref):+.1f} points"
+        ),
         f"ours / decode only in each of the {len(df['decode_runs'].iloc[0])} alternations (all clips summed): {spread}",
         f"the same, decoding in the face work's thread: {spread_one}",
-        (f"CPU time (every thread of the process: the decoder's, the stage's decoding thread, the face work): "
-         f"decode only {df['decode_cpu_s'].sum():.3f} s, ours {df['ours_cpu_s'].sum():.3f} s, "
-         f"decode only / ours {df['decode_cpu_s'].sum() / df['ours_cpu_s'].sum():.2f} (the work, whatever overlaps)"),
+        (
+            f"CPU time (every thread of the process: the decoder's, the stage's decoding thread, the face work): "
+            f"decode only {df['decode_cpu_s'].sum():.3f} s, ours {df['ours_cpu_s'].sum():.3f} s, "
+            f"decode only / ours {df['decode_cpu_s'].sum() / df['ours_cpu_s'].sum():.2f} (the work, whatever overlaps)"
+        ),
         f"peak RSS growth vs clip length: {slope:+.2f} MB per 100 frames (flat = streaming)",
         f"faces kept by detector: vj {df['faces_vj'].sum()}, track {df['faces_track'].sum()}, mtcnn {df['faces_mtcnn'].sum()}; "
         f"aligned {df['faces_aligned'].sum()} ({100 * df['faces_aligned'].sum() / kept:.1f} %)",
@@ -272,11 +338,25 @@ def plot_rss(df: pd.DataFrame, loops: pd.DataFrame | None, out_png: Path) -> Non
 
     floor = 0.1  # MB; a log axis, and growth below this is noise of the RSS sampler
     fig, ax = plt.subplots(figsize=(5.5, 3.5))
-    ax.scatter(df["frames"], df["mtcnn_rss_mb"].clip(lower=floor), s=12, label="MTCNN every frame (benchmarked clips)", marker="x")
+    ax.scatter(
+        df["frames"],
+        df["mtcnn_rss_mb"].clip(lower=floor),
+        s=12,
+        label="MTCNN every frame (benchmarked clips)",
+        marker="x",
+    )
     ax.scatter(df["frames"], df["ours_rss_mb"].clip(lower=floor), s=12, label="this stage (benchmarked clips)")
     if loops is not None and len(loops):
-        ax.plot(loops["frames"], loops["rss_mb"].clip(lower=floor), "o-", color="C2", label="this stage (one clip looped)")
-        ax.plot(loops["frames"], 2 * loops["crops_mb"], ":", color="C2", label="2 x the kept 100x100 crops (list + stacked copy)")
+        ax.plot(
+            loops["frames"], loops["rss_mb"].clip(lower=floor), "o-", color="C2", label="this stage (one clip looped)"
+        )
+        ax.plot(
+            loops["frames"],
+            2 * loops["crops_mb"],
+            ":",
+            color="C2",
+            label="2 x the kept 100x100 crops (list + stacked copy)",
+        )
         ax.plot(loops["frames"], loops["frames_mb"], "--", color="C3", label="the decoded frames, were they held")
         ax.set_xscale("log")
     ax.set_yscale("log")
@@ -300,19 +380,42 @@ def stage_params(config: str, overrides: list[str]) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--corpus", default="results/corpus", help="a rendered synthetic corpus (manifest.csv + ground_truth.parquet)")
+    parser.add_argument(
+        "--corpus", default="results/corpus", help="a rendered synthetic corpus (manifest.csv + ground_truth.parquet)"
+    )
     parser.add_argument("--manifest", help="any clip manifest (clip_id,path,...; paths relative to its folder)")
     parser.add_argument("--video", help="one video (MTCNN every frame is the reference)")
     parser.add_argument("--max-clips", type=int, default=40)
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--config", default="config.yaml", help="the face stage runs with this file's faces section ('' = package defaults)")
+    parser.add_argument(
+        "--config",
+        default="config.yaml",
+        help="the face stage runs with this file's faces section ('' = package defaults)",
+    )
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE", help="face parameter overrides")
-    parser.add_argument("--rss-lengths", default="", help="comma-separated lengths (frames) to loop the first clip to, for peak RSS vs length")
-    parser.add_argument("--loop-frames", type=int, default=0, help="also benchmark the first clip looped (forwards and backwards) to this many frames")
-    parser.add_argument("--repeat", type=int, default=9, help="decode-only and the stage run this many times per clip (median)")
-    parser.add_argument("--device", default="auto", help="where MTCNN and ONet run: auto (CUDA when present), cpu, cuda")
-    parser.add_argument("--mtcnn-batch", type=int, default=32, help="frames per batch for the batched MTCNN row (0: no such row)")
-    parser.add_argument("--out", default="results/benchmarks/faces", help="folder for the per-clip rows and the RSS figure")
+    parser.add_argument(
+        "--rss-lengths",
+        default="",
+        help="comma-separated lengths (frames) to loop the first clip to, for peak RSS vs length",
+    )
+    parser.add_argument(
+        "--loop-frames",
+        type=int,
+        default=0,
+        help="also benchmark the first clip looped (forwards and backwards) to this many frames",
+    )
+    parser.add_argument(
+        "--repeat", type=int, default=9, help="decode-only and the stage run this many times per clip (median)"
+    )
+    parser.add_argument(
+        "--device", default="auto", help="where MTCNN and ONet run: auto (CUDA when present), cpu, cuda"
+    )
+    parser.add_argument(
+        "--mtcnn-batch", type=int, default=32, help="frames per batch for the batched MTCNN row (0: no such row)"
+    )
+    parser.add_argument(
+        "--out", default="results/benchmarks/faces", help="folder for the per-clip rows and the RSS figure"
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     cv2.setNumThreads(args.threads)
@@ -337,7 +440,10 @@ def main() -> int:
         clips["path"] = [str(corpus / p) for p in clips["path"]]
         gt = pd.read_parquet(corpus / "ground_truth.parquet")
         gt = gt[gt["face_visible"] & gt["clip_id"].isin(clips["clip_id"])]
-        truth = {cid: {int(r.frame): np.array([r.x, r.y, r.w, r.h], float) for r in g.itertuples()} for cid, g in gt.groupby("clip_id")}
+        truth = {
+            cid: {int(r.frame): np.array([r.x, r.y, r.w, r.h], float) for r in g.itertuples()}
+            for cid, g in gt.groupby("clip_id")
+        }
         reference = "renderer ground truth (visible faces)"
     df = run(clips, truth, params, args.repeat, device, args.mtcnn_batch)
     looped = None
@@ -345,20 +451,30 @@ def main() -> int:
         with tempfile.TemporaryDirectory() as tmp:
             source = str(clips["path"].iloc[0])
             path = loop_video(source, args.loop_frames, Path(tmp) / f"loop_{args.loop_frames}.avi")
-            clip = {"clip_id": f"{Path(source).stem}_loop{args.loop_frames}", "path": str(path), "label": "", "subject": "", "split": ""}
+            clip = {
+                "clip_id": f"{Path(source).stem}_loop{args.loop_frames}",
+                "path": str(path),
+                "label": "",
+                "subject": "",
+                "split": "",
+            }
             looped = run(pd.DataFrame([clip]), None, params, args.repeat, device, args.mtcnn_batch)
     loops = None
     if args.rss_lengths:
         loops = rss_vs_length(str(clips["path"].iloc[0]), [int(n) for n in args.rss_lengths.split(",")], params)
     on = torch.cuda.get_device_name(device) if device.startswith("cuda") else "the CPU"
-    print(f"machine: {machine_description()}; torch and OpenCV threads {args.threads}; MTCNN and ONet on {on}; "
-          f"stage config: {args.config or 'package defaults'} {' '.join(args.set)}; ONet landmarks in {onet_runtime_for(params['onet_runtime'], device)}")
+    print(
+        f"machine: {machine_description()}; torch and OpenCV threads {args.threads}; MTCNN and ONet on {on}; "
+        f"stage config: {args.config or 'package defaults'} {' '.join(args.set)}; ONet landmarks in {onet_runtime_for(params['onet_runtime'], device)}"
+    )
     print(summarize(df, reference, args.mtcnn_batch))
     if looped is not None:
         print(f"\nthe first clip looped forwards and backwards to {args.loop_frames} frames (Motion-JPEG):")
         print(summarize(looped, "MTCNN every frame (no ground truth)", args.mtcnn_batch))
     if loops is not None:
-        print("| clip length (frames) | peak RSS growth (MB) | kept crops (MB) | decoded frames, if held (MB) | frames/s |")
+        print(
+            "| clip length (frames) | peak RSS growth (MB) | kept crops (MB) | decoded frames, if held (MB) | frames/s |"
+        )
         print("|---|---|---|---|---|")
         for r in loops.itertuples():
             print(f"| {r.frames} | {r.rss_mb:.1f} | {r.crops_mb:.1f} | {r.frames_mb:.0f} | {r.fps:.0f} |")

@@ -42,7 +42,6 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
-
 from videmotion.readme import stage_table
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,8 +70,23 @@ def git_tree(ref: str | None, dest: Path) -> Path:
         for name in ("workflow", "profiles", "envs"):
             shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         return dest
-    archive = subprocess.run(["git", "-C", str(REPO), "archive", "--format=tar", ref, "Snakefile", "config.yaml", "workflow",
-                              "profiles", "envs"], check=True, capture_output=True).stdout
+    archive = subprocess.run(
+        [
+            "git",
+            "-C",
+            str(REPO),
+            "archive",
+            "--format=tar",
+            ref,
+            "Snakefile",
+            "config.yaml",
+            "workflow",
+            "profiles",
+            "envs",
+        ],
+        check=True,
+        capture_output=True,
+    ).stdout
     subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
     return dest
 
@@ -83,8 +97,13 @@ def snakemake(tree: Path, *args: str, cores: int) -> subprocess.CompletedProcess
     # has), so that the metrics can be compared bit for bit: this measures the jobs' fixed
     # cost alone; benchmarks/models.py measures the compiled kernel.
     env = {**os.environ, "PYTHONPATH": str(tree / "workflow"), "VIDEMOTION_PEEPHOLE": "python"}
-    return subprocess.run([sys.executable, "-m", "snakemake", "--cores", str(cores), *args], cwd=tree, env=env, capture_output=True,
-                          text=True)
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "--cores", str(cores), *args],
+        cwd=tree,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
 
 
 def render_corpus(work: Path) -> tuple[Path, Path]:
@@ -154,8 +173,13 @@ def metrics_comparison(before: Path, after: Path) -> str:
         verdict = f"no: {len(differ)} columns differ ({', '.join(differ[:4])}, ...)"
     else:
         verdict = f"no: shapes {a.shape} vs {b.shape}"
-    means = pd.concat({name: m[~m["method"].str.contains("-vs-")].groupby("method")[["acc", "map"]].mean()
-                       for name, m in (("before", a), ("after", b))}, axis=1)
+    means = pd.concat(
+        {
+            name: m[~m["method"].str.contains("-vs-")].groupby("method")[["acc", "map"]].mean()
+            for name, m in (("before", a), ("after", b))
+        },
+        axis=1,
+    )
     means.columns = [f"{col}_{name}" for name, col in means.columns]
     return f"{verdict}; mean over runs per method:\n{(100 * means).to_markdown(floatfmt='.2f')}"
 
@@ -172,7 +196,9 @@ def dry_run_seconds(tree: Path, name: str, config: Path) -> tuple[float, bool]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline", default=DEFAULT_BASELINE, help="git ref of the code to compare with (default: %(default)s)")
+    parser.add_argument(
+        "--baseline", default=DEFAULT_BASELINE, help="git ref of the code to compare with (default: %(default)s)"
+    )
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cores", type=int, default=1, help="cores of each of the two side-by-side runs")
@@ -188,8 +214,10 @@ def main() -> int:
             shutil.rmtree(work / name, ignore_errors=True)
         trees = {"before": git_tree(args.baseline, work / "before"), "after": git_tree(None, work / "after")}
         clips = len(pd.read_csv(manifest))
-        print(f"k-fold run: {clips} clips, {args.folds} folds x seeds {args.seeds}, tiny models, 4 shards; "
-              f"before = {args.baseline}, after = this checkout; side by side, {args.cores} core(s) each")
+        print(
+            f"k-fold run: {clips} clips, {args.folds} folds x seeds {args.seeds}, tiny models, 4 shards; "
+            f"before = {args.baseline}, after = this checkout; side by side, {args.cores} core(s) each"
+        )
         print(f"held at the baseline's results in both runs: {HELD_AT_BASELINE}")
         walls = run_both(trees, config, args.cores)
         tables = {name: stage_table(tree / "results") for name, tree in trees.items()}
@@ -199,11 +227,15 @@ def main() -> int:
         table = table.sort_values("total_s_before", ascending=False)
         print(table.to_markdown(floatfmt=".2f"))
         before, after = table["total_s_before"].sum(), table["total_s_after"].sum()
-        print(f"\nsummed job time: before {before:.0f} s ({int(table['jobs_before'].sum())} jobs), after {after:.0f} s "
-              f"({int(table['jobs_after'].sum())} jobs): {100 * (1 - after / before):.1f} % lower (goal: at least 40 %)")
+        print(
+            f"\nsummed job time: before {before:.0f} s ({int(table['jobs_before'].sum())} jobs), after {after:.0f} s "
+            f"({int(table['jobs_after'].sum())} jobs): {100 * (1 - after / before):.1f} % lower (goal: at least 40 %)"
+        )
         print(f"wall time side by side: before {walls['before']:.0f} s, after {walls['after']:.0f} s")
-        print("metrics.parquet bit-identical:", metrics_comparison(trees["before"] / "results/metrics.parquet",
-                                                                  trees["after"] / "results/metrics.parquet"))
+        print(
+            "metrics.parquet bit-identical:",
+            metrics_comparison(trees["before"] / "results/metrics.parquet", trees["after"] / "results/metrics.parquet"),
+        )
         seconds, nothing = dry_run_seconds(trees["after"], "after", config)
         print(f"snakemake -n on the finished run: {seconds:.2f} s (nothing to do: {nothing}; goal: at most 3 s)")
     finally:

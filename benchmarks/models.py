@@ -151,11 +151,13 @@ def augmentation_ms(device: str, batch: int = 64, repeats: int = 20) -> tuple[fl
     """(batched on `device`, face by face with torchvision v2 on the CPU): median ms per batch."""
     from torchvision.transforms import v2  # the baseline only: the package no longer uses torchvision here
 
-    faces_per_face = v2.Compose([
-        v2.RandomHorizontalFlip(),
-        v2.RandomAffine(degrees=10, translate=(0.06, 0.06), scale=(0.94, 1.06)),
-        v2.ColorJitter(brightness=0.25),
-    ])
+    faces_per_face = v2.Compose(
+        [
+            v2.RandomHorizontalFlip(),
+            v2.RandomAffine(degrees=10, translate=(0.06, 0.06), scale=(0.94, 1.06)),
+            v2.ColorJitter(brightness=0.25),
+        ]
+    )
     torch_device = torch.device(device)
     x = torch.from_numpy(np.random.default_rng(0).random((batch, 1, 100, 100), dtype=np.float32))
     on_device = x.to(torch_device)
@@ -169,8 +171,15 @@ def pretrain_epoch_seconds(device: str, n: int = 3500) -> float:
     images = rng.integers(0, 255, (n, 48, 48), dtype=np.uint8)
     labels = rng.integers(0, 7, n)
     usage = np.array(["Training"] * (n - 200) + ["PublicTest"] * 100 + ["PrivateTest"] * 100)
-    _, history = pretrain_convnet(images, labels, usage, n_classes=7, seed=0, device=device,
-                                  params={"width": 16, "fc_sizes": (256, 128), "epochs": 2, "batch_size": 64})
+    _, history = pretrain_convnet(
+        images,
+        labels,
+        usage,
+        n_classes=7,
+        seed=0,
+        device=device,
+        params={"width": 16, "fc_sizes": (256, 128), "epochs": 2, "batch_size": 64},
+    )
     return float(history["seconds"].iloc[-1])
 
 
@@ -192,22 +201,34 @@ def main() -> int:
     for device in devices:
         for threads in args.threads if device == "cpu" else [torch.get_num_threads()]:
             torch.set_num_threads(threads)
-            label = f"{device}" + (f", {threads} thread(s)" if device == "cpu" else f" ({torch.cuda.get_device_name()})")
+            label = f"{device}" + (
+                f", {threads} thread(s)" if device == "cpu" else f" ({torch.cuda.get_device_name()})"
+            )
             print(f"[{label}] LSTM batch 32 x 100 steps, input 8, hidden 128:")
             kernels = ["auto", "python"] if resolve_kernel("auto") == "compiled" else ["auto"]
             for kernel in kernels:
                 r = benchmark_peephole_vs_nn_lstm(device=device, kernel=kernel)
                 name = f"{r['kernel']} kernel" + (" (default)" if kernel == "auto" else "")
                 print(f"  {name}:")
-                print(f"    forward          peephole {r['peephole_forward_ms']:.1f} ms  nn.LSTM {r['nn_lstm_forward_ms']:.1f} ms  ratio {r['ratio_forward']:.2f}x")
-                print(f"    forward+backward peephole {r['peephole_fwd_bwd_ms']:.1f} ms  nn.LSTM {r['nn_lstm_fwd_bwd_ms']:.1f} ms  ratio {r['ratio_fwd_bwd']:.2f}x")
+                print(
+                    f"    forward          peephole {r['peephole_forward_ms']:.1f} ms  nn.LSTM {r['nn_lstm_forward_ms']:.1f} ms  ratio {r['ratio_forward']:.2f}x"
+                )
+                print(
+                    f"    forward+backward peephole {r['peephole_fwd_bwd_ms']:.1f} ms  nn.LSTM {r['nn_lstm_fwd_bwd_ms']:.1f} ms  ratio {r['ratio_fwd_bwd']:.2f}x"
+                )
             for width, fc in ((16, (256, 128)), (64, (1024, 512))):
-                print(f"  ConvNet width {width}: {feature_fps(width, fc, device):.0f} frames/s feature extraction (batch 256)")
+                print(
+                    f"  ConvNet width {width}: {feature_fps(width, fc, device):.0f} frames/s feature extraction (batch 256)"
+                )
             batched, one_by_one = augmentation_ms(device)
-            print(f"  pretraining's augmentation, batch of 64: batched {batched:.1f} ms  face by face (torchvision v2, CPU) "
-                  f"{one_by_one:.1f} ms  ratio {batched / one_by_one:.2f}x")
+            print(
+                f"  pretraining's augmentation, batch of 64: batched {batched:.1f} ms  face by face (torchvision v2, CPU) "
+                f"{one_by_one:.1f} ms  ratio {batched / one_by_one:.2f}x"
+            )
             if not args.skip_pretrain:
-                print(f"  ConvNet width 16 pretraining: {pretrain_epoch_seconds(device):.1f} s per epoch on 3,300 training images")
+                print(
+                    f"  ConvNet width 16 pretraining: {pretrain_epoch_seconds(device):.1f} s per epoch on 3,300 training images"
+                )
     return 0
 
 

@@ -35,14 +35,15 @@ from pathlib import Path
 
 import cv2
 import torch
-
 from peak_rss import PeakRss
 from videmotion.faces import FaceDetector, FaceFollower
 from videmotion.predict import analyse_video, load_model, predict_settings
 from videmotion.video import FrameStream, probe_clip
 
 
-def loop_clip(source: str, dest: Path, n_frames: int, size: tuple[int, int] | None = None, fps: float | None = None) -> Path:
+def loop_clip(
+    source: str, dest: Path, n_frames: int, size: tuple[int, int] | None = None, fps: float | None = None
+) -> Path:
     """`source` played forwards and backwards until `n_frames`, as an MP4 (optionally resized)."""
     frames = [f for _, f in FrameStream(source)]
     if size is not None:
@@ -68,11 +69,27 @@ def child(args: argparse.Namespace) -> None:
     out = Path(args.child_out)
     start = time.perf_counter()
     with PeakRss() as rss:
-        result = analyse_video(args.child, model, predict_settings(), frames=out / "frames.parquet", windows=out / "windows.parquet",
-                               summary=out / "summary.json", timeline=out / "timeline.png")
+        result = analyse_video(
+            args.child,
+            model,
+            predict_settings(),
+            frames=out / "frames.parquet",
+            windows=out / "windows.parquet",
+            summary=out / "summary.json",
+            timeline=out / "timeline.png",
+        )
     seconds = time.perf_counter() - start
-    print(json.dumps({"frames": result.summary["frames_decoded"], "seconds": seconds, "loaded_mb": rss.start_mb,
-                      "peak_mb": rss.peak_mb, "with_face": result.summary["frames_with_face"]}))
+    print(
+        json.dumps(
+            {
+                "frames": result.summary["frames_decoded"],
+                "seconds": seconds,
+                "loaded_mb": rss.start_mb,
+                "peak_mb": rss.peak_mb,
+                "with_face": result.summary["frames_with_face"],
+            }
+        )
+    )
 
 
 def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
@@ -90,21 +107,44 @@ def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
         follower.step(frame, cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
     faces = n / (time.perf_counter() - start)
     start = time.perf_counter()
-    result = analyse_video(video, model, predict_settings(), frames=tmp / "f.parquet", windows=tmp / "w.parquet",
-                           summary=tmp / "s.json", timeline=tmp / "t.png")
+    result = analyse_video(
+        video,
+        model,
+        predict_settings(),
+        frames=tmp / "f.parquet",
+        windows=tmp / "w.parquet",
+        summary=tmp / "s.json",
+        timeline=tmp / "t.png",
+    )
     whole = n / (time.perf_counter() - start)
     start = time.perf_counter()
-    analyse_video(video, model, predict_settings({"track_mode": "all"}), frames=tmp / "f.parquet", windows=tmp / "w.parquet",
-                  summary=tmp / "s.json", timeline=tmp / "t.png")
+    analyse_video(
+        video,
+        model,
+        predict_settings({"track_mode": "all"}),
+        frames=tmp / "f.parquet",
+        windows=tmp / "w.parquet",
+        summary=tmp / "s.json",
+        timeline=tmp / "t.png",
+    )
     every_face = n / (time.perf_counter() - start)
-    return {"frames": n, "decode": decode, "faces": faces, "whole": whole, "all": every_face,
-            "with_face": result.summary["frames_with_face"], "windows": sum(t["windows"] for t in result.summary["tracks"])}
+    return {
+        "frames": n,
+        "decode": decode,
+        "faces": faces,
+        "whole": whole,
+        "all": every_face,
+        "with_face": result.summary["frames_with_face"],
+        "windows": sum(t["windows"] for t in result.summary["tracks"]),
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="results/temporal/attention_lstm/fold_0/seed_0/model.pt")
-    parser.add_argument("--video", default=str(Path(__file__).resolve().parents[2] / "shared/data/real/single_face.mp4"))
+    parser.add_argument(
+        "--video", default=str(Path(__file__).resolve().parents[2] / "shared/data/real/single_face.mp4")
+    )
     parser.add_argument("--frames", type=int, default=3000, help="length of the looped clip for the throughput figures")
     parser.add_argument("--minutes", default="1,10,30", help="video lengths for the memory figures ('' = skip)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -113,18 +153,25 @@ def main() -> None:
     if args.child:
         child(args)
         return
-    print(f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, OpenCV {cv2.__version__}; "
-          "1 torch thread, 1 OpenCV thread; CUDA: " + ("yes" if torch.cuda.is_available() else "none"))
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}, OpenCV {cv2.__version__}; "
+        "1 torch thread, 1 OpenCV thread; CUDA: " + ("yes" if torch.cuda.is_available() else "none")
+    )
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
         t = throughput(args, tmp)
-        print(f"\nThroughput on {Path(args.video).name} looped to {t['frames']} frames "
-              f"({t['with_face']} with a face, {t['windows']} windows scored):\n")
+        print(
+            f"\nThroughput on {Path(args.video).name} looped to {t['frames']} frames "
+            f"({t['with_face']} with a face, {t['windows']} windows scored):\n"
+        )
         print("| path | frames/s | vs decoding |")
         print("|---|---|---|")
-        for name, key in (("decoding only", "decode"), ("decoding + faces (one-face rule)", "faces"),
-                          ("whole predict path (faces, ConvNet, windows, Parquet, timeline)", "whole"),
-                          ("the same with --track all (MTCNN on every detection frame)", "all")):
+        for name, key in (
+            ("decoding only", "decode"),
+            ("decoding + faces (one-face rule)", "faces"),
+            ("whole predict path (faces, ConvNet, windows, Parquet, timeline)", "whole"),
+            ("the same with --track all (MTCNN on every detection frame)", "all"),
+        ):
             print(f"| {name} | {t[key]:.0f} | {t[key] / t['decode']:.2f}x |")
         minutes = [float(m) for m in args.minutes.split(",") if m.strip()]
         if not minutes:
@@ -133,17 +180,25 @@ def main() -> None:
         for m in minutes:
             video = loop_clip(args.video, tmp / f"{m:g}min.mp4", int(round(m * 60 * 30)), size=(640, 360), fps=30.0)
             out = tmp / f"out_{m:g}"
-            result = subprocess.run([sys.executable, __file__, "--model", args.model, "--child", str(video), "--child-out", str(out)],
-                                    capture_output=True, text=True, check=True)
+            result = subprocess.run(
+                [sys.executable, __file__, "--model", args.model, "--child", str(video), "--child-out", str(out)],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
             rows.append((m, json.loads(result.stdout.strip().splitlines()[-1])))
             video.unlink()
         print("\nPeak RSS against video length (640x360, 30 fps; a fresh process each):\n")
-        print("| video | frames | frames/s | RSS after loading (MB) | peak RSS while analysing (MB) | peak growth over the shortest (MB) |")
+        print(
+            "| video | frames | frames/s | RSS after loading (MB) | peak RSS while analysing (MB) | peak growth over the shortest (MB) |"
+        )
         print("|---|---|---|---|---|---|")
         base = rows[0][1]["peak_mb"]
         for m, r in rows:
-            print(f"| {m:g} min | {r['frames']:,} | {r['frames'] / r['seconds']:.0f} | {r['loaded_mb']:.0f} | "
-                  f"{r['peak_mb']:.0f} | {r['peak_mb'] - base:+.1f} |")
+            print(
+                f"| {m:g} min | {r['frames']:,} | {r['frames'] / r['seconds']:.0f} | {r['loaded_mb']:.0f} | "
+                f"{r['peak_mb']:.0f} | {r['peak_mb'] - base:+.1f} |"
+            )
 
 
 if __name__ == "__main__":

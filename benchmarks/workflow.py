@@ -38,7 +38,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results")
     parser.add_argument("--configfile", nargs="*", default=[])
-    parser.add_argument("--all-files", action="store_true", help="count every benchmark file, not only those of the last `make demo`")
+    parser.add_argument(
+        "--all-files", action="store_true", help="count every benchmark file, not only those of the last `make demo`"
+    )
     args = parser.parse_args()
     results = Path(args.results)
     since = None
@@ -58,7 +60,9 @@ def main() -> int:
         (Path(tmp) / "x").touch()
         base, _ = timed(snakemake, Path(tmp))
     nothing = "Nothing to be done" in out
-    print(f"snakemake -n on the finished run: {ours:.2f} s (nothing to do: {nothing}); one-rule workflow: {base:.2f} s; ratio {ours / base:.1f}x")
+    print(
+        f"snakemake -n on the finished run: {ours:.2f} s (nothing to do: {nothing}); one-rule workflow: {base:.2f} s; ratio {ours / base:.1f}x"
+    )
     return 0
 
 

@@ -15,7 +15,9 @@ SHARED_REAL = REPO.parent / "shared" / "data" / "real"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
-def drawn_face_frame(width: int = 320, height: int = 240, center=(160, 120), half_height: int = 60, seed: int = 0) -> np.ndarray:
+def drawn_face_frame(
+    width: int = 320, height: int = 240, center=(160, 120), half_height: int = 60, seed: int = 0
+) -> np.ndarray:
     """One frame with a drawn frontal face (the synthetic corpus's own renderer)."""
     from videmotion.synthetic import Identity, draw_face
 
@@ -70,4 +72,3 @@ def tiny_run(tmp_path_factory) -> Path:
     result = snakemake(workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     return workdir
-

@@ -61,7 +61,9 @@ def pick_clips(manifest: pd.DataFrame, qc: pd.DataFrame | None) -> tuple[pd.Data
         used = set(qc.loc[qc["status"] == "used", "clip_id"])
         manifest = manifest[manifest["clip_id"].isin(used)]
     frames = _round_robin(manifest, FRAMES_CLIPS)
-    videos = pd.concat([_round_robin(manifest[manifest["split"] == split], n) for split, n in VIDEO_CLIPS_PER_SPLIT.items()])
+    videos = pd.concat(
+        [_round_robin(manifest[manifest["split"] == split], n) for split, n in VIDEO_CLIPS_PER_SPLIT.items()]
+    )
     return frames, videos
 
 
@@ -90,7 +92,9 @@ def build_frames(corpus: Path, dest: Path, clips: pd.DataFrame) -> dict[str, int
     frames_per_clip = {}
     rows = []
     for i, clip in enumerate(clips.itertuples()):
-        frames_per_clip[clip.clip_id] = write_frame_folder(corpus / clip.path, dest / clip.clip_id, ".png" if i % 2 == 0 else ".jpg")
+        frames_per_clip[clip.clip_id] = write_frame_folder(
+            corpus / clip.path, dest / clip.clip_id, ".png" if i % 2 == 0 else ".jpg"
+        )
         rows.append({"clip_id": clip.clip_id, "path": clip.clip_id, "label": clip.label, "subject": clip.subject})
     pd.DataFrame(rows).to_csv(dest / "manifest.csv", index=False)
     return frames_per_clip
@@ -103,7 +107,9 @@ def build_videos(corpus: Path, dest: Path, clips: pd.DataFrame) -> None:
     for clip in clips.itertuples():
         rel = f"clips/{Path(clip.path).name}"
         shutil.copy(corpus / clip.path, dest / rel)
-        rows.append({"clip_id": clip.clip_id, "path": rel, "label": clip.label, "subject": clip.subject, "split": clip.split})
+        rows.append(
+            {"clip_id": clip.clip_id, "path": rel, "label": clip.label, "subject": clip.subject, "split": clip.split}
+        )
     pd.DataFrame(rows).to_csv(dest / "manifest.csv", index=False)
 
 
@@ -153,9 +159,13 @@ def build_matrix_data(corpus: Path, dest: Path, qc: pd.DataFrame | None = None) 
 
 if __name__ == "__main__":
     if len(sys.argv) != 3:
-        sys.exit("usage: python tests/matrix_data.py <rendered corpus, e.g. results/corpus> <destination, e.g. .test/data>")
+        sys.exit(
+            "usage: python tests/matrix_data.py <rendered corpus, e.g. results/corpus> <destination, e.g. .test/data>"
+        )
     corpus_dir = Path(sys.argv[1])
     qc_path = corpus_dir.parent / "qc/faces.parquet"
     data = build_matrix_data(corpus_dir, Path(sys.argv[2]), pd.read_parquet(qc_path) if qc_path.is_file() else None)
-    print(f"wrote {data.root}: {len(data.frames_manifest)} frame folders, {len(data.videos_manifest)} videos, "
-          f"fer2013.csv {data.fer_csv_usage}, FER folders {data.fer_folder_images}")
+    print(
+        f"wrote {data.root}: {len(data.frames_manifest)} frame folders, {len(data.videos_manifest)} videos, "
+        f"fer2013.csv {data.fer_csv_usage}, FER folders {data.fer_folder_images}"
+    )

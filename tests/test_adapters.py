@@ -9,7 +9,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from videmotion.adapters import (
     DatasetError,
     assign_subject_folds,
@@ -50,7 +49,9 @@ def test_manifest_paths_are_resolved_under_the_data_root(tmp_path):
 
 def test_label_map_translates_raw_labels(tmp_path):
     rows = [(c, p, {"happy": "HA", "sad": "SA", "angry": "AN"}[lab], s, sp) for c, p, lab, s, sp in GOOD]
-    df = load_manifest_clips(_manifest(tmp_path, rows), tmp_path, classes=CLASSES, label_map={"HA": "happy", "SA": "sad", "AN": "angry"})
+    df = load_manifest_clips(
+        _manifest(tmp_path, rows), tmp_path, classes=CLASSES, label_map={"HA": "happy", "SA": "sad", "AN": "angry"}
+    )
     assert list(df["label"]) == ["happy", "sad", "angry"]
 
 
@@ -71,7 +72,9 @@ def test_bad_manifests_fail_before_any_work(tmp_path, rows, message):
 
 def test_manifest_without_split_gets_subject_disjoint_splits(tmp_path):
     rows = [(f"c{i}", f"v{i}.avi", "happy", f"s{i % 10}") for i in range(40)]
-    df = load_manifest_clips(_manifest(tmp_path, rows, header="clip_id,path,label,subject"), tmp_path, classes=CLASSES, split_seed=3)
+    df = load_manifest_clips(
+        _manifest(tmp_path, rows, header="clip_id,path,label,subject"), tmp_path, classes=CLASSES, split_seed=3
+    )
     assert set(df["split"]) == {"train", "val", "test"}
     assert (df.groupby("subject")["split"].nunique() == 1).all()
 
@@ -85,7 +88,11 @@ def test_subject_split_assignment_is_seeded():
 
 
 def test_cheavd_class_folder_layout(tmp_path):
-    for split, label, name in [("train", "happy", "spk01_001"), ("val", "sad", "spk02_001"), ("test", "angry", "spk03_004")]:
+    for split, label, name in [
+        ("train", "happy", "spk01_001"),
+        ("val", "sad", "spk02_001"),
+        ("test", "angry", "spk03_004"),
+    ]:
         d = tmp_path / split / label
         d.mkdir(parents=True)
         (d / f"{name}.avi").write_bytes(b"x")
@@ -136,7 +143,9 @@ def test_fer_folders(tmp_path):
 
 def test_fer_to_target_mapping_is_checked():
     check_fer_to_target({"happy": "happy", "disgust": None}, CLASSES)
-    with pytest.raises(ValueError, match=r"'joy' \(for FER's 'happy'\) is not a target class .*or to null when it has no counterpart"):
+    with pytest.raises(
+        ValueError, match=r"'joy' \(for FER's 'happy'\) is not a target class .*or to null when it has no counterpart"
+    ):
         check_fer_to_target({"happy": "joy"}, CLASSES)
     with pytest.raises(ValueError, match="'contempt' is not a FER2013 class"):
         check_fer_to_target({"contempt": "angry"}, CLASSES)
@@ -185,7 +194,11 @@ def _media_manifest(tmp_path, rows, header="clip_id,path,label,subject,split"):
 
 
 def _prepare(tmp_path, manifest):
-    dataset = {"adapter": "manifest", "classes": CLASSES, "manifest": {"path": str(manifest), "data_root": str(tmp_path)}}
+    dataset = {
+        "adapter": "manifest",
+        "classes": CLASSES,
+        "manifest": {"path": str(manifest), "data_root": str(tmp_path)},
+    }
     return corpus.prepare_clips(dataset=dataset, manifest=str(manifest), clips=str(tmp_path / "clips.csv"), shards=2)
 
 
@@ -197,15 +210,26 @@ def test_media_checksums_of_files_and_frame_folders(tmp_path, monkeypatch):
     (tmp_path / "a.avi").write_bytes(b"video bytes" * 1000)
     (tmp_path / "b.avi").write_bytes(b"video bytes" * 1000)
     (tmp_path / "empty.avi").write_bytes(b"")
-    assert media_sha256(tmp_path / "a.avi") == media_sha256(tmp_path / "b.avi") == hashlib.sha256(b"video bytes" * 1000).hexdigest()
+    assert (
+        media_sha256(tmp_path / "a.avi")
+        == media_sha256(tmp_path / "b.avi")
+        == hashlib.sha256(b"video bytes" * 1000).hexdigest()
+    )
     for folder, frames in (("f1", _frames(0)), ("f2", _frames(0)), ("f3", _frames(0)[::-1])):
         (tmp_path / folder).mkdir()
         for i, frame in enumerate(frames):
             cv2.imwrite(str(tmp_path / folder / f"img{i}.png"), frame)
-    assert media_sha256(tmp_path / "f1") == media_sha256(tmp_path / "f2") != media_sha256(tmp_path / "f3")  # order counts
+    assert (
+        media_sha256(tmp_path / "f1") == media_sha256(tmp_path / "f2") != media_sha256(tmp_path / "f3")
+    )  # order counts
     (tmp_path / "no_frames").mkdir()
     # nothing to compare: no checksum, and no crash (the face stage quarantines these clips)
-    assert media_sha256(tmp_path / "missing.avi") == media_sha256(tmp_path / "empty.avi") == media_sha256(tmp_path / "no_frames") == ""
+    assert (
+        media_sha256(tmp_path / "missing.avi")
+        == media_sha256(tmp_path / "empty.avi")
+        == media_sha256(tmp_path / "no_frames")
+        == ""
+    )
 
     def locked(path, chunk=0):
         raise PermissionError(13, "Permission denied", str(path))
@@ -216,8 +240,12 @@ def test_media_checksums_of_files_and_frame_folders(tmp_path, monkeypatch):
 
 def test_identical_media_in_train_and_test_stops_prepare_clips(tmp_path):
     video = b"the same recording" * 500
-    rows = [("c1", "clips/a.avi", video, "happy", "s1", "train"), ("c2", "clips/b.avi", b"other" * 10, "sad", "s2", "val"),
-            ("c3", "clips/c.avi", b"third" * 10, "angry", "s3", "test"), ("c4", "clips/copy_of_a.avi", video, "happy", "s3", "test")]
+    rows = [
+        ("c1", "clips/a.avi", video, "happy", "s1", "train"),
+        ("c2", "clips/b.avi", b"other" * 10, "sad", "s2", "val"),
+        ("c3", "clips/c.avi", b"third" * 10, "angry", "s3", "test"),
+        ("c4", "clips/copy_of_a.avi", video, "happy", "s3", "test"),
+    ]
     manifest = _media_manifest(tmp_path, rows)
     with pytest.raises(DatasetError) as err:
         _prepare(tmp_path, manifest)
@@ -230,17 +258,25 @@ def test_identical_media_in_train_and_test_stops_prepare_clips(tmp_path):
 
 
 def test_identical_frame_folders_in_two_splits_stop_prepare_clips(tmp_path):
-    rows = [("c1", "seq/a", _frames(1), "happy", "s1", "train"), ("c2", "seq/b", _frames(2), "sad", "s2", "val"),
-            ("c3", "seq/c", _frames(1), "angry", "s3", "test")]
+    rows = [
+        ("c1", "seq/a", _frames(1), "happy", "s1", "train"),
+        ("c2", "seq/b", _frames(2), "sad", "s2", "val"),
+        ("c3", "seq/c", _frames(1), "angry", "s3", "test"),
+    ]
     with pytest.raises(DatasetError, match=r"clip c1 .*split train.* and clip c3 .*split test"):
         _prepare(tmp_path, _media_manifest(tmp_path, rows))
 
 
 def test_identical_media_within_one_split_is_a_warning(tmp_path, caplog):
     video = b"the same recording" * 500
-    rows = [("c1", "clips/a.avi", video, "happy", "s1", "train"), ("c2", "clips/b.avi", b"other" * 10, "sad", "s2", "val"),
-            ("c3", "clips/c.avi", b"third" * 10, "angry", "s3", "test"), ("c4", "clips/copy_of_a.avi", video, "sad", "s4", "train"),
-            ("c5", "clips/missing.avi", None, "sad", "s4", "train"), ("c6", "clips/also_missing.avi", None, "sad", "s3", "test")]
+    rows = [
+        ("c1", "clips/a.avi", video, "happy", "s1", "train"),
+        ("c2", "clips/b.avi", b"other" * 10, "sad", "s2", "val"),
+        ("c3", "clips/c.avi", b"third" * 10, "angry", "s3", "test"),
+        ("c4", "clips/copy_of_a.avi", video, "sad", "s4", "train"),
+        ("c5", "clips/missing.avi", None, "sad", "s4", "train"),
+        ("c6", "clips/also_missing.avi", None, "sad", "s3", "test"),
+    ]
     with caplog.at_level(logging.WARNING, logger="videmotion"):
         clips = _prepare(tmp_path, _media_manifest(tmp_path, rows))
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -248,30 +284,56 @@ def test_identical_media_within_one_split_is_a_warning(tmp_path, caplog):
     written = read_clips(tmp_path / "clips.csv")
     assert written["media_sha256"].fillna("").tolist() == clips["media_sha256"].tolist()
     assert clips.loc[0, "media_sha256"] == clips.loc[3, "media_sha256"] == hashlib.sha256(video).hexdigest()
-    assert clips.loc[4, "media_sha256"] == clips.loc[5, "media_sha256"] == ""  # missing files: no checksum, no false alarm
+    assert (
+        clips.loc[4, "media_sha256"] == clips.loc[5, "media_sha256"] == ""
+    )  # missing files: no checksum, no false alarm
 
 
 def test_identical_media_of_two_subjects_in_different_folds_stops_assign_folds(tmp_path, caplog):
     """k-fold puts whole subjects in folds: the same media under two subjects of one split can land in two folds."""
     splits = ["train", "train", "val", "test", "train", "val", "test", "train"]
-    rows = [(f"c{i}", f"clips/{i}.avi", f"clip {i}".encode() * 20, "happy", f"s{i}", split) for i, split in enumerate(splits)]
+    rows = [
+        (f"c{i}", f"clips/{i}.avi", f"clip {i}".encode() * 20, "happy", f"s{i}", split)
+        for i, split in enumerate(splits)
+    ]
     rows.append(("c_copy", "clips/copy.avi", b"clip 0" * 20, "happy", "s_other", "train"))
     clips = _prepare(tmp_path, _media_manifest(tmp_path, rows))  # one split: a warning only
     seed = next(s for s in range(50) if len(set(assign_subject_folds(clips["subject"], 3, seed=s)[[0, 8]])) == 2)
-    with pytest.raises(DatasetError, match=r"clip c0 .*subject s0, fold \d.* and clip c_copy .*subject s_other, fold \d.*same subject"):
-        corpus.assign_folds(clips=str(tmp_path / "clips.csv"), protocol="kfold", n_folds=3, fold_seed=seed, folds=str(tmp_path / "folds.csv"))
+    with pytest.raises(
+        DatasetError, match=r"clip c0 .*subject s0, fold \d.* and clip c_copy .*subject s_other, fold \d.*same subject"
+    ):
+        corpus.assign_folds(
+            clips=str(tmp_path / "clips.csv"),
+            protocol="kfold",
+            n_folds=3,
+            fold_seed=seed,
+            folds=str(tmp_path / "folds.csv"),
+        )
     assert not (tmp_path / "folds.csv").exists()
     # the fixed protocol: the splits were checked by prepare_clips
-    assert (corpus.assign_folds(clips=str(tmp_path / "clips.csv"), protocol="fixed", n_folds=3, fold_seed=seed, folds=str(tmp_path / "folds.csv"))["cv_fold"] == 0).all()
+    assert (
+        corpus.assign_folds(
+            clips=str(tmp_path / "clips.csv"),
+            protocol="fixed",
+            n_folds=3,
+            fold_seed=seed,
+            folds=str(tmp_path / "folds.csv"),
+        )["cv_fold"]
+        == 0
+    ).all()
 
 
 @pytest.mark.parametrize(
     "rows, message",
     [
-        ([("c1", "a.avi", "happy", "s1", "train"), ("c 2", "b.avi", "happy", "s2", "test")],
-         r"m\.csv row 3: column 'clip_id': 'c 2' does not match .*\(rule properties/clip_id/pattern of clips\.schema\.yaml\)"),
-        ([("c1", "a.avi", "happy", "s1", "train"), ("c2", "b.avi", "happy", "s2", "tset")],
-         r"m\.csv row 3: column 'split': 'tset' is not one of \['train', 'val', 'test'\] \(rule properties/split/enum"),
+        (
+            [("c1", "a.avi", "happy", "s1", "train"), ("c 2", "b.avi", "happy", "s2", "test")],
+            r"m\.csv row 3: column 'clip_id': 'c 2' does not match .*\(rule properties/clip_id/pattern of clips\.schema\.yaml\)",
+        ),
+        (
+            [("c1", "a.avi", "happy", "s1", "train"), ("c2", "b.avi", "happy", "s2", "tset")],
+            r"m\.csv row 3: column 'split': 'tset' is not one of \['train', 'val', 'test'\] \(rule properties/split/enum",
+        ),
         ([("c1", "", "happy", "s1", "train")], r"m\.csv row 2: column 'path': '' should be non-empty .*minLength"),
     ],
     ids=["clip_id_pattern", "split_enum", "empty_path"],
@@ -284,7 +346,9 @@ def test_clip_table_rows_are_validated_by_the_clip_schema(rows, message):
 
 def test_clip_schema_requires_its_columns_and_ignores_others():
     df = pd.DataFrame({"clip_id": ["c1"], "path": ["a.avi"], "label": ["happy"], "split": ["train"], "notes": ["ok"]})
-    with pytest.raises(DatasetError, match=r"m\.csv row 2: 'subject' is a required property \(rule required of clips\.schema\.yaml\)"):
+    with pytest.raises(
+        DatasetError, match=r"m\.csv row 2: 'subject' is a required property \(rule required of clips\.schema\.yaml\)"
+    ):
         validate_clip_rows(df, "m.csv")
     validate_clip_rows(df.assign(subject="s1", shard=0, media_sha256=""), "m.csv")  # a user's extra column is ignored
     with pytest.raises(DatasetError, match=r"column 'shard': -1 is less than the minimum of 0"):

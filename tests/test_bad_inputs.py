@@ -33,8 +33,6 @@ import pandas as pd
 import pytest
 import torch
 from conftest import drawn_face_frame, write_video
-from workflow_runs import REPO, copy_workflow, snakemake
-
 from videmotion import cli
 from videmotion.adapters import DatasetError
 from videmotion.convnet import ConvNet, save_checkpoint
@@ -54,6 +52,7 @@ from videmotion.stores import (
 )
 from videmotion.temporal import build_temporal_model, load_temporal_checkpoint, save_temporal_checkpoint
 from videmotion.video import FALLBACK_FPS, probe_clip
+from workflow_runs import REPO, copy_workflow, snakemake
 
 RUNNING_AS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
@@ -72,8 +71,12 @@ class BadClip:
 def _face_frames(n: int, width: int = 320, height: int = 240, seed: int = 3) -> list[np.ndarray]:
     """n frames of a drawn face drifting right, scaled to the frame size."""
     step = width // 80  # 4 px per frame at 320 px wide
-    return [drawn_face_frame(width, height, center=(width // 2 + (i - n // 2) * step, height // 2), half_height=height // 4, seed=seed)
-            for i in range(n)]
+    return [
+        drawn_face_frame(
+            width, height, center=(width // 2 + (i - n // 2) * step, height // 2), half_height=height // 4, seed=seed
+        )
+        for i in range(n)
+    ]
 
 
 def _no_face_frames(n: int) -> list[np.ndarray]:
@@ -127,8 +130,20 @@ def make_bad_clips(folder: Path, *, with_unreadable: bool) -> dict[str, tuple[Pa
     add("truncated_stream", folder / "truncated_stream.avi", "used", "", r"decoded \d+ of the 12 frames .*truncated")
     (folder / "text.mp4").write_text("this is a text file, not a video\n")
     add("text_named_mp4", folder / "text.mp4", "excluded", "not_a_video")
-    add("one_frame", write_video(folder / "one_frame.avi", _face_frames(1)), "excluded", "too_few_faces", "1 faces in 1 processed frames")
-    add("no_face", write_video(folder / "no_face.avi", _no_face_frames(6)), "excluded", "no_face", "0 faces in 6 processed frames")
+    add(
+        "one_frame",
+        write_video(folder / "one_frame.avi", _face_frames(1)),
+        "excluded",
+        "too_few_faces",
+        "1 faces in 1 processed frames",
+    )
+    add(
+        "no_face",
+        write_video(folder / "no_face.avi", _no_face_frames(6)),
+        "excluded",
+        "no_face",
+        "0 faces in 6 processed frames",
+    )
     gray = folder / "grayscale.avi"
     writer = cv2.VideoWriter(str(gray), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (320, 240), isColor=False)
     for frame in _face_frames(8):
@@ -136,8 +151,13 @@ def make_bad_clips(folder: Path, *, with_unreadable: bool) -> dict[str, tuple[Pa
     writer.release()
     add("grayscale", gray, "used", "")
     # frames smaller than MTCNN's smallest face (40 px) used to crash it; now they are refused before detection
-    add("frame_24x24", write_video(folder / "tiny_24x24.avi", _face_frames(3, 24, 24)), "excluded", "frame_too_small",
-        r"frames are 24x24 px; .*at least 40 px")
+    add(
+        "frame_24x24",
+        write_video(folder / "tiny_24x24.avi", _face_frames(3, 24, 24)),
+        "excluded",
+        "frame_too_small",
+        r"frames are 24x24 px; .*at least 40 px",
+    )
     add("frame_3840x2160", write_video(folder / "uhd.avi", _face_frames(3, 3840, 2160)), "used", "")
     (folder / "zero_fps_header.avi").write_bytes(_zero_fps_header(good_bytes))
     add("zero_fps_header", folder / "zero_fps_header.avi", "used", "")
@@ -172,8 +192,20 @@ def detector() -> FaceDetector:
     return FaceDetector(face_params(TINY_FACE_PARAMS))
 
 
-BAD_CLIP_NAMES = ["zero_byte", "truncated_index", "truncated_stream", "text_named_mp4", "one_frame", "no_face", "grayscale",
-                  "frame_24x24", "frame_3840x2160", "zero_fps_header", "empty_frame_folder", "missing_file"]
+BAD_CLIP_NAMES = [
+    "zero_byte",
+    "truncated_index",
+    "truncated_stream",
+    "text_named_mp4",
+    "one_frame",
+    "no_face",
+    "grayscale",
+    "frame_24x24",
+    "frame_3840x2160",
+    "zero_fps_header",
+    "empty_frame_folder",
+    "missing_file",
+]
 
 
 @pytest.mark.parametrize("name", BAD_CLIP_NAMES)
@@ -208,7 +240,9 @@ def test_unreadable_file_is_quarantined(tmp_path, detector, monkeypatch):
     path.chmod(0)
     if RUNNING_AS_ROOT:
         real_access = os.access
-        monkeypatch.setattr("videmotion.video.os.access", lambda p, mode: False if Path(p) == path else real_access(p, mode))
+        monkeypatch.setattr(
+            "videmotion.video.os.access", lambda p, mode: False if Path(p) == path else real_access(p, mode)
+        )
     faces, qc = extract_clip(detector, _clip(path), face_params(TINY_FACE_PARAMS))
     assert faces is None and qc.reason == "unreadable" and "permissions" in qc.detail and str(path) in qc.detail
 
@@ -223,7 +257,7 @@ class _FakeCapture:
         self._real = _REAL_CAPTURE(path)
         self._fps = fps
 
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
+    def isOpened(self) -> bool:
         return self._real.isOpened()
 
     def get(self, prop: int) -> float:
@@ -287,14 +321,21 @@ GOOD_ROWS = [
         ("c4,clips/d.avi,contempt,s1,train", r"unknown label.*'contempt'.*rows \[5\].*dataset\.label_map"),
         ("c1,clips/d.avi,happy,s1,train", r"duplicate clip_id \['c1'\] \(rows \[5\]\).*must be unique"),
         ("c4,clips/d.avi,happy,s3,train", r"subject\(s\) \['s3'\] appear in more than one split.*subject-disjoint"),
-        ("c4,../../outside.avi,happy,s1,train", r"row 5: path '\.\./\.\./outside\.avi' escapes the data root.*use a path inside it"),
+        (
+            "c4,../../outside.avi,happy,s1,train",
+            r"row 5: path '\.\./\.\./outside\.avi' escapes the data root.*use a path inside it",
+        ),
     ],
     ids=["unknown_label", "duplicate_clip_id", "subject_in_train_and_test", "path_escapes_root"],
 )
 def test_bad_manifest_row_stops_prepare_clips(tmp_path, bad_row, message):
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("\n".join([MANIFEST_HEADER, *GOOD_ROWS, bad_row]) + "\n")
-    dataset = {"adapter": "manifest", "classes": ["neutral", "angry", "happy", "sad"], "manifest": {"path": str(manifest), "data_root": str(tmp_path)}}
+    dataset = {
+        "adapter": "manifest",
+        "classes": ["neutral", "angry", "happy", "sad"],
+        "manifest": {"path": str(manifest), "data_root": str(tmp_path)},
+    }
     out = tmp_path / "clips.csv"
     with pytest.raises(DatasetError, match=message) as err:
         corpus.prepare_clips(dataset=dataset, manifest=str(manifest), clips=str(out), shards=2)
@@ -306,7 +347,11 @@ def test_missing_clip_file_is_quarantined_not_fatal(tmp_path, detector):
     """A manifest row whose file is missing passes the adapter and is excluded as `missing` by the face stage."""
     manifest = tmp_path / "manifest.csv"
     manifest.write_text("\n".join([MANIFEST_HEADER, *GOOD_ROWS]) + "\n")
-    dataset = {"adapter": "manifest", "classes": ["happy", "sad", "angry"], "manifest": {"path": str(manifest), "data_root": str(tmp_path)}}
+    dataset = {
+        "adapter": "manifest",
+        "classes": ["happy", "sad", "angry"],
+        "manifest": {"path": str(manifest), "data_root": str(tmp_path)},
+    }
     clips = corpus.prepare_clips(dataset=dataset, manifest=str(manifest), clips=str(tmp_path / "clips.csv"), shards=1)
     faces, qc = extract_clip(detector, clips.iloc[0].to_dict(), face_params(TINY_FACE_PARAMS))
     assert faces is None and qc.reason == "missing" and str(tmp_path / "clips/a.avi") in qc.detail
@@ -319,14 +364,27 @@ def test_identical_media_in_train_and_test_stops_the_workflow(tmp_path):
     for i, name in enumerate(("a", "b", "c")):
         write_video(data / f"clips/{name}.avi", _face_frames(2, seed=i))
     shutil.copy(data / "clips/a.avi", data / "clips/a_again.avi")
-    (data / "manifest.csv").write_text("\n".join([MANIFEST_HEADER, *GOOD_ROWS, "c4,clips/a_again.avi,happy,s3,test"]) + "\n")
+    (data / "manifest.csv").write_text(
+        "\n".join([MANIFEST_HEADER, *GOOD_ROWS, "c4,clips/a_again.avi,happy,s3,test"]) + "\n"
+    )
     (tmp_path / "wf").mkdir()
     workdir = copy_workflow(tmp_path / "wf")
     override = workdir / "leak.yaml"
-    override.write_text(f"dataset:\n  adapter: manifest\n  classes: [happy, sad, angry]\n"
-                        f"  manifest: {{path: '{data / 'manifest.csv'}', data_root: '{data}'}}\n"
-                        "pretrain_data:\n  fer_to_target: {happy: happy, sad: sad, angry: angry}\n")
-    result = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", str(override), "--", "results/data/clips.csv", cores=1, timeout=300)
+    override.write_text(
+        f"dataset:\n  adapter: manifest\n  classes: [happy, sad, angry]\n"
+        f"  manifest: {{path: '{data / 'manifest.csv'}', data_root: '{data}'}}\n"
+        "pretrain_data:\n  fer_to_target: {happy: happy, sad: sad, angry: angry}\n"
+    )
+    result = snakemake(
+        workdir,
+        "--configfile",
+        "workflow/config/tiny.yaml",
+        str(override),
+        "--",
+        "results/data/clips.csv",
+        cores=1,
+        timeout=300,
+    )
     assert result.returncode != 0
     log = (workdir / "results/logs/prepare_clips.log").read_text()
     assert "DatasetError" in log and "different splits" in log, log[-3000:]
@@ -341,7 +399,9 @@ def test_fer_row_with_wrong_pixel_count_stops_prepare_fer(tmp_path):
     csv = tmp_path / "fer2013.csv"
     csv.write_text(f"emotion,pixels,Usage\n3,{good},Training\n4,{' '.join(['7'] * 2303)},PublicTest\n")
     out = tmp_path / "fer.h5"
-    with pytest.raises(DatasetError, match=r"fer2013\.csv row 3: expected 2304 pixel values in 0\.\.255, got 2303; fix or drop the row"):
+    with pytest.raises(
+        DatasetError, match=r"fer2013\.csv row 3: expected 2304 pixel values in 0\.\.255, got 2303; fix or drop the row"
+    ):
         corpus.prepare_fer(source=str(csv), fer=str(out), fer_format="csv")
     assert not out.exists()
 
@@ -355,10 +415,22 @@ def workflow_copy(tmp_path_factory) -> Path:
 @pytest.mark.parametrize(
     "override, message",
     [
-        ("faces:\n  margin: wide\n", r"Error validating config file(.|\n)*'wide' is not of type 'number'(.|\n)*\['faces'\]\['margin'\]"),
-        ("faces:\n  marginn: 0.2\n", r"Error validating config file(.|\n)*Additional properties are not allowed \('marginn' was unexpected\)"),
-        ("evaluation:\n  seeds: 3\n", r"Error validating config file(.|\n)*3 is not of type 'array'(.|\n)*\['evaluation'\]\['seeds'\]"),
-        ("pretrain_data:\n  fer_to_target: {happy: joy}\n", r"pretrain_data.fer_to_target: 'joy' \(for FER's 'happy'\) is not a target class"),
+        (
+            "faces:\n  margin: wide\n",
+            r"Error validating config file(.|\n)*'wide' is not of type 'number'(.|\n)*\['faces'\]\['margin'\]",
+        ),
+        (
+            "faces:\n  marginn: 0.2\n",
+            r"Error validating config file(.|\n)*Additional properties are not allowed \('marginn' was unexpected\)",
+        ),
+        (
+            "evaluation:\n  seeds: 3\n",
+            r"Error validating config file(.|\n)*3 is not of type 'array'(.|\n)*\['evaluation'\]\['seeds'\]",
+        ),
+        (
+            "pretrain_data:\n  fer_to_target: {happy: joy}\n",
+            r"pretrain_data.fer_to_target: 'joy' \(for FER's 'happy'\) is not a target class",
+        ),
         ("dataset:\n  adapter: manifest\n", r"config dataset.manifest.path is empty: set it to your data's path"),
     ],
     ids=["wrong_type", "unknown_key", "scalar_for_list", "fer_map_to_unknown_class", "manifest_without_path"],
@@ -366,7 +438,9 @@ def workflow_copy(tmp_path_factory) -> Path:
 def test_bad_config_fails_the_dry_run_naming_the_key(workflow_copy, override, message):
     path = workflow_copy / "bad.yaml"
     path.write_text(override)
-    result = snakemake(workflow_copy, "-n", "--configfile", "workflow/config/tiny.yaml", str(path), cores=None, timeout=120)
+    result = snakemake(
+        workflow_copy, "-n", "--configfile", "workflow/config/tiny.yaml", str(path), cores=None, timeout=120
+    )
     out = result.stdout + result.stderr
     assert result.returncode != 0
     assert re.search(message, out), out[-3000:]
@@ -379,9 +453,17 @@ def _face_store(path: Path, faces: dict | None = None, n_clips: int = 2) -> Path
     with FaceStoreWriter(path, faces=face_params(faces), shard=0, n_shards=1) as writer:
         for i in range(n_clips):
             n = 40
-            writer.add(ClipFaces(f"c{i}", rng.integers(0, 255, (n, 100, 100), dtype=np.uint8), np.arange(n, dtype=np.int32),
-                                 np.zeros((n, 4), np.float32), np.zeros(n, np.uint8), np.ones(n, np.float32),
-                                 {"label": "happy", "subject": "s", "split": "train"}))
+            writer.add(
+                ClipFaces(
+                    f"c{i}",
+                    rng.integers(0, 255, (n, 100, 100), dtype=np.uint8),
+                    np.arange(n, dtype=np.int32),
+                    np.zeros((n, 4), np.float32),
+                    np.zeros(n, np.uint8),
+                    np.ones(n, np.float32),
+                    {"label": "happy", "subject": "s", "split": "train"},
+                )
+            )
     return path
 
 
@@ -389,7 +471,9 @@ def test_truncated_store_is_refused_naming_file_and_fix(tmp_path):
     path = _face_store(tmp_path / "shard_0.h5")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])  # what a killed copy or a full disk leaves
-    with pytest.raises(StoreError, match=rf"{re.escape(str(path))}: cannot open as HDF5 .*delete it and rerun the workflow"):
+    with pytest.raises(
+        StoreError, match=rf"{re.escape(str(path))}: cannot open as HDF5 .*delete it and rerun the workflow"
+    ):
         list(read_face_store(path))
 
 
@@ -400,7 +484,9 @@ def test_store_with_a_damaged_chunk_is_refused_naming_the_clip(tmp_path):
     with open(path, "r+b") as fh:  # overwrite the compressed bytes of the first chunk of clip c1
         fh.seek(chunk.byte_offset)
         fh.write(b"\x00garbage" * (chunk.size // 8))
-    with pytest.raises(StoreError, match=rf"{re.escape(str(path))}, clip c1: cannot read the store .*delete it and rerun"):
+    with pytest.raises(
+        StoreError, match=rf"{re.escape(str(path))}, clip c1: cannot read the store .*delete it and rerun"
+    ):
         list(read_face_store(path))
 
 
@@ -408,7 +494,9 @@ def test_not_a_store_is_refused(tmp_path):
     path = tmp_path / "other.h5"
     with h5py.File(path, "w") as fh:
         fh.attrs["layout"] = "something.else"
-    with pytest.raises(StoreError, match=r"layout 'something.else'.*expected 'videmotion.face_store' v\d; delete it and rerun"):
+    with pytest.raises(
+        StoreError, match=r"layout 'something.else'.*expected 'videmotion.face_store' v\d; delete it and rerun"
+    ):
         list(read_face_store(path))
 
 
@@ -417,7 +505,13 @@ def test_stage_reading_a_corrupt_face_store_fails_before_writing(tmp_path):
     path.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\x00" * 500)
     out = tmp_path / "lbptop.h5"
     with pytest.raises(StoreError, match="rerun the workflow"):
-        baselines.lbptop_features(face_store=str(path), store=str(out), shard=0, lbptop={"grid": [2, 2], "radius": 1, "n_points": 8, "time_blocks": 1, "resize": 32, "max_frames": 8}, faces=face_params())
+        baselines.lbptop_features(
+            face_store=str(path),
+            store=str(out),
+            shard=0,
+            lbptop={"grid": [2, 2], "radius": 1, "n_points": 8, "time_blocks": 1, "resize": 32, "max_frames": 8},
+            faces=face_params(),
+        )
     assert not out.exists() and not list(tmp_path.glob(".lbptop.h5.tmp-*"))
 
 
@@ -425,22 +519,39 @@ def test_face_store_built_under_another_face_config_is_refused_by_its_consumers(
     built_with = face_params({"margin": 0.15})
     path = _face_store(tmp_path / "shard_0.h5", faces=built_with)
     lbptop_cfg = {"grid": [2, 2], "radius": 1, "n_points": 8, "time_blocks": 1, "resize": 32, "max_frames": 8}
-    baselines.lbptop_features(face_store=str(path), store=str(tmp_path / "ok.h5"), shard=0, lbptop=lbptop_cfg, faces=built_with)
+    baselines.lbptop_features(
+        face_store=str(path), store=str(tmp_path / "ok.h5"), shard=0, lbptop=lbptop_cfg, faces=built_with
+    )
     other = face_params({"margin": 0.3})
     with pytest.raises(StoreError, match=r"built under another config.*rerun snakemake"):
-        baselines.lbptop_features(face_store=str(path), store=str(tmp_path / "lbptop.h5"), shard=0, lbptop=lbptop_cfg, faces=other)
+        baselines.lbptop_features(
+            face_store=str(path), store=str(tmp_path / "lbptop.h5"), shard=0, lbptop=lbptop_cfg, faces=other
+        )
     convnet = tmp_path / "convnet.pt"
-    save_checkpoint(convnet, ConvNet(2, width=4, fc_sizes=(8, 4), batch_norm=False, dropout=0.0), {"stage": "finetuned"})
+    save_checkpoint(
+        convnet, ConvNet(2, width=4, fc_sizes=(8, 4), batch_norm=False, dropout=0.0), {"stage": "finetuned"}
+    )
     with pytest.raises(StoreError, match=r"built under another config"):
-        convnet_stage.extract_features(models=[str(convnet)], face_store=str(path), stores=[str(tmp_path / "f.h5")], layer="logits",
-                                       fold_ids=[0], shard=0, batch_size=8, faces=other, device="cpu")
+        convnet_stage.extract_features(
+            models=[str(convnet)],
+            face_store=str(path),
+            stores=[str(tmp_path / "f.h5")],
+            layer="logits",
+            fold_ids=[0],
+            shard=0,
+            batch_size=8,
+            faces=other,
+            device="cpu",
+        )
     assert not (tmp_path / "f.h5").exists()
 
 
 def test_lbptop_store_built_under_other_lbptop_parameters_is_refused(tmp_path):
     path = _face_store(tmp_path / "shard_0.h5")
     cfg = {"grid": [2, 2], "radius": 1, "n_points": 8, "time_blocks": 1, "resize": 32, "max_frames": 8}
-    baselines.lbptop_features(face_store=str(path), store=str(tmp_path / "lbptop.h5"), shard=0, lbptop=cfg, faces=face_params())
+    baselines.lbptop_features(
+        face_store=str(path), store=str(tmp_path / "lbptop.h5"), shard=0, lbptop=cfg, faces=face_params()
+    )
     assert set(read_lbptop_stores([str(tmp_path / "lbptop.h5")], cfg)) == {"c0", "c1"}
     with pytest.raises(StoreError, match="built under another config"):
         read_lbptop_stores([str(tmp_path / "lbptop.h5")], {**cfg, "radius": 2})
@@ -451,18 +562,44 @@ def test_feature_store_from_another_convnet_is_refused_by_train_temporal(tmp_pat
     convnet.write_bytes(b"the ConvNet the workflow trained")
     feats = {"c0": (np.ones((3, 4), np.float32), np.arange(3), {"label": "happy", "subject": "s", "split": "train"})}
     store = tmp_path / "features.h5"
-    write_feature_store(store, feats, cfg_hash=feature_store_hash("logits", tmp_path / "finetuned.pt"), shard=0, layer="logits",
-                        convnet_sha256="x", face_params="{}")
+    write_feature_store(
+        store,
+        feats,
+        cfg_hash=feature_store_hash("logits", tmp_path / "finetuned.pt"),
+        shard=0,
+        layer="logits",
+        convnet_sha256="x",
+        face_params="{}",
+    )
     assert set(read_feature_stores([store], expected_hash=feature_store_hash("logits", convnet))) == {"c0"}
     convnet.write_bytes(b"another ConvNet")  # retrained since the features were extracted
     clips = tmp_path / "clips.csv"
-    pd.DataFrame([{"clip_id": "c0", "path": "x", "label": "happy", "subject": "s", "split": "train", "shard": 0}]).to_csv(clips, index=False)
+    pd.DataFrame(
+        [{"clip_id": "c0", "path": "x", "label": "happy", "subject": "s", "split": "train", "shard": 0}]
+    ).to_csv(clips, index=False)
     with pytest.raises(StoreError, match=rf"{re.escape(str(store))}: built under another config"):
         temporal_stage.train_temporal(
-            clips=str(clips), folds=None, features=[str(store)], convnet=str(convnet), temporal_models=["lstm"], fold=0, seeds=[0],
-            temporal={"max_frames": 8, "hidden_size": 4, "dropout": 0.0}, classes=["happy"], layer="logits", device="cpu",
-            **{k: [str(tmp_path / n)] for k, n in (("models", "m.pt"), ("histories", "h.csv"), ("attentions", "a.parquet"),
-                                                  ("predictions", "p.parquet"))})
+            clips=str(clips),
+            folds=None,
+            features=[str(store)],
+            convnet=str(convnet),
+            temporal_models=["lstm"],
+            fold=0,
+            seeds=[0],
+            temporal={"max_frames": 8, "hidden_size": 4, "dropout": 0.0},
+            classes=["happy"],
+            layer="logits",
+            device="cpu",
+            **{
+                k: [str(tmp_path / n)]
+                for k, n in (
+                    ("models", "m.pt"),
+                    ("histories", "h.csv"),
+                    ("attentions", "a.parquet"),
+                    ("predictions", "p.parquet"),
+                )
+            },
+        )
 
 
 # ---------------------------------------------------------------- checkpoints: malicious pickles
@@ -472,7 +609,7 @@ class _Exploit:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (open, (str(self.marker), "w"))
 
 
@@ -483,8 +620,15 @@ def _evil_checkpoint(path: Path, marker: Path) -> Path:
 
 def _temporal_checkpoint(path: Path, convnet_path: Path) -> Path:
     model = build_temporal_model("attention", input_size=8, hidden_size=4, n_classes=2)
-    meta = {"kind": "attention_lstm", "classes": ["happy", "sad"], "params": {"max_frames": 8}, "seed": 0,
-            "face_params": {"min_faces": 1}, "feature_layer": "logits", "convnet_path": str(convnet_path)}
+    meta = {
+        "kind": "attention_lstm",
+        "classes": ["happy", "sad"],
+        "params": {"max_frames": 8},
+        "seed": 0,
+        "face_params": {"min_faces": 1},
+        "feature_layer": "logits",
+        "convnet_path": str(convnet_path),
+    }
     save_temporal_checkpoint(path, model, meta)
     return path
 
@@ -502,7 +646,12 @@ def test_predict_refuses_a_malicious_model_file(tmp_path, face_video, capsys):
     code = cli.main(["predict", str(face_video), "--model", str(evil), "--device", "cpu"])
     err = capsys.readouterr().err
     assert code == 2 and not marker.exists()
-    assert err.startswith("error: ") and str(evil) in err and "refused as a temporal model checkpoint" in err and "UnpicklingError" in err
+    assert (
+        err.startswith("error: ")
+        and str(evil) in err
+        and "refused as a temporal model checkpoint" in err
+        and "UnpicklingError" in err
+    )
 
 
 def test_predict_refuses_a_malicious_convnet_file(tmp_path, face_video, capsys):
@@ -519,8 +668,12 @@ def test_predict_command_refuses_in_a_subprocess_too(tmp_path, face_video):
     """The installed entry point: exit code 2, one error line, no traceback, no code run."""
     marker = tmp_path / "pwned"
     evil = _evil_checkpoint(tmp_path / "model.pt", marker)
-    result = subprocess.run([sys.executable, "-m", "videmotion.cli", "predict", str(face_video), "--model", str(evil), "--device", "cpu"],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "videmotion.cli", "predict", str(face_video), "--model", str(evil), "--device", "cpu"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 2 and not marker.exists()
     assert "Traceback" not in result.stderr and result.stderr.startswith("error: ")
 
@@ -529,13 +682,24 @@ def test_predict_command_refuses_in_a_subprocess_too(tmp_path, face_video):
 def test_no_shell_true_anywhere_in_the_package_or_scripts():
     """No subprocess runs through a shell (no shell=True, os.system or os.popen): user strings cannot become commands."""
     pattern = re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\(|subprocess\.getoutput|subprocess\.getstatusoutput")
-    files = [*(REPO / "workflow/videmotion").rglob("*.py"), *(REPO / "workflow/scripts").rglob("*.py"), *(REPO / "tests").glob("*.py")]
+    files = [
+        *(REPO / "workflow/videmotion").rglob("*.py"),
+        *(REPO / "workflow/scripts").rglob("*.py"),
+        *(REPO / "tests").glob("*.py"),
+    ]
     assert len(files) > 20
-    offenders = [f"{f.relative_to(REPO)}:{i}" for f in files if f.name != Path(__file__).name
-                 for i, line in enumerate(f.read_text().splitlines(), 1) if pattern.search(line)]
+    offenders = [
+        f"{f.relative_to(REPO)}:{i}"
+        for f in files
+        if f.name != Path(__file__).name
+        for i, line in enumerate(f.read_text().splitlines(), 1)
+        if pattern.search(line)
+    ]
     assert offenders == []
     rules = [*(REPO / "workflow/rules").glob("*.smk"), REPO / "Snakefile"]
-    assert not [r.name for r in rules if re.search(r"^\s*(shell|run):", r.read_text(), re.MULTILINE)]  # every rule is a script:
+    assert not [
+        r.name for r in rules if re.search(r"^\s*(shell|run):", r.read_text(), re.MULTILINE)
+    ]  # every rule is a script:
 
 
 # ---------------------------------------------------------------- the whole workflow on a mixed manifest
@@ -554,14 +718,29 @@ def mixed_run(tmp_path_factory, tiny_run) -> tuple[Path, pd.DataFrame, dict[str,
     data = base / "data"
     corpus = tiny_run / "results/corpus"
     good = pd.read_csv(corpus / "manifest.csv", dtype=str)
-    good = pd.concat([good[good["split"] == "train"].head(8), good[good["split"] == "val"].head(4), good[good["split"] == "test"].head(4)])
+    good = pd.concat(
+        [
+            good[good["split"] == "train"].head(8),
+            good[good["split"] == "val"].head(4),
+            good[good["split"] == "test"].head(4),
+        ]
+    )
     (data / "clips").mkdir(parents=True)
     for rel in good["path"]:
         shutil.copy(corpus / rel, data / rel)
     bad = make_bad_clips(data / "bad", with_unreadable=not RUNNING_AS_ROOT)
-    bad_rows = pd.DataFrame([{"clip_id": f"bad_{name}", "path": str(path.relative_to(data)), "label": "happy",
-                              "subject": "bad_test_subject" if name in BAD_IN_TEST else "bad_subject",
-                              "split": "test" if name in BAD_IN_TEST else "train"} for name, (path, _) in bad.items()])
+    bad_rows = pd.DataFrame(
+        [
+            {
+                "clip_id": f"bad_{name}",
+                "path": str(path.relative_to(data)),
+                "label": "happy",
+                "subject": "bad_test_subject" if name in BAD_IN_TEST else "bad_subject",
+                "split": "test" if name in BAD_IN_TEST else "train",
+            }
+            for name, (path, _) in bad.items()
+        ]
+    )
     manifest = pd.concat([good, bad_rows], ignore_index=True)
     manifest.to_csv(data / "manifest.csv", index=False)
     (base / "wf").mkdir()
@@ -622,11 +801,16 @@ def test_excluded_test_clips_count_against_the_scores(mixed_run):
     assert (test_runs["n_excluded"] == len(BAD_IN_TEST)).all() and (test_runs["n_evaluated"] == n_test - 2).all()
     # recompute each run's ACC from its prediction file: the excluded clips are wrong, not absent
     for run in test_runs.itertuples():
-        preds = pd.read_parquet(workdir / f"results/predictions/{run.method}/fold_0/seed_0.parquet").query("split == 'test'")
+        preds = pd.read_parquet(workdir / f"results/predictions/{run.method}/fold_0/seed_0.parquet").query(
+            "split == 'test'"
+        )
         assert len(preds) == n_test - 2 and not preds["clip_id"].isin([f"bad_{n}" for n in BAD_IN_TEST]).any()
         assert run.acc == pytest.approx((preds["predicted"] == preds["label"]).sum() / n_test)
     table = (workdir / "results/table.md").read_text()
-    assert f"Test split: {n_test} clips, {n_test - 2} reached the models, 2 excluded by the face stage (no_face: 1, too_few_faces: 1)" in table
+    assert (
+        f"Test split: {n_test} clips, {n_test - 2} reached the models, 2 excluded by the face stage (no_face: 1, too_few_faces: 1)"
+        in table
+    )
 
 
 @pytest.mark.slow
@@ -639,10 +823,22 @@ def test_corrupt_store_in_a_finished_run_fails_clearly_then_rebuilds(mixed_run):
     os.utime(store, ns=(stat.st_atime_ns, stat.st_mtime_ns))  # as fresh as before
     target = "results/predictions/baseline1/fold_0/seed_0.parquet"
     # "--" ends --configfile's and --forcerun's lists: what follows is the target
-    failed = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", "mixed.yaml", "--forcerun", "random_forest_baseline", "--", target)
+    failed = snakemake(
+        workdir,
+        "--configfile",
+        "workflow/config/tiny.yaml",
+        "mixed.yaml",
+        "--forcerun",
+        "random_forest_baseline",
+        "--",
+        target,
+    )
     log = (workdir / "results/logs/random_forest_baseline/baseline1_fold_0.log").read_text()
     assert failed.returncode != 0
-    assert f"StoreError: {store.relative_to(workdir)}: cannot open as HDF5" in log and "delete it and rerun the workflow" in log
+    assert (
+        f"StoreError: {store.relative_to(workdir)}: cannot open as HDF5" in log
+        and "delete it and rerun the workflow" in log
+    )
     store.unlink()  # the fix the message names
     rerun = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", "mixed.yaml", "--", target)
     assert rerun.returncode == 0, rerun.stderr[-3000:]
@@ -656,7 +852,9 @@ def test_mixed_manifest_fails_face_qc_under_the_default_fraction(mixed_run):
     workdir, manifest, expected = mixed_run
     override = workdir / "mixed_default_fraction.yaml"
     override.write_text((workdir / "mixed.yaml").read_text().replace(MIXED_FRACTION, ""))
-    failed = snakemake(workdir, "--configfile", "workflow/config/tiny.yaml", str(override), "--", "results/qc/faces.parquet")
+    failed = snakemake(
+        workdir, "--configfile", "workflow/config/tiny.yaml", str(override), "--", "results/qc/faces.parquet"
+    )
     assert failed.returncode != 0
     log = (workdir / "results/logs/face_qc.log").read_text()
     n_train = int((manifest["split"] == "train").sum())

@@ -21,10 +21,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from workflow_runs import REPO, SNAKEMAKE, copy_workflow, planned_jobs
-
 from videmotion import adapters, baselines, convnet, lbptop, predict, temporal
-from videmotion.config import FACE_QC_KEYS, SCHEMA_PATH, defaults_for, face_params, schema_defaults, section_schema, with_defaults
+from videmotion.config import (
+    FACE_QC_KEYS,
+    SCHEMA_PATH,
+    defaults_for,
+    face_params,
+    schema_defaults,
+    section_schema,
+    with_defaults,
+)
+from workflow_runs import REPO, SNAKEMAKE, copy_workflow, planned_jobs
 
 PACKAGE = REPO / "workflow" / "videmotion"
 SCRIPTS = REPO / "workflow" / "scripts"
@@ -54,7 +61,9 @@ def _convnet_arch(params: dict[str, Any]) -> dict[str, Any]:
 
 def _temporal_dropout(params: dict[str, Any]) -> dict[str, Any]:
     """Both temporal models' dropout when none is given."""
-    values = {cls(4, 4, 3, **params).config["dropout"] for cls in (temporal.LSTMClassifier, temporal.AttentionLSTMClassifier)}
+    values = {
+        cls(4, 4, 3, **params).config["dropout"] for cls in (temporal.LSTMClassifier, temporal.AttentionLSTMClassifier)
+    }
     assert len(values) == 1
     return {"dropout": values.pop()}
 
@@ -67,7 +76,11 @@ ENTRIES: dict[str, tuple[Entry, tuple[str, ...], tuple[str, ...]]] = {
     "convnet.ConvNet": (_convnet_arch, ("convnet.architecture",), ()),
     "convnet.finetune_params": (convnet.finetune_params, ("convnet.finetune",), convnet.FINETUNE_STAGE_KEYS),
     "temporal.train_params": (temporal.train_params, ("temporal",), temporal.NOT_TRAINING_KEYS),
-    "temporal models' dropout": (_temporal_dropout, ("temporal",), ("hidden_size", "max_frames", *temporal.TRAIN_DEFAULTS)),
+    "temporal models' dropout": (
+        _temporal_dropout,
+        ("temporal",),
+        ("hidden_size", "max_frames", *temporal.TRAIN_DEFAULTS),
+    ),
     "config.face_params": (face_params, ("faces",), FACE_QC_KEYS),
     "baselines.rf_params": (baselines.rf_params, ("baselines.random_forest",), ()),
     "lbptop.lbptop_params": (lbptop.lbptop_params, ("baselines.lbptop",), ()),
@@ -85,6 +98,7 @@ def entry_schema(name: str) -> dict[str, tuple[str, Any]]:
         for key, value in defaults_for(section).items()
         if key not in skipped
     }
+
 
 # Entries' keys that are not config keys: runtime knobs that do not change the model.
 RUNTIME_KEYS = {"baselines.rf_params": {"n_jobs"}, "convnet.ConvNet": {"n_classes"}}
@@ -154,8 +168,13 @@ def test_schema_defaults_fill_like_snakemake_validation() -> None:
         assert value == default, path
     # a partial section is completed at every level
     filled = with_defaults("dataset", {"adapter": "manifest", "cheavd": {"root": "/x"}})
-    assert filled["cheavd"]["root"] == "/x" and filled["cheavd"]["split_folders"] == LEAVES["dataset.cheavd.split_folders"]
-    assert filled["split_fractions"] == {"val": LEAVES["dataset.split_fractions.val"], "test": LEAVES["dataset.split_fractions.test"]}
+    assert (
+        filled["cheavd"]["root"] == "/x" and filled["cheavd"]["split_folders"] == LEAVES["dataset.cheavd.split_folders"]
+    )
+    assert filled["split_fractions"] == {
+        "val": LEAVES["dataset.split_fractions.val"],
+        "test": LEAVES["dataset.split_fractions.test"],
+    }
 
 
 @pytest.mark.parametrize("name", sorted(ENTRIES))
@@ -168,10 +187,22 @@ def test_each_key_left_out_takes_the_schema_value(name: str) -> None:
     for key, value in schema.items():
         others = {k: v for k, v in schema.items() if k != key}
         merged = entry(others)
-        assert merged[key] == value and type(merged[key]) is type(value), f"{name}: {key} left out gives {merged[key]!r}, schema {value!r}"
+        assert merged[key] == value and type(merged[key]) is type(value), (
+            f"{name}: {key} left out gives {merged[key]!r}, schema {value!r}"
+        )
 
 
-@pytest.mark.parametrize("name", ["convnet.pretrain_params", "convnet.finetune_params", "temporal.train_params", "baselines.rf_params", "lbptop.lbptop_params", "adapters.split_fractions"])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "convnet.pretrain_params",
+        "convnet.finetune_params",
+        "temporal.train_params",
+        "baselines.rf_params",
+        "lbptop.lbptop_params",
+        "adapters.split_fractions",
+    ],
+)
 def test_unknown_keys_still_raise(name: str) -> None:
     entry = ENTRIES[name][0]
     with pytest.raises(ValueError, match="unknown"):
@@ -263,7 +294,11 @@ def test_no_keyword_default_copies_a_schema_default() -> None:
                 continue
             positional = node.args.posonlyargs + node.args.args
             pairs = list(zip(positional[len(positional) - len(node.args.defaults) :], node.args.defaults))
-            pairs += [(arg, default) for arg, default in zip(node.args.kwonlyargs, node.args.kw_defaults) if default is not None]
+            pairs += [
+                (arg, default)
+                for arg, default in zip(node.args.kwonlyargs, node.args.kw_defaults)
+                if default is not None
+            ]
             for arg, default in pairs:
                 if arg.arg not in SCHEMA_KEY_NAMES or (isinstance(default, ast.Constant) and default.value is None):
                     continue
@@ -294,7 +329,13 @@ def paper_dry_run(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict[s
 
 def test_paper_config_dry_run_plans_every_model(paper_dry_run) -> None:
     result, _ = paper_dry_run
-    assert {"pretrain_convnet", "finetune_convnet", "train_temporal", "random_forest_baseline", "evaluate"} <= planned_jobs(result.stdout)
+    assert {
+        "pretrain_convnet",
+        "finetune_convnet",
+        "train_temporal",
+        "random_forest_baseline",
+        "evaluate",
+    } <= planned_jobs(result.stdout)
 
 
 def test_paper_config_puts_every_model_on_the_papers_protocol(paper_dry_run) -> None:
@@ -310,10 +351,17 @@ def test_paper_config_puts_every_model_on_the_papers_protocol(paper_dry_run) -> 
         assert section["patience"] is not None, f"{name}: no early stopping"
         epochs = section["epochs"] if "epochs" in section else section["max_epochs"]
         assert epochs * 1 >= 400, f"{name}: the epoch count, not the paper's iteration cap, would end training"
-    assert config["convnet"]["architecture"] == {"width": 64, "fc_sizes": [1024, 512], "batch_norm": True, "dropout": 0.5}
+    assert config["convnet"]["architecture"] == {
+        "width": 64,
+        "fc_sizes": [1024, 512],
+        "batch_norm": True,
+        "dropout": 0.5,
+    }
     assert config["baselines"]["baseline2_per_class"] == 100  # the paper's draw, not the demo's 10
     # the stages' entries take the resolved sections as they are (no unknown key)
     pretrain = convnet.pretrain_params({**config["convnet"]["architecture"], **config["convnet"]["pretrain"]})
-    finetune = convnet.finetune_params({k: v for k, v in config["convnet"]["finetune"].items() if k not in convnet.FINETUNE_STAGE_KEYS})
+    finetune = convnet.finetune_params(
+        {k: v for k, v in config["convnet"]["finetune"].items() if k not in convnet.FINETUNE_STAGE_KEYS}
+    )
     train = temporal.train_params({k: v for k, v in config["temporal"].items() if k not in temporal.NOT_TRAINING_KEYS})
     assert pretrain["l1"] == finetune["l1"] == train["l1"] == PAPER["l1"]

@@ -54,7 +54,9 @@ def resolved_config(workdir: Path, *overrides: str) -> dict:
 
 def failure_report(workdir: Path, result: subprocess.CompletedProcess, chars: int = 3000) -> str:
     """The tail of Snakemake's stderr and of the log of every job that failed."""
-    parts = [f"snakemake exited with {result.returncode} in {workdir}; the tail of its stderr:\n{result.stderr[-chars:]}"]
+    parts = [
+        f"snakemake exited with {result.returncode} in {workdir}; the tail of its stderr:\n{result.stderr[-chars:]}"
+    ]
     logs = []
     for match in re.finditer(r"^\s*log: (.+?) \(check log file", result.stderr, re.MULTILINE):
         logs += [p.strip() for p in match.group(1).split(",")]
@@ -105,8 +107,13 @@ def run_test_config(name: str, data: MatrixData, base: Path) -> MatrixRun:
 @pytest.fixture(scope="module", params=["tiny", *MATRIX])
 def matrix_run(request, tiny_run: Path, tmp_path_factory) -> MatrixRun:
     if request.param == "tiny":
-        return MatrixRun("tiny", tiny_run, resolved_config(tiny_run, TINY),
-                         pd.read_csv(tiny_run / "results/corpus/manifest.csv", dtype=str), None)
+        return MatrixRun(
+            "tiny",
+            tiny_run,
+            resolved_config(tiny_run, TINY),
+            pd.read_csv(tiny_run / "results/corpus/manifest.csv", dtype=str),
+            None,
+        )
     data = request.getfixturevalue("matrix_data")
     return run_test_config(request.param, data, tmp_path_factory.mktemp(request.param))
 
@@ -120,7 +127,11 @@ def test_configs_are_small_overrides_of_tiny_with_their_data_under_dot_test():
         assert set(override) <= {"dataset", "pretrain_data", "evaluation"}, (name, sorted(override))
         config = resolved_config(REPO, TINY, f".test/{name}/config.yaml")
         assert len(config["evaluation"]["seeds"]) == 1, name
-        paths = [config["dataset"]["manifest"]["path"], config["dataset"]["manifest"]["data_root"], config["pretrain_data"]["path"]]
+        paths = [
+            config["dataset"]["manifest"]["path"],
+            config["dataset"]["manifest"]["data_root"],
+            config["pretrain_data"]["path"],
+        ]
         assert all(p.startswith(".test/data/") for p in paths), (name, paths)
     assert "data/" in (TEST_CONFIGS / ".gitignore").read_text().split()
 
@@ -154,7 +165,11 @@ def expected_protocol(run: MatrixRun) -> str:
     """The protocol the config asks for; `auto` is k-fold for a manifest without a split column."""
     protocol = run.config["evaluation"]["protocol"]
     if protocol == "auto":
-        return "kfold" if run.config["dataset"]["adapter"] == "manifest" and "split" not in run.manifest.columns else "fixed"
+        return (
+            "kfold"
+            if run.config["dataset"]["adapter"] == "manifest" and "split" not in run.manifest.columns
+            else "fixed"
+        )
     return protocol
 
 
@@ -171,8 +186,17 @@ def test_every_method_is_scored_on_every_folds_whole_test_split(matrix_run: Matr
     for method in METHODS:
         for fold, size in sizes.items():
             rows = test[(test["method"] == method) & (test["fold"] == fold)]
-            assert set(rows["seed"]) == seeds and len(rows) == len(seeds), (method, fold, rows[["seed", "n_clips"]].to_dict("records"))
-            assert (rows["n_clips"] == size).all(), (method, fold, size, rows[["seed", "n_clips", "n_evaluated", "n_excluded"]].to_dict("records"))
+            assert set(rows["seed"]) == seeds and len(rows) == len(seeds), (
+                method,
+                fold,
+                rows[["seed", "n_clips"]].to_dict("records"),
+            )
+            assert (rows["n_clips"] == size).all(), (
+                method,
+                fold,
+                size,
+                rows[["seed", "n_clips", "n_evaluated", "n_excluded"]].to_dict("records"),
+            )
             assert (rows["n_evaluated"] + rows["n_excluded"] == rows["n_clips"]).all(), (method, fold)
     assert set(test.loc[test["method"].isin(METHODS), "fold"]) == set(sizes)
 
@@ -210,7 +234,10 @@ def test_pretraining_read_the_configured_fer_source(matrix_run: MatrixRun):
     assert metrics.loc[metrics["method"] == "convnet_fer", "n"].tolist() == [expected["PrivateTest"]]
     # a run on the user's data renders no synthetic corpus
     rendered = matrix_run.results("corpus").exists()
-    assert rendered == (matrix_run.config["dataset"]["adapter"] == "synthetic" or matrix_run.config["pretrain_data"]["adapter"] == "synthetic")
+    assert rendered == (
+        matrix_run.config["dataset"]["adapter"] == "synthetic"
+        or matrix_run.config["pretrain_data"]["adapter"] == "synthetic"
+    )
 
 
 # ---------------------------------------------------------------- what is particular to each

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pickle
-from contextlib import nullcontext
 import re
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-
 from videmotion import convnet
 from videmotion.convnet import (
     ConvNet,
@@ -157,7 +156,7 @@ class _Exploit:
     def __init__(self, marker: Path) -> None:
         self.marker = marker
 
-    def __reduce__(self):  # noqa: ANN204
+    def __reduce__(self):
         return (open, (str(self.marker), "w"))
 
 
@@ -263,7 +262,9 @@ def test_l1_in_fine_tuning_leaves_the_frozen_trunk_alone() -> None:
     before_trunk = _trunk_state(pretrained)
     frames, labels = _frames(24, seed=3)
     params = {"epochs": 2, "batch_size": 8, "l1": 1e-2}
-    tuned, _ = finetune_convnet(pretrained, frames, labels, np.arange(24) >= 18, n_classes=2, params=params, seed=0, device="cpu")
+    tuned, _ = finetune_convnet(
+        pretrained, frames, labels, np.arange(24) >= 18, n_classes=2, params=params, seed=0, device="cpu"
+    )
     for key, value in before_trunk.items():
         assert torch.equal(_trunk_state(tuned)[key], value), key
 
@@ -277,7 +278,9 @@ def test_early_stopping_ends_training_after_patience_epochs_without_a_better_sco
     _, history = pretrain_convnet(images, labels, usage, n_classes=3, params=params, seed=0, device="cpu")
     assert history["epoch"].tolist() == [1, 2, 3, 4]
     assert history.attrs["best_epoch"] == 1 and history.attrs["stop_reason"] == "early_stopping"
-    _, history = pretrain_convnet(images, labels, usage, n_classes=3, params={**params, "patience": None}, seed=0, device="cpu")
+    _, history = pretrain_convnet(
+        images, labels, usage, n_classes=3, params={**params, "patience": None}, seed=0, device="cpu"
+    )
     assert len(history) == 10 and history.attrs["stop_reason"] == "epochs"  # null: every epoch
 
 
@@ -304,12 +307,19 @@ def test_max_iterations_caps_the_optimizer_steps(monkeypatch: pytest.MonkeyPatch
 
 
 def test_mixed_precision_auto_is_full_precision_on_a_cpu() -> None:
-    """"auto" resolves to no autocast on a CPU: bit-identical to "float32", so CPU results do not move."""
+    """ "auto" resolves to no autocast on a CPU: bit-identical to "float32", so CPU results do not move."""
     images, labels = _shapes(60, seed=1)
     usage = np.array(["Training"] * 40 + ["PublicTest"] * 10 + ["PrivateTest"] * 10)
     runs = [
-        pretrain_convnet(images, labels, usage, n_classes=3, params={**TINY, "epochs": 1, "batch_size": 20, "mixed_precision": setting},
-                         seed=5, device="cpu")
+        pretrain_convnet(
+            images,
+            labels,
+            usage,
+            n_classes=3,
+            params={**TINY, "epochs": 1, "batch_size": 20, "mixed_precision": setting},
+            seed=5,
+            device="cpu",
+        )
         for setting in ("auto", "float32")
     ]
     (model_a, hist_a), (model_b, hist_b) = runs
@@ -330,7 +340,9 @@ def test_mixed_precision_training_learns_the_toy_set(setting: str) -> None:
     assert history.attrs["mixed_precision"] == setting
     assert history["val_acc"].max() >= 0.8 and history.attrs["test_acc"] >= 0.8
     assert all(p.dtype == torch.float32 for p in model.parameters())
-    _, full = pretrain_convnet(images, labels, usage, n_classes=3, params={**params, "mixed_precision": "float32"}, seed=0, device="cpu")
+    _, full = pretrain_convnet(
+        images, labels, usage, n_classes=3, params={**params, "mixed_precision": "float32"}, seed=0, device="cpu"
+    )
     assert not np.array_equal(history["train_loss"].to_numpy(), full["train_loss"].to_numpy())
 
 

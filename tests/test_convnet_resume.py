@@ -21,8 +21,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from workflow_runs import SNAKEMAKE, copy_workflow
-
 from videmotion import convnet, convnet_training
 from videmotion.convnet import ConvNet, finetune_convnet, pretrain_convnet
 from videmotion.training_state import (
@@ -32,6 +30,7 @@ from videmotion.training_state import (
     load_training_checkpoint,
     restore_rng_state,
 )
+from workflow_runs import SNAKEMAKE, copy_workflow
 
 torch.set_num_threads(1)
 
@@ -49,7 +48,11 @@ def _toy_faces(n: int, seed: int, size: int = 48) -> tuple[np.ndarray, np.ndarra
     images = rng.normal(110, 25, (n, size, size))
     rows, cols = np.mgrid[:size, :size]
     step, mid = size // 8, size // 2
-    patterns = [((rows // step) % 2) * 90.0, ((cols // step) % 2) * 90.0, ((rows - mid) ** 2 + (cols - mid) ** 2 < (size // 4) ** 2) * 90.0]
+    patterns = [
+        ((rows // step) % 2) * 90.0,
+        ((cols // step) % 2) * 90.0,
+        ((rows - mid) ** 2 + (cols - mid) ** 2 < (size // 4) ** 2) * 90.0,
+    ]
     for label, pattern in enumerate(patterns):
         images[labels == label] += pattern
     return np.clip(images, 0, 255).astype(np.uint8), labels
@@ -80,12 +83,21 @@ USAGE = np.array(["Training"] * 40 + ["PublicTest"] * 10 + ["PrivateTest"] * 10)
 
 def _pretrain(images, labels, checkpoint_dir=None, params=PRETRAIN, log=None, usage=USAGE):
     return pretrain_convnet(
-        images, labels, usage, n_classes=3, params=params, seed=7, device="cpu",
-        checkpoint_dir=checkpoint_dir, log=log,
+        images,
+        labels,
+        usage,
+        n_classes=3,
+        params=params,
+        seed=7,
+        device="cpu",
+        checkpoint_dir=checkpoint_dir,
+        log=log,
     )
 
 
-def test_resumed_pretraining_is_bit_identical_to_an_uninterrupted_run(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_resumed_pretraining_is_bit_identical_to_an_uninterrupted_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     images, labels = _toy_faces(60, seed=0)
     reference, ref_history = _pretrain(images, labels)
 
@@ -118,8 +130,16 @@ def test_resumed_finetuning_is_bit_identical(tmp_path: Path, monkeypatch: pytest
 
     def run(checkpoint_dir=None):
         return finetune_convnet(
-            pretrained, frames, labels, is_val, n_classes=3, params=params, seed=4, device="cpu",
-            checkpoint_dir=checkpoint_dir, head_init={0: 1},
+            pretrained,
+            frames,
+            labels,
+            is_val,
+            n_classes=3,
+            params=params,
+            seed=4,
+            device="cpu",
+            checkpoint_dir=checkpoint_dir,
+            head_init={0: 1},
         )
 
     reference, ref_history = run()
@@ -153,7 +173,9 @@ def test_resumed_run_stops_early_where_the_uninterrupted_one_did(
     messages: list[str] = []
     resumed, history = _pretrain(images, labels, tmp_path, params=params, log=messages.append)
     assert history.attrs["resumed_from_epoch"] == crash and history.attrs["stop_reason"] == "early_stopping"
-    assert [m.split(":")[0] for m in messages if m.startswith("epoch ")] == [f"epoch {e}" for e in range(crash + 1, stopped + 1)]
+    assert [m.split(":")[0] for m in messages if m.startswith("epoch ")] == [
+        f"epoch {e}" for e in range(crash + 1, stopped + 1)
+    ]
     _assert_same_weights(reference, resumed)
     pd.testing.assert_frame_equal(history.drop(columns="seconds"), ref_history.drop(columns="seconds"))
     assert history.attrs["best_epoch"] == ref_history.attrs["best_epoch"]
@@ -210,7 +232,9 @@ def test_checkpoint_holds_the_whole_training_state_as_weights_only_data(tmp_path
     _pretrain(images, labels, tmp_path, params={**PRETRAIN, "epochs": 2})
     payload = torch.load(tmp_path / CHECKPOINT_FILE, weights_only=True)  # raises if anything but data is inside
     assert payload["epoch"] == 2 and len(payload["fingerprint"]) == 64
-    assert {"model", "optimizer", "scheduler", "rng", "best_state", "best_score", "best_epoch", "history"} <= set(payload)
+    assert {"model", "optimizer", "scheduler", "rng", "best_state", "best_score", "best_epoch", "history"} <= set(
+        payload
+    )
     assert set(payload["rng"]) == {"python", "numpy_global", "numpy_generator", "torch", "torch_cuda"}
     assert payload["scheduler"]["last_epoch"] == 2
     assert [row["epoch"] for row in payload["history"]] == [1, 2]
@@ -240,13 +264,28 @@ def test_convnet_rows_reach_the_metrics_and_a_second_table() -> None:
     assert rows[["method", "split"]].values.tolist() == [["convnet_fer", "fer_test"], ["convnet_frames", "test"]]
     assert rows["acc"].tolist() == [0.625, 0.3125] and rows["n"].tolist() == [3589, 480]
     assert rows["seed"].tolist() == [3, 3] and rows[["map", "macro_f1", "recall_a"]].isna().all().all()
-    lstm = {"method": "lstm", "split": "test", "seed": 0, "fold": 0, "n": 10, "acc": 0.5, "map": 0.5, "uar": 0.5, "macro_precision": 0.5, "macro_f1": 0.5}
-    describe = describe_run(protocol="fixed", folds=1, feature_layer="logits", unfreeze_last_conv_blocks=0, excluded_clips="count_as_wrong")
+    lstm = {
+        "method": "lstm",
+        "split": "test",
+        "seed": 0,
+        "fold": 0,
+        "n": 10,
+        "acc": 0.5,
+        "map": 0.5,
+        "uar": 0.5,
+        "macro_precision": 0.5,
+        "macro_f1": 0.5,
+    }
+    describe = describe_run(
+        protocol="fixed", folds=1, feature_layer="logits", unfreeze_last_conv_blocks=0, excluded_clips="count_as_wrong"
+    )
     table = results_table_markdown(pd.concat([pd.DataFrame([lstm]), rows], ignore_index=True), describe=describe)
     table1, convnet_table = table.split("\nConvNet: ")
     assert "62.50" not in table1 and "31.25" not in table1 and "convnet_frames" not in table1
     assert "| Pretrained ConvNet | FER2013 PrivateTest images | 62.50 | 3,589 |" in convnet_table
-    assert "| Fine-tuned ConvNet (conv layers frozen) | video test split, single frames | 31.25 | 480 |" in convnet_table
+    assert (
+        "| Fine-tuned ConvNet (conv layers frozen) | video test split, single frames | 31.25 | 480 |" in convnet_table
+    )
     with pytest.raises(ValueError, match="video_test_frames"):
         convnet_metrics(pretrain, finetune.drop(columns="video_test_frames"), classes, seed=0)
 

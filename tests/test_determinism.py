@@ -19,7 +19,6 @@ import pytest
 import torch
 import yaml
 from snakemake.utils import update_config, validate
-
 from videmotion.stages import baselines
 from videmotion.stages import temporal as temporal_stage
 
@@ -114,7 +113,9 @@ def test_same_seed_gives_bit_identical_temporal_predictions(tiny_run, config, tm
 
 def test_another_seed_gives_other_temporal_predictions(tiny_run, config, tmp_path):
     seed1 = pd.read_parquet(_train_temporal(tiny_run, config, "attention_lstm", 1, tmp_path))
-    pd.testing.assert_frame_equal(seed1, pd.read_parquet(tiny_run / "results/predictions/attention_lstm/fold_0/seed_1.parquet"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        seed1, pd.read_parquet(tiny_run / "results/predictions/attention_lstm/fold_0/seed_1.parquet"), check_exact=True
+    )
     seed0 = pd.read_parquet(tiny_run / "results/predictions/attention_lstm/fold_0/seed_0.parquet")
     assert list(seed0["clip_id"]) == list(seed1["clip_id"])
     assert (_probabilities(seed0) - _probabilities(seed1)).abs().to_numpy().max() > 1e-3
@@ -123,15 +124,21 @@ def test_another_seed_gives_other_temporal_predictions(tiny_run, config, tmp_pat
 @pytest.mark.parametrize("method", ["baseline1", "baseline2"])
 def test_same_seed_gives_identical_random_forest_predictions(tiny_run, config, tmp_path, method):
     ours = pd.read_parquet(_random_forest(tiny_run, config, method, 0, tmp_path))
-    pd.testing.assert_frame_equal(ours, pd.read_parquet(tiny_run / f"results/predictions/{method}/fold_0/seed_0.parquet"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        ours, pd.read_parquet(tiny_run / f"results/predictions/{method}/fold_0/seed_0.parquet"), check_exact=True
+    )
     training_set = pd.read_csv(tmp_path / "training_set.tsv", sep="\t")
-    pd.testing.assert_frame_equal(training_set, pd.read_csv(tiny_run / f"results/baselines/{method}/fold_0/seed_0_training_set.tsv", sep="\t"))
+    pd.testing.assert_frame_equal(
+        training_set, pd.read_csv(tiny_run / f"results/baselines/{method}/fold_0/seed_0_training_set.tsv", sep="\t")
+    )
 
 
 def test_another_seed_gives_other_random_forest_predictions(tiny_run, config, tmp_path):
     seed1 = pd.read_parquet(_random_forest(tiny_run, config, "baseline1", 1, tmp_path))
     seed0 = pd.read_parquet(tiny_run / "results/predictions/baseline1/fold_0/seed_0.parquet")
-    pd.testing.assert_frame_equal(seed1, pd.read_parquet(tiny_run / "results/predictions/baseline1/fold_0/seed_1.parquet"), check_exact=True)
+    pd.testing.assert_frame_equal(
+        seed1, pd.read_parquet(tiny_run / "results/predictions/baseline1/fold_0/seed_1.parquet"), check_exact=True
+    )
     assert (_probabilities(seed0) - _probabilities(seed1)).abs().to_numpy().max() > 1e-3
 
 

@@ -43,7 +43,9 @@ def test_env_parses_and_pins_agree_with_pyproject(path):
     for req in reqs:
         name = req.name.lower()
         assert name in pins, f"{path.name}: {name} is not a dependency in pyproject.toml"
-        assert str(req.specifier) == pins[name], f"{path.name}: {name}{req.specifier} but pyproject says {name}{pins[name]}"
+        assert str(req.specifier) == pins[name], (
+            f"{path.name}: {name}{req.specifier} but pyproject says {name}{pins[name]}"
+        )
     # the env installs the package itself from the repository
     pip = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict) and "pip" in d)
     assert "-e ../" in pip
@@ -75,8 +77,12 @@ def test_only_scripts_import_the_stage_layer_and_each_script_is_one_stage_call()
     """rules/<stage>.smk -> videmotion.stages.<stage> -> domain modules: nothing below imports upward,
     and a script only hands its job to one stage function."""
     package = REPO / "workflow/videmotion"
-    upward = [str(p.relative_to(REPO)) for p in package.rglob("*.py")
-              if "stages" not in p.relative_to(package).parts and re.search(r"from \.+stages|import videmotion\.stages|from videmotion\.stages", p.read_text())]
+    upward = [
+        str(p.relative_to(REPO))
+        for p in package.rglob("*.py")
+        if "stages" not in p.relative_to(package).parts
+        and re.search(r"from \.+stages|import videmotion\.stages|from videmotion\.stages", p.read_text())
+    ]
     assert upward == []
     stage_modules = {p.stem for p in (package / "stages").glob("*.py")} - {"__init__"}
     assert stage_modules == {p.stem for p in (REPO / "workflow/rules").glob("*.smk")} - {"common"}

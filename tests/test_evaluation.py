@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
-
 from videmotion.metrics import evaluate_predictions, paired_bootstrap
 from videmotion.report import (
     clip_accounting_lines,
@@ -34,27 +33,53 @@ def test_missed_clips_are_false_negatives_of_their_class_only() -> None:
 def _run(method: str, seed: int, fold: int, split: str, pairs: list[tuple[str, str, str]]) -> pd.DataFrame:
     """Prediction rows (clip_id, label, predicted) in the shared format."""
     probs = {f"prob_{c}": [1.0 if p == c else 0.0 for _, _, p in pairs] for c in ABC}
-    return pd.DataFrame({
-        "clip_id": [c for c, _, _ in pairs], "split": split, "label": [lab for _, lab, _ in pairs],
-        "predicted": [p for _, _, p in pairs], **probs, "method": method, "seed": seed, "fold": fold,
-    })
+    return pd.DataFrame(
+        {
+            "clip_id": [c for c, _, _ in pairs],
+            "split": split,
+            "label": [lab for _, lab, _ in pairs],
+            "predicted": [p for _, _, p in pairs],
+            **probs,
+            "method": method,
+            "seed": seed,
+            "fold": fold,
+        }
+    )
 
 
 def _members(rows: list[tuple[int, str, str, str, bool]], majority: str = "a") -> pd.DataFrame:
-    return pd.DataFrame([
-        {"fold": f, "split": s, "clip_id": c, "label": lab, "excluded": e, "reason": "no_face" if e else "", "majority": majority}
-        for f, s, c, lab, e in rows
-    ])
+    return pd.DataFrame(
+        [
+            {
+                "fold": f,
+                "split": s,
+                "clip_id": c,
+                "label": lab,
+                "excluded": e,
+                "reason": "no_face" if e else "",
+                "majority": majority,
+            }
+            for f, s, c, lab, e in rows
+        ]
+    )
 
 
-MEMBERS = _members([
-    (0, "test", "t1", "a", False), (0, "test", "t2", "b", False), (0, "test", "t3", "c", True),
-    (0, "test", "t4", "b", True), (0, "val", "v1", "a", False),
-])
-RUNS = pd.concat([
-    _run("lstm", 0, 0, "test", [("t1", "a", "a"), ("t2", "b", "b")]),
-    _run("lstm", 0, 0, "val", [("v1", "a", "a")]),
-], ignore_index=True)
+MEMBERS = _members(
+    [
+        (0, "test", "t1", "a", False),
+        (0, "test", "t2", "b", False),
+        (0, "test", "t3", "c", True),
+        (0, "test", "t4", "b", True),
+        (0, "val", "v1", "a", False),
+    ]
+)
+RUNS = pd.concat(
+    [
+        _run("lstm", 0, 0, "test", [("t1", "a", "a"), ("t2", "b", "b")]),
+        _run("lstm", 0, 0, "val", [("v1", "a", "a")]),
+    ],
+    ignore_index=True,
+)
 
 
 def test_excluded_test_clips_count_as_wrong_by_default() -> None:
@@ -90,11 +115,14 @@ def test_a_used_clip_without_prediction_is_a_bug_not_an_exclusion() -> None:
 
 
 def test_clip_accounting_names_split_counts_and_reasons() -> None:
-    labels = describe_run(protocol="fixed", folds=1, feature_layer="logits", unfreeze_last_conv_blocks=0,
-                          excluded_clips="count_as_wrong")
+    labels = describe_run(
+        protocol="fixed", folds=1, feature_layer="logits", unfreeze_last_conv_blocks=0, excluded_clips="count_as_wrong"
+    )
     lines = clip_accounting_lines(MEMBERS, labels)
-    assert lines[0] == ("Test split: 4 clips, 2 reached the models, 2 excluded by the face stage (no_face: 2); "
-                        "excluded clips count as wrong predictions (`evaluation.excluded_clips: count_as_wrong`).")
+    assert lines[0] == (
+        "Test split: 4 clips, 2 reached the models, 2 excluded by the face stage (no_face: 2); "
+        "excluded clips count as wrong predictions (`evaluation.excluded_clips: count_as_wrong`)."
+    )
     assert lines[1] == "Val split: 1 clips, 1 reached the models, none excluded by the face stage."
 
 
@@ -112,6 +140,7 @@ def test_paired_bootstrap_known_answers() -> None:
     best = paired_bootstrap(right, wrong, labels, groups, masks, **kw)
     assert best["d_acc"] == best["d_acc_low"] == best["d_acc_high"] == 1.0
     assert best["wins"] == 6
+
     # A right on a random 60 % of clips, B on another: the point estimate is the mean of
     # the per-run differences, it lies in its interval, and 4x the clips halves the width
     def noisy(n: int, seed: int):
@@ -138,8 +167,18 @@ def _kfold_runs() -> tuple[pd.DataFrame, pd.DataFrame]:
         members += [(fold, "test", c, lab, False) for c, lab in clips]
         for seed in (0, 1):
             rows.append(_run("attention_lstm", seed, fold, "test", [(c, lab, lab) for c, lab in clips]))
-            rows.append(_run("lstm", seed, fold, "test", [(c, lab, lab if i % 2 else ABC[(i + 1) % 3]) for i, (c, lab) in enumerate(clips)]))
-            rows.append(_run("baseline1", seed, fold, "test", [(c, lab, ABC[(ABC.index(lab) + 1) % 3]) for c, lab in clips]))
+            rows.append(
+                _run(
+                    "lstm",
+                    seed,
+                    fold,
+                    "test",
+                    [(c, lab, lab if i % 2 else ABC[(i + 1) % 3]) for i, (c, lab) in enumerate(clips)],
+                )
+            )
+            rows.append(
+                _run("baseline1", seed, fold, "test", [(c, lab, ABC[(ABC.index(lab) + 1) % 3]) for c, lab in clips])
+            )
     return pd.concat(rows, ignore_index=True), _members(members)
 
 
@@ -154,8 +193,13 @@ def test_method_differences_rows_and_table() -> None:
     row = diffs.set_index("method").loc["attention_lstm-vs-lstm"]
     assert row["acc"] == pytest.approx(0.5) and row["map_ci_low"] > 0
     metrics = pd.concat([metrics_table(scored, ABC), diffs], ignore_index=True)
-    labels = describe_run(protocol="kfold", folds=2, feature_layer="penultimate", unfreeze_last_conv_blocks=2,
-                          excluded_clips="count_as_wrong")
+    labels = describe_run(
+        protocol="kfold",
+        folds=2,
+        feature_layer="penultimate",
+        unfreeze_last_conv_blocks=2,
+        excluded_clips="count_as_wrong",
+    )
     text = results_table_markdown(metrics, describe=labels)
     assert "| ConvNet+Attention LSTM | 100.00 ± 0.00 |" in text and "2 seeds × 2 folds" in text
     assert "| ConvNet+Attention LSTM − Baseline-1 | +100.00 [+100.00, +100.00] |" in text
@@ -165,11 +209,22 @@ def test_method_differences_rows_and_table() -> None:
     # an interval that covers 0 reads "not distinguishable"
     tie = diffs.assign(map_ci_low=-0.01, map_ci_high=0.02)
     assert text.count("not distinguishable") == 0
-    assert results_table_markdown(pd.concat([metrics_table(scored, ABC), tie]), describe=labels).count("not distinguishable") == 3
+    assert (
+        results_table_markdown(pd.concat([metrics_table(scored, ABC), tie]), describe=labels).count(
+            "not distinguishable"
+        )
+        == 3
+    )
 
 
 def test_frozen_label_follows_the_config() -> None:
-    frozen = describe_run(protocol="fixed", folds=1, feature_layer="logits", unfreeze_last_conv_blocks=0, excluded_clips="drop")
+    frozen = describe_run(
+        protocol="fixed", folds=1, feature_layer="logits", unfreeze_last_conv_blocks=0, excluded_clips="drop"
+    )
     assert frozen["convnet"] == "conv layers frozen"
-    assert describe_run(protocol="fixed", folds=1, feature_layer="logits", unfreeze_last_conv_blocks=1,
-                        excluded_clips="drop")["convnet"] == "last 1 conv block fine-tuned"
+    assert (
+        describe_run(
+            protocol="fixed", folds=1, feature_layer="logits", unfreeze_last_conv_blocks=1, excluded_clips="drop"
+        )["convnet"]
+        == "last 1 conv block fine-tuned"
+    )

@@ -12,7 +12,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import drawn_face_frame, write_video
-
 from videmotion.adapters import DatasetError
 from videmotion.faces import (
     QUARANTINE_REASONS,
@@ -148,7 +147,9 @@ def test_tracking_follows_between_detections_at_the_set_cadence(face_video):
 
 
 def test_a_face_that_jumps_is_re_detected_on_track_loss(tmp_path):
-    frames = [drawn_face_frame(center=(85, 120), half_height=55)] * 6 + [drawn_face_frame(center=(235, 120), half_height=55)] * 6
+    frames = [drawn_face_frame(center=(85, 120), half_height=55)] * 6 + [
+        drawn_face_frame(center=(235, 120), half_height=55)
+    ] * 6
     path = write_video(tmp_path / "jump.avi", frames)
     params = face_params({"mtcnn_fallback": False, "redetect_every": 50})
     faces, qc = extract_clip(FaceDetector(params), _clip(path), params)
@@ -260,8 +261,11 @@ def _never(*args, **kwargs):
 
 @pytest.mark.parametrize(
     "side, mtcnn, reason, need",
-    [(24, True, "frame_too_small", r"at least 40 px .*mtcnn_min_face_size 40"), (20, False, "frame_too_small", r"at least 24 px"),
-     (24, False, "no_face", None)],
+    [
+        (24, True, "frame_too_small", r"at least 40 px .*mtcnn_min_face_size 40"),
+        (20, False, "frame_too_small", r"at least 24 px"),
+        (24, False, "no_face", None),
+    ],
     ids=["24px_with_mtcnn", "20px_viola_jones_only", "24px_viola_jones_only"],
 )
 def test_frames_smaller_than_the_detectors_take_are_quarantined_before_detection(tmp_path, side, mtcnn, reason, need):
@@ -316,7 +320,9 @@ def test_a_library_exception_propagates_naming_the_clip(face_video, tmp_path, mo
     monkeypatch.setattr(FaceDetector, "viola_jones", broken)
     store, qc_part = tmp_path / "shard_0.h5", tmp_path / "qc_shard_0.parquet"
     with pytest.raises(RuntimeError, match="a bug inside the detector"):
-        faces_stage.extract_faces(clips=str(clips), store=str(store), qc=str(qc_part), shard=0, shards=1, faces={"min_faces": 1}, device="cpu")
+        faces_stage.extract_faces(
+            clips=str(clips), store=str(store), qc=str(qc_part), shard=0, shards=1, faces={"min_faces": 1}, device="cpu"
+        )
     assert not store.exists() and not qc_part.exists()
 
 
@@ -335,28 +341,64 @@ def _qc_rows(spec: dict[str, tuple[int, dict[str, int]]]) -> tuple[pd.DataFrame,
         excluded = [r for r, k in reasons.items() for _ in range(k)]
         for i in range(n):
             cid = f"{split}_{i}"
-            clips.append({"clip_id": cid, "path": f"/d/{cid}.avi", "label": "happy", "subject": f"s_{split}", "split": split, "shard": 0})
+            clips.append(
+                {
+                    "clip_id": cid,
+                    "path": f"/d/{cid}.avi",
+                    "label": "happy",
+                    "subject": f"s_{split}",
+                    "split": split,
+                    "shard": 0,
+                }
+            )
             reason = excluded[i] if i < len(excluded) else ""
-            qc.append({"clip_id": cid, "path": f"/d/{cid}.avi", "split": split, "status": "excluded" if reason else "used",
-                       "reason": reason, "detail": f"why {cid}" if reason else "", "frames_processed": 5, "faces_kept": 0 if reason else 5,
-                       "faces_mtcnn": 0, "faces_aligned": 0})
+            qc.append(
+                {
+                    "clip_id": cid,
+                    "path": f"/d/{cid}.avi",
+                    "split": split,
+                    "status": "excluded" if reason else "used",
+                    "reason": reason,
+                    "detail": f"why {cid}" if reason else "",
+                    "frames_processed": 5,
+                    "faces_kept": 0 if reason else 5,
+                    "faces_mtcnn": 0,
+                    "faces_aligned": 0,
+                }
+            )
     return pd.DataFrame(clips), pd.DataFrame(qc)
 
 
 def test_face_qc_fails_when_a_split_loses_too_many_clips(tmp_path):
-    clips, qc = _qc_rows({"train": (40, {"no_face": 1}), "val": (10, {}), "test": (10, {"missing": 1, "frame_too_small": 1})})
+    clips, qc = _qc_rows(
+        {"train": (40, {"no_face": 1}), "val": (10, {}), "test": (10, {"missing": 1, "frame_too_small": 1})}
+    )
     clips.to_csv(tmp_path / "clips.csv", index=False)
     qc.to_parquet(tmp_path / "qc_shard_0.parquet")
     out, summary = tmp_path / "qc/faces.parquet", tmp_path / "qc/faces_summary.tsv"
     with pytest.raises(DatasetError) as err:
-        faces_stage.face_qc(clips=str(tmp_path / "clips.csv"), shard_qc=[str(tmp_path / "qc_shard_0.parquet")], qc=str(out), summary=str(summary), max_excluded_fraction=0.05)
+        faces_stage.face_qc(
+            clips=str(tmp_path / "clips.csv"),
+            shard_qc=[str(tmp_path / "qc_shard_0.parquet")],
+            qc=str(out),
+            summary=str(summary),
+            max_excluded_fraction=0.05,
+        )
     message = str(err.value)
     assert "faces.max_excluded_fraction = 5.0%" in message and "['test']" in message
     assert "train: 40 clips in, 1 excluded (2.5%): no_face 1" in message
     assert "val: 10 clips in, 0 excluded (0.0%)" in message
     assert "test: 10 clips in, 2 excluded (20.0%): frame_too_small 1, missing 1" in message
-    assert message.index("test_0 (test): missing: why test_0") < message.index("train_0 (train): no_face")  # the failing split first
+    assert message.index("test_0 (test): missing: why test_0") < message.index(
+        "train_0 (train): no_face"
+    )  # the failing split first
     assert not out.exists() and not summary.exists()
     # at the limit it passes, and the outputs are written
-    faces_stage.face_qc(clips=str(tmp_path / "clips.csv"), shard_qc=[str(tmp_path / "qc_shard_0.parquet")], qc=str(out), summary=str(summary), max_excluded_fraction=0.2)
+    faces_stage.face_qc(
+        clips=str(tmp_path / "clips.csv"),
+        shard_qc=[str(tmp_path / "qc_shard_0.parquet")],
+        qc=str(out),
+        summary=str(summary),
+        max_excluded_fraction=0.2,
+    )
     assert len(pd.read_parquet(out)) == 60 and summary.is_file()

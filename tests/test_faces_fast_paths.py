@@ -35,13 +35,17 @@ def test_onet_forward_is_bit_identical_to_onet():
     with torch.inference_mode():
         for i in range(20):
             rgb = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
-            tensor = (torch.from_numpy(rgb).permute(2, 0, 1)[None].float() - 127.5) * 0.0078125  # as FaceDetector.landmarks builds it
+            tensor = (
+                torch.from_numpy(rgb).permute(2, 0, 1)[None].float() - 127.5
+            ) * 0.0078125  # as FaceDetector.landmarks builds it
             for x in (tensor, tensor.contiguous()):
                 for ours, theirs in zip(onet_forward(onet, x), onet(x)):
                     assert torch.equal(ours, theirs)
 
 
-@pytest.mark.parametrize("side, template, k", [(195.2, 32, 6), (100, 32, 3), (47, 32, 1), (40, 32, 1), (20, 32, 1), (48, 32, 2), (64, 16, 4)])
+@pytest.mark.parametrize(
+    "side, template, k", [(195.2, 32, 6), (100, 32, 3), (47, 32, 1), (40, 32, 1), (20, 32, 1), (48, 32, 2), (64, 16, 4)]
+)
 def test_tracking_downscale_is_one_over_the_nearest_integer(side, template, k):
     assert _track_scale(side, template) == 1.0 / k
 
@@ -53,12 +57,23 @@ def _exact_aligned(gray, box, landmarks, size, margin, eye_line):
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
-@pytest.mark.parametrize("half_height, roll, cx, cy", [(110, 0.0, 320, 240), (130, 7.0, 320, 240), (150, -12.0, 320, 240),
-                                                      (120, 5.0, 90, 240), (120, -8.0, 560, 400), (160, 3.0, 320, 120)])
+@pytest.mark.parametrize(
+    "half_height, roll, cx, cy",
+    [
+        (110, 0.0, 320, 240),
+        (130, 7.0, 320, 240),
+        (150, -12.0, 320, 240),
+        (120, 5.0, 90, 240),
+        (120, -8.0, 560, 400),
+        (160, 3.0, 320, 120),
+    ],
+)
 def test_large_aligned_crops_stay_within_a_grey_level_of_the_exact_warp(half_height, roll, cx, cy):
     """Faces whose crop side is at least 2x face_size are block-averaged under the crop, then
     warped to face_size; near the frame's edges too, where the crop overhangs the frame."""
-    gray = cv2.cvtColor(drawn_face_frame(640, 480, center=(cx, cy), half_height=half_height, seed=3), cv2.COLOR_BGR2GRAY)
+    gray = cv2.cvtColor(
+        drawn_face_frame(640, 480, center=(cx, cy), half_height=half_height, seed=3), cv2.COLOR_BGR2GRAY
+    )
     side = 2.0 * half_height * 0.9
     box = np.array([cx - side / 2, cy - side / 2, side, side], np.float32)
     d = 0.2 * side
@@ -76,7 +91,9 @@ def test_small_aligned_crops_are_the_exact_warp():
     gray = cv2.cvtColor(drawn_face_frame(seed=1), cv2.COLOR_BGR2GRAY)
     box = np.array([110, 70, 100, 100], np.float32)  # crop side 130 < 2 x 100: the plain path
     landmarks = np.array([[140, 105], [180, 108], [160, 125], [145, 145], [175, 146]], np.float32)
-    np.testing.assert_array_equal(align_face(gray, box, landmarks, 100, 0.15, 0.4), _exact_aligned(gray, box, landmarks, 100, 0.15, 0.4))
+    np.testing.assert_array_equal(
+        align_face(gray, box, landmarks, 100, 0.15, 0.4), _exact_aligned(gray, box, landmarks, 100, 0.15, 0.4)
+    )
 
 
 def _follow_both_ways(detector, gray0, box, gray1):
@@ -102,7 +119,9 @@ def test_local_template_search_finds_what_the_whole_window_finds(shift):
     assert found is not None
     np.testing.assert_allclose(found.box[:2], whole, atol=1e-4)
     k = 1 / _track_scale(120, detector.params["track_template"])
-    np.testing.assert_allclose(found.box[:2] - box[:2], [shift, shift // 3], atol=k)  # the true move, to a template pixel
+    np.testing.assert_allclose(
+        found.box[:2] - box[:2], [shift, shift // 3], atol=k
+    )  # the true move, to a template pixel
     assert TRACK_LOCAL_SHIFT * k < 45  # the 45 px move is beyond the neighbourhood: the whole window was searched
 
 
@@ -148,7 +167,10 @@ def test_a_live_track_is_verified_in_the_tight_window(tmp_path, monkeypatch):
     faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
     assert qc.faces_kept == 23
     np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 6, 12, 18])  # the cadence is unchanged
-    assert calls == {"detect_frame": 1, "tight": 3}  # the first frame only; every verification found the face in the tight window
+    assert calls == {
+        "detect_frame": 1,
+        "tight": 3,
+    }  # the first frame only; every verification found the face in the tight window
     centers = faces.box[:, 0] + faces.box[:, 2] / 2
     np.testing.assert_allclose(centers - (110 + 4 * np.arange(23)), 0, atol=8)
 
@@ -156,7 +178,11 @@ def test_a_live_track_is_verified_in_the_tight_window(tmp_path, monkeypatch):
 def test_a_failed_tight_verification_falls_back_to_the_wide_search(tmp_path, monkeypatch):
     params = face_params({"mtcnn_fallback": False, "redetect_every": 5, "verify_vj_every": 1})
     near = FaceDetector.viola_jones_near
-    monkeypatch.setattr(FaceDetector, "viola_jones_near", lambda self, gray, previous, window=None: [] if window == VERIFY_WINDOW else near(self, gray, previous, window))
+    monkeypatch.setattr(
+        FaceDetector,
+        "viola_jones_near",
+        lambda self, gray, previous, window=None: [] if window == VERIFY_WINDOW else near(self, gray, previous, window),
+    )
     faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
     assert qc.faces_kept == 23
     np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 6, 12, 18])
@@ -182,12 +208,16 @@ def test_onet_confirms_the_track_between_viola_jones_checks(tmp_path, monkeypatc
     _counting(monkeypatch, "start_track", calls)
     faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
     assert qc.faces_kept == 23 and qc.faces_aligned == 23
-    np.testing.assert_array_equal(np.flatnonzero(faces.detector != TRACK), [0, 18])  # Viola-Jones at the start and on the 3rd check
+    np.testing.assert_array_equal(
+        np.flatnonzero(faces.detector != TRACK), [0, 18]
+    )  # Viola-Jones at the start and on the 3rd check
     # ONet on frames 0 (the detection), 6 and 12 (the checks) and 18 (the Viola-Jones box); a new template each time
     assert calls == {"viola_jones_near": 1, "landmarks": 4, "start_track": 4}
     moved = faces.landmarks[5] + (faces.box[6, :2] - faces.box[5, :2])  # frame 5's landmarks, moved with the box
     assert not np.allclose(faces.landmarks[6], moved, atol=1e-3)  # frame 6 has ONet's own
-    np.testing.assert_allclose(faces.landmarks[7], faces.landmarks[6] + (faces.box[7, :2] - faces.box[6, :2]), atol=1e-3)
+    np.testing.assert_allclose(
+        faces.landmarks[7], faces.landmarks[6] + (faces.box[7, :2] - faces.box[6, :2]), atol=1e-3
+    )
     centers = faces.box[:, 0] + faces.box[:, 2] / 2
     np.testing.assert_allclose(centers - (110 + 4 * np.arange(23)), 0, atol=8)
 
@@ -227,7 +257,9 @@ def test_same_clip_same_crops(tmp_path):
 
 def _onet_input(rgb: np.ndarray) -> np.ndarray:
     """A 48x48 RGB uint8 face as FaceDetector.landmarks hands it to ONet."""
-    return np.ascontiguousarray(((rgb.transpose(2, 0, 1).astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125))[None])
+    return np.ascontiguousarray(
+        ((rgb.transpose(2, 0, 1).astype(np.float32) - np.float32(127.5)) * np.float32(0.0078125))[None]
+    )
 
 
 def test_onet_in_opencv_gives_torchs_outputs():
@@ -249,8 +281,16 @@ def test_onet_in_opencv_gives_torchs_outputs():
     assert reference(inputs[0])[1][1] > face_params()["landmark_min_prob"]  # the drawn face is a face to ONet
 
 
-@pytest.mark.parametrize("runtime, device, resolved", [("auto", "cpu", "opencv"), ("auto", "cuda", "torch"), ("auto", "cuda:1", "torch"),
-                                                       ("torch", "cpu", "torch"), ("opencv", "cuda", "opencv")])
+@pytest.mark.parametrize(
+    "runtime, device, resolved",
+    [
+        ("auto", "cpu", "opencv"),
+        ("auto", "cuda", "torch"),
+        ("auto", "cuda:1", "torch"),
+        ("torch", "cpu", "torch"),
+        ("opencv", "cuda", "opencv"),
+    ],
+)
 def test_auto_runs_onet_in_opencv_on_a_cpu_and_in_torch_on_a_gpu(runtime, device, resolved):
     assert faces_mod.onet_runtime_for(runtime, device) == resolved
 

@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from workflow_runs import SNAKEMAKE, TINY, copy_workflow, planned_jobs, snakemake
-
 from videmotion.stores import read_face_store
+from workflow_runs import SNAKEMAKE, TINY, copy_workflow, planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -92,10 +91,21 @@ def test_the_rerun_completes(killed_run):
     assert (results / "table.md").is_file()
     assert not _temp_face_stores(killed_run.workdir)  # leftovers of the killed writers were removed
     clips = pd.read_csv(results / "data/clips.csv")
-    stored = [c.clip_id for shard in sorted((results / "faces").glob("shard_*.h5")) for c in read_face_store(shard, with_faces=False)]
+    stored = [
+        c.clip_id
+        for shard in sorted((results / "faces").glob("shard_*.h5"))
+        for c in read_face_store(shard, with_faces=False)
+    ]
     qc = pd.read_parquet(results / "qc/faces.parquet")
     assert len(qc) == len(clips) and sorted(stored) == sorted(qc.loc[qc["status"] == "used", "clip_id"])
-    again = snakemake(killed_run.workdir, "-n", "--configfile", "workflow/config/tiny.yaml", str(killed_run.workdir / "seed0.yaml"), cores=None)
+    again = snakemake(
+        killed_run.workdir,
+        "-n",
+        "--configfile",
+        "workflow/config/tiny.yaml",
+        str(killed_run.workdir / "seed0.yaml"),
+        cores=None,
+    )
     assert "Nothing to be done" in again.stdout + again.stderr
 
 
@@ -114,4 +124,6 @@ def test_resumed_run_gives_the_metrics_of_an_uninterrupted_run(killed_run, tiny_
     )
     for path in sorted((killed_run.workdir / "results/predictions").glob("*/fold_0/seed_0.parquet")):
         rel = path.relative_to(killed_run.workdir)
-        pd.testing.assert_frame_equal(pd.read_parquet(path), pd.read_parquet(tiny_run / rel), check_exact=True, obj=str(rel))
+        pd.testing.assert_frame_equal(
+            pd.read_parquet(path), pd.read_parquet(tiny_run / rel), check_exact=True, obj=str(rel)
+        )

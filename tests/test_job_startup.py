@@ -23,10 +23,11 @@ def _modules_after(code: str) -> set[str]:
         ("import videmotion.stages.baselines, videmotion.baselines", {"torch", "matplotlib"}),
         # the ConvNet, feature extraction and the temporal models: no scikit-learn, no plotting,
         # no torchvision (pretraining augments with torch alone; torchvision costs ~2 s to import)
-        ("import videmotion.stages.temporal, videmotion.temporal, videmotion.stages.convnet, videmotion.convnet",
-         {"sklearn", "matplotlib", "torchvision"}),
+        (
+            "import videmotion.stages.temporal, videmotion.temporal, videmotion.stages.convnet, videmotion.convnet",
+            {"sklearn", "matplotlib", "torchvision"},
+        ),
     ],
 )
 def test_jobs_do_not_import_what_they_do_not_use(code, absent):
     assert not absent & _modules_after(code)
-

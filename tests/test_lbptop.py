@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from skimage.feature import local_binary_pattern
-
 from videmotion.lbptop import (
     PLANES,
     block_histograms,
@@ -75,7 +74,9 @@ def test_matches_per_slice_skimage_reference() -> None:
     """The stacked-plane shortcut equals running skimage slice by slice over the centre voxels."""
     rng = np.random.default_rng(2)
     v = rng.integers(0, 256, (6, 11, 13), dtype=np.uint8)
-    hists = block_histograms(lbp_top(v, grid=(1, 1), time_blocks=1, **RAW), grid=(1, 1), time_blocks=1, n_points=P)[0, 0, 0]
+    hists = block_histograms(lbp_top(v, grid=(1, 1), time_blocks=1, **RAW), grid=(1, 1), time_blocks=1, n_points=P)[
+        0, 0, 0
+    ]
     xy = np.stack([local_binary_pattern(f, P, 1, "uniform") for f in v])
     xt = np.stack([local_binary_pattern(v[:, y, :], P, 1, "uniform") for y in range(v.shape[1])], axis=1)
     yt = np.stack([local_binary_pattern(v[:, :, x], P, 1, "uniform") for x in range(v.shape[2])], axis=2)
@@ -95,7 +96,9 @@ def test_constant_volume_puts_all_mass_in_bin_p() -> None:
 def test_identical_frames_give_flat_in_time_xt_yt() -> None:
     frame = _no_ties_frame()
     volume = np.repeat(frame[None], 6, axis=0)
-    hists = block_histograms(lbp_top(volume, grid=(1, 1), time_blocks=1, **RAW), grid=(1, 1), time_blocks=1, n_points=P)[0, 0, 0]
+    hists = block_histograms(
+        lbp_top(volume, grid=(1, 1), time_blocks=1, **RAW), grid=(1, 1), time_blocks=1, n_points=P
+    )[0, 0, 0]
     np.testing.assert_allclose(hists[XT], _flat_in_time_hist(frame, axis=1), atol=1e-6)
     np.testing.assert_allclose(hists[YT], _flat_in_time_hist(frame, axis=0), atol=1e-6)
     # Only codes 5, 8 and 9 can occur for a still clip.
@@ -110,8 +113,12 @@ def test_spatial_texture_vs_temporal_change_signatures() -> None:
     # Each frame is uniform grey; only the brightness changes over time.
     flicker = np.broadcast_to(rng.permutation(np.arange(40, 240, 25))[:, None, None], (8, 20, 24))
     flicker = np.ascontiguousarray(flicker, dtype=np.uint8)
-    spatial = block_histograms(lbp_top(still_textured, grid=(1, 1), time_blocks=1, **RAW), grid=(1, 1), time_blocks=1, n_points=P)[0, 0, 0]
-    temporal = block_histograms(lbp_top(flicker, grid=(1, 1), time_blocks=1, **RAW), grid=(1, 1), time_blocks=1, n_points=P)[0, 0, 0]
+    spatial = block_histograms(
+        lbp_top(still_textured, grid=(1, 1), time_blocks=1, **RAW), grid=(1, 1), time_blocks=1, n_points=P
+    )[0, 0, 0]
+    temporal = block_histograms(
+        lbp_top(flicker, grid=(1, 1), time_blocks=1, **RAW), grid=(1, 1), time_blocks=1, n_points=P
+    )[0, 0, 0]
     # Flat frames: XY is all code P; the temporal planes carry the information.
     assert temporal[XY][P] == pytest.approx(1.0)
     assert temporal[XT][P] < 1.0 and temporal[YT][P] < 1.0
@@ -153,7 +160,10 @@ def test_resize_and_max_frames_and_batch() -> None:
     batch = lbp_top_batch([volume[:5], volume[5:12]], resize=50, max_frames=None, **grid)
     assert batch.shape == (2, lbp_top_dim(**grid))
     np.testing.assert_array_equal(batch[1], lbp_top(volume[5:12], resize=50, max_frames=None, **grid))
-    assert lbp_top_batch([], grid=(1, 1), time_blocks=1, n_points=P).shape == (0, lbp_top_dim(grid=(1, 1), time_blocks=1, n_points=P))
+    assert lbp_top_batch([], grid=(1, 1), time_blocks=1, n_points=P).shape == (
+        0,
+        lbp_top_dim(grid=(1, 1), time_blocks=1, n_points=P),
+    )
 
 
 def test_parameters_left_out_take_the_schema_defaults_and_typos_raise() -> None:

@@ -9,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.metrics import balanced_accuracy_score, precision_recall_fscore_support
-
 from videmotion.metrics import (
     confusion_matrix,
     evaluate_predictions,
@@ -259,7 +258,9 @@ def test_confusion_matrix_is_scikit_learns():
 
     rng = np.random.default_rng(0)
     for n_classes in (1, 2, 7):
-        assert (confusion_matrix(np.array([], int), np.array([], int), n_classes) == 0).all()  # scikit-learn refuses empty input
+        assert (
+            confusion_matrix(np.array([], int), np.array([], int), n_classes) == 0
+        ).all()  # scikit-learn refuses empty input
         for size in (1, 5, 200):
             y_true, y_pred = rng.integers(0, n_classes, size), rng.integers(0, n_classes, size)
             ours = confusion_matrix(y_true, y_pred, n_classes)

@@ -29,9 +29,8 @@ from typing import Any
 import jsonschema
 import pytest
 import yaml
-from workflow_runs import REPO, planned_jobs, snakemake
-
 from videmotion.config import with_defaults
+from workflow_runs import REPO, planned_jobs, snakemake
 
 SCHEMA = REPO / "workflow/schemas/config.schema.yaml"
 TINY_CONFIG = "workflow/config/tiny.yaml"
@@ -130,7 +129,16 @@ CHANGED: dict[str, Any] = {
     # valid on its own in a dry run (cheavd reads a folder tree: no input file); "manifest"
     # would need dataset.manifest.path as well
     "dataset.adapter": "cheavd",
-    "dataset.classes": ["fear", "anxious", "disgust", "surprise", "sad", "happy", "angry", "neutral"],  # same classes, another order
+    "dataset.classes": [
+        "fear",
+        "anxious",
+        "disgust",
+        "surprise",
+        "sad",
+        "happy",
+        "angry",
+        "neutral",
+    ],  # same classes, another order
     "dataset.label_map": {"anger": "angry"},
     "dataset.synthetic.size": "demo",
     "dataset.synthetic.overrides": {"noise": 4.0},  # a CorpusSpec field
@@ -145,7 +153,13 @@ CHANGED: dict[str, Any] = {
     "pretrain_data.adapter": "fer2013_csv",
     "pretrain_data.path": "/data/fer2013/fer2013.csv",
     "pretrain_data.fer_to_target": {  # FER's disgust without a counterpart
-        "angry": "angry", "disgust": None, "fear": "fear", "happy": "happy", "sad": "sad", "surprise": "surprise", "neutral": "neutral",
+        "angry": "angry",
+        "disgust": None,
+        "fear": "fear",
+        "happy": "happy",
+        "sad": "sad",
+        "surprise": "surprise",
+        "neutral": "neutral",
     },
     "cluster.gpu_gres": "gpu:1",
     "features.layer": "penultimate",
@@ -224,7 +238,9 @@ def resolved_config(*overrides: dict[str, Any]) -> dict[str, Any]:
     """The config of a tiny run: config.yaml (the Snakefile's) <- tiny.yaml <- `overrides`, merged
     as Snakemake merges --configfile files, then the schema's defaults filled in."""
     config: dict[str, Any] = {}
-    for part in [yaml.safe_load(path.read_text()) or {} for path in (REPO / "config.yaml", REPO / TINY_CONFIG)] + list(overrides):
+    for part in [yaml.safe_load(path.read_text()) or {} for path in (REPO / "config.yaml", REPO / TINY_CONFIG)] + list(
+        overrides
+    ):
         deep_update(config, part)
     return with_defaults("", config)  # what validate(set_default=True) does after the merge
 
@@ -303,7 +319,9 @@ def test_table_covers_exactly_the_schema_leaves() -> None:
     unknown = sorted({r for rules in FEEDS.values() for r in rules} - workflow_rules())
     assert not unknown, f"FEEDS names rules the workflow does not have: {unknown}"
     for table in (CHANGED, COMPANIONS):
-        assert not sorted(set(table) - leaves), f"entries for keys that are no schema leaf: {sorted(set(table) - leaves)}"
+        assert not sorted(set(table) - leaves), (
+            f"entries for keys that are no schema leaf: {sorted(set(table) - leaves)}"
+        )
 
 
 def test_each_changed_value_is_valid_and_differs() -> None:
@@ -401,9 +419,13 @@ def dry_runs(request, tiny_run: Path, tmp_path_factory) -> dict[str, Future]:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", LEAVES)
-def test_key_reruns_exactly_the_rules_it_feeds(key: str, dry_runs: dict[str, Future], rule_graph: dict[str, set[str]]) -> None:
+def test_key_reruns_exactly_the_rules_it_feeds(
+    key: str, dry_runs: dict[str, Future], rule_graph: dict[str, set[str]]
+) -> None:
     rc, output, planned = dry_runs[""].result()
-    assert rc == 0 and not planned, f"the tiny run is not up to date without any change (plans {sorted(planned)}): no key can be checked"
+    assert rc == 0 and not planned, (
+        f"the tiny run is not up to date without any change (plans {sorted(planned)}): no key can be checked"
+    )
     rc, output, planned = dry_runs[key].result()
     override = yaml.safe_dump(override_for(key, resolved_config()), default_flow_style=True).strip()
     assert rc == 0, f"{key}: snakemake -n failed with {override}:\n{output[-3000:]}"

@@ -22,7 +22,6 @@ import pandas as pd
 import pytest
 import torch
 from conftest import SHARED_REAL, write_video
-
 from videmotion import cli, convnet, temporal
 from videmotion.config import face_params
 from videmotion.faces import FaceDetector, extract_clip
@@ -58,8 +57,16 @@ def _save_model(folder: Path, *, relpath: bool = True, sha: bool = True, max_fra
     model_path = folder / "temporal/attention_lstm/fold_0/seed_0/model.pt"
     torch.manual_seed(2)
     model = temporal.build_temporal_model("attention", input_size=len(CLASSES), hidden_size=8, n_classes=len(CLASSES))
-    meta = {"kind": "attention_lstm", "classes": CLASSES, "params": {"max_frames": max_frames}, "seed": 0, "fold": 0,
-            "face_params": face_params({"min_faces": 1}), "feature_layer": "logits", "convnet_path": str(net_path.resolve())}
+    meta = {
+        "kind": "attention_lstm",
+        "classes": CLASSES,
+        "params": {"max_frames": max_frames},
+        "seed": 0,
+        "fold": 0,
+        "face_params": face_params({"min_faces": 1}),
+        "feature_layer": "logits",
+        "convnet_path": str(net_path.resolve()),
+    }
     if relpath:
         meta["convnet_relpath"] = os.path.relpath(net_path, model_path.parent)
     if sha:
@@ -124,7 +131,11 @@ def test_real_footage_one_row_per_decoded_frame_windows_summary_timeline(small_m
         assert np.allclose(faces.filter(like="p_").sum(axis=1), 1, atol=1e-5) and set(faces["track"]) == {0}
         assert set(faces["detector"]) <= {"vj", "track", "mtcnn"}
         no_face = frames[~frames["face"]]
-        assert no_face.filter(like="p_").isna().all().all() and (no_face["track"] == -1).all() and no_face["x"].isna().all()
+        assert (
+            no_face.filter(like="p_").isna().all().all()
+            and (no_face["track"] == -1).all()
+            and no_face["x"].isna().all()
+        )
         summary = json.loads((out / name / "summary.json").read_text())
         assert summary["frames_decoded"] == n and summary["frames_with_face"] == len(faces)
         assert summary["frames_with_face"] + summary["frames_without_face"] == n
@@ -132,7 +143,9 @@ def test_real_footage_one_row_per_decoded_frame_windows_summary_timeline(small_m
         assert len(windows) == summary["tracks"][0]["windows"] > 0
         assert np.allclose(windows.filter(like="p_").sum(axis=1), 1, atol=1e-5)
         for row in windows.itertuples():
-            assert len(row.frame_index) == len(row.attention) == row.n_faces <= 16 and abs(sum(row.attention) - 1) < 1e-5
+            assert (
+                len(row.frame_index) == len(row.attention) == row.n_faces <= 16 and abs(sum(row.attention) - 1) < 1e-5
+            )
             assert all(row.start_s - 1e-6 <= f / fps < row.end_s for f in row.frame_index)
         assert (out / name / "timeline.png").stat().st_size > 5000
         assert (combined["video"] == name).sum() == n
@@ -153,7 +166,9 @@ def test_window_zero_is_the_one_shot_prediction(small_model, face_video, tmp_pat
     windows = pd.read_parquet(out / "face/windows.parquet")
     one_shot = predict_video(face_video, small_model, device="cpu")
     assert len(windows) == 1 and windows["label"].iloc[0] == one_shot["label"]
-    assert np.allclose(windows[[f"p_{c}" for c in CLASSES]].iloc[0], list(one_shot["probabilities"].values()), atol=1e-6)
+    assert np.allclose(
+        windows[[f"p_{c}" for c in CLASSES]].iloc[0], list(one_shot["probabilities"].values()), atol=1e-6
+    )
     assert list(windows["frame_index"].iloc[0]) == one_shot["frame_index"]
     assert np.allclose(windows["attention"].iloc[0], one_shot["attention"], atol=1e-6)
 
@@ -214,7 +229,9 @@ def test_a_face_that_leaves_and_returns_keeps_its_id(small_model, tmp_path):
     right_summary = next(t for t in summary["tracks"] if t["track"] == 1)
     assert right_summary["frames_without_face"] >= 12
     # with a shorter --max-gap the returning face is a new person
-    assert _predict(video, "--model", small_model, "--out", tmp_path / "short", "--track", "all", "--max-gap", "0.1") == 0
+    assert (
+        _predict(video, "--model", small_model, "--out", tmp_path / "short", "--track", "all", "--max-gap", "0.1") == 0
+    )
     short = pd.read_parquet(tmp_path / "short/gap/frames.parquet")
     assert set(short.loc[short["face"], "track"]) == {0, 1, 2}
 
@@ -237,7 +254,9 @@ def test_a_folder_with_a_broken_file_finishes_the_good_ones_and_exits_2(small_mo
     assert len(errors) == 1 and "broken.mp4" in errors[0] and "not_a_video" in errors[0]
     assert "Traceback" not in err
     for name in ("good", "good_too"):
-        assert all((out / name / f).is_file() for f in ("frames.parquet", "windows.parquet", "summary.json", "timeline.png"))
+        assert all(
+            (out / name / f).is_file() for f in ("frames.parquet", "windows.parquet", "summary.json", "timeline.png")
+        )
     assert not (out / "broken").exists()
     combined = pd.read_parquet(out / "frames.parquet")
     assert combined.groupby("video").size().to_dict() == {"good": 12, "good_too": 12}
@@ -250,7 +269,10 @@ def test_a_video_without_a_face_is_written_with_out_and_an_error_without(small_m
     assert len(frames) == 6 and not frames["face"].any()
     summary = json.loads((tmp_path / "out/blank/summary.json").read_text())
     assert summary["tracks"] == [] and summary["frames_without_face"] == 6
-    assert len(pd.read_parquet(tmp_path / "out/blank/windows.parquet")) == 0 and (tmp_path / "out/blank/timeline.png").is_file()
+    assert (
+        len(pd.read_parquet(tmp_path / "out/blank/windows.parquet")) == 0
+        and (tmp_path / "out/blank/timeline.png").is_file()
+    )
     capsys.readouterr()
     assert _predict(blank_video, "--model", small_model) == 2
     assert "no_face" in capsys.readouterr().err
@@ -263,7 +285,9 @@ def test_videos_from_globs_and_manifests_get_unique_names(tmp_path):
         (tmp_path / p).write_bytes(b"")
     manifest = tmp_path / "list.csv"
     manifest.write_text("clip_id,path\n1,a/y.avi\n2,b/x.mp4\n")
-    videos, problems = expand_videos([str(tmp_path / "a"), str(tmp_path / "b/*.mp4"), str(manifest), str(tmp_path / "none/*.mp4")])
+    videos, problems = expand_videos(
+        [str(tmp_path / "a"), str(tmp_path / "b/*.mp4"), str(manifest), str(tmp_path / "none/*.mp4")]
+    )
     assert videos == [str(tmp_path / p) for p in ("a/x.mp4", "a/y.avi", "b/x.mp4", "a/y.avi", "b/x.mp4")]
     assert len(problems) == 1 and "no video matches" in problems[0]
     assert output_names(videos) == ["x", "y", "x-2", "y-2", "x-3"]
@@ -327,7 +351,9 @@ def _reference_one_shot(video: Path, model_path: Path, convnet_path: Path) -> tu
     net, _ = convnet.load_checkpoint(convnet_path, device="cpu")
     feats = convnet.extract_features(net, faces.faces, layer=meta["feature_layer"], device="cpu")
     keep = evenly_spaced(len(feats), meta["params"]["max_frames"])
-    probs, alphas = temporal.predict_temporal(model, temporal.SequenceSet([feats[keep]], np.zeros(1, np.int64), ["c"]), device="cpu")
+    probs, alphas = temporal.predict_temporal(
+        model, temporal.SequenceSet([feats[keep]], np.zeros(1, np.int64), ["c"]), device="cpu"
+    )
     return probs[0], faces.frame_index[keep].tolist(), alphas[0]
 
 
@@ -336,7 +362,9 @@ def test_window_zero_matches_the_command_as_it_was_on_a_tiny_clip(tiny_run, tmp_
     clips = pd.read_csv(tiny_run / "results/data/clips.csv")
     clip = clips[clips["split"] == "test"].iloc[0]
     video = tiny_run / clip["path"]
-    probs, frame_index, alpha = _reference_one_shot(video, tiny_run / TINY_MODEL, tiny_run / "results/convnet/fold_0/finetuned.pt")
+    probs, frame_index, alpha = _reference_one_shot(
+        video, tiny_run / TINY_MODEL, tiny_run / "results/convnet/fold_0/finetuned.pt"
+    )
     out = tmp_path / "out"
     assert _predict(video, "--model", tiny_run / TINY_MODEL, "--out", out, "--window", "0") == 0
     window = pd.read_parquet(out / video.stem / "windows.parquet")
@@ -357,12 +385,31 @@ def test_a_moved_results_folder_of_the_tiny_run_still_predicts(tiny_run, tmp_pat
     clip = tiny_run / pd.read_csv(tiny_run / "results/data/clips.csv")["path"].iloc[0]
     cwd = tmp_path / "somewhere"
     cwd.mkdir()
-    result = subprocess.run([sys.executable, "-m", "videmotion.cli", "predict", str(clip), "--model", str(moved / TINY_MODEL),
-                             "--device", "cpu", "--json"], cwd=cwd, capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "videmotion.cli",
+            "predict",
+            str(clip),
+            "--model",
+            str(moved / TINY_MODEL),
+            "--device",
+            "cpu",
+            "--json",
+        ],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout)["label"]
     meta = temporal.load_temporal_checkpoint(moved / TINY_MODEL, device="cpu")[1]
-    assert not (cwd / meta["convnet_path"]).exists() and meta["convnet_relpath"] == "../../../../convnet/fold_0/finetuned.pt"
+    assert (
+        not (cwd / meta["convnet_path"]).exists()
+        and meta["convnet_relpath"] == "../../../../convnet/fold_0/finetuned.pt"
+    )
 
 
 @pytest.mark.slow

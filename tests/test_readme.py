@@ -6,18 +6,36 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from videmotion.readme import ReadmeError, findings_block, main, read_block, replace_block
 
 REPO = Path(__file__).resolve().parents[1]
-README = ("intro\n<!-- BEGIN demo-table -->\nold table\n<!-- END demo-table -->\nprose\n<!-- BEGIN demo-run -->\nold\n<!-- END demo-run -->\n"
-          "<!-- BEGIN demo-findings -->\nold findings\n<!-- END demo-findings -->\n")
+README = (
+    "intro\n<!-- BEGIN demo-table -->\nold table\n<!-- END demo-table -->\nprose\n<!-- BEGIN demo-run -->\nold\n<!-- END demo-run -->\n"
+    "<!-- BEGIN demo-findings -->\nold findings\n<!-- END demo-findings -->\n"
+)
 
 
 def _difference(low: float, high: float) -> dict:
-    return {"method": "attention_lstm-vs-lstm", "method_a": "attention_lstm", "method_b": "lstm", "split": "test", "seed": -1,
-            "fold": -1, "n": 240, "acc": 0.05, "map": (low + high) / 2, "acc_ci_low": 0.01, "acc_ci_high": 0.09,
-            "map_ci_low": low, "map_ci_high": high, "confidence": 0.95, "runs": 15, "wins": 9, "ties": 1, "losses": 5}
+    return {
+        "method": "attention_lstm-vs-lstm",
+        "method_a": "attention_lstm",
+        "method_b": "lstm",
+        "split": "test",
+        "seed": -1,
+        "fold": -1,
+        "n": 240,
+        "acc": 0.05,
+        "map": (low + high) / 2,
+        "acc_ci_low": 0.01,
+        "acc_ci_high": 0.09,
+        "map_ci_low": low,
+        "map_ci_high": high,
+        "confidence": 0.95,
+        "runs": 15,
+        "wins": 9,
+        "ties": 1,
+        "losses": 5,
+    }
 
 
 def test_replace_block_touches_only_the_block() -> None:
@@ -45,11 +63,17 @@ def test_check_fails_on_a_stale_table_and_passes_after_an_update(tmp_path: Path,
         "[+1.00, +9.00]; ConvNet+Attention LSTM won 9 of 15 paired runs by MAP (1 ties). So the interval covers 0: "
         "the two are not distinguishable on this corpus.\n"
     )
-    readme.write_text(replace_block(replace_block(README, "demo-table", (results / "table.md").read_text()), "demo-findings", findings))
+    readme.write_text(
+        replace_block(
+            replace_block(README, "demo-table", (results / "table.md").read_text()), "demo-findings", findings
+        )
+    )
     assert main(["--check", "--readme", str(readme), "--results", str(results)]) == 0
     # the findings follow the interval: one that lies above 0 names the method with the higher MAP
     pd.DataFrame([_difference(0.01, 0.07)]).to_parquet(results / "metrics.parquet")
-    assert "So the interval lies above 0: on this corpus ConvNet+Attention LSTM has the higher MAP." in findings_block(results)
+    assert "So the interval lies above 0: on this corpus ConvNet+Attention LSTM has the higher MAP." in findings_block(
+        results
+    )
     assert main(["--check", "--readme", str(readme), "--results", str(results)]) == 1
 
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 from snakemake.iocontainers import Namedlist
-
 from videmotion.runlog import stage_arguments
 
 
@@ -12,7 +11,11 @@ class FakeJob:
     """Snakemake's script object as the scripts see it: `params` built anew at every access."""
 
     def __init__(self, inputs: dict, outputs: dict, params: dict, wildcards: dict):
-        self.input, self.output, self.wildcards = Namedlist(fromdict=inputs), Namedlist(fromdict=outputs), Namedlist(fromdict=wildcards)
+        self.input, self.output, self.wildcards = (
+            Namedlist(fromdict=inputs),
+            Namedlist(fromdict=outputs),
+            Namedlist(fromdict=wildcards),
+        )
         self._params = params
 
     @property
@@ -21,9 +24,12 @@ class FakeJob:
 
 
 def test_params_keep_their_types_and_file_lists_become_strings():
-    job = FakeJob({"features": ["a.h5", "b.h5"], "clips": "clips.csv"}, {"predictions": ["s0.parquet", "s1.parquet"]},
-                  {"seeds": [0, 1], "classes": ["angry", "happy"], "temporal": {"hidden_size": 16}, "per_class": None},
-                  {"fold": "3", "method": "baseline2"})
+    job = FakeJob(
+        {"features": ["a.h5", "b.h5"], "clips": "clips.csv"},
+        {"predictions": ["s0.parquet", "s1.parquet"]},
+        {"seeds": [0, 1], "classes": ["angry", "happy"], "temporal": {"hidden_size": 16}, "per_class": None},
+        {"fold": "3", "method": "baseline2"},
+    )
     kwargs = stage_arguments(job)
     assert kwargs["seeds"] == [0, 1] and all(type(s) is int for s in kwargs["seeds"])  # not "0", "1"
     assert kwargs["temporal"] == {"hidden_size": 16} and kwargs["per_class"] is None

@@ -21,7 +21,9 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory):
     missing = slurm_cluster.missing_tools()
-    problem = f"SLURM tools missing: {missing} (apt-get install slurmctld slurmd slurm-client munge)" if missing else None
+    problem = (
+        f"SLURM tools missing: {missing} (apt-get install slurmctld slurmd slurm-client munge)" if missing else None
+    )
     if problem is None and os.geteuid() != 0:
         problem = "starting slurmctld/slurmd/munged needs root"
     if problem:
@@ -37,10 +39,18 @@ def test_tiny_workflow_on_slurm_matches_a_local_run(cluster, tiny_run, tmp_path)
     workdir = copy_workflow(tmp_path)
     result = snakemake(
         workdir,
-        "--workflow-profile", "profiles/slurm",
-        "--jobs", "4",
-        "--set-threads", "pretrain_convnet=2", "finetune_convnet=2",
-        "--default-resources", "slurm_partition=debug", "slurm_account=videmotion", "mem_mb=1000", "runtime=30",
+        "--workflow-profile",
+        "profiles/slurm",
+        "--jobs",
+        "4",
+        "--set-threads",
+        "pretrain_convnet=2",
+        "finetune_convnet=2",
+        "--default-resources",
+        "slurm_partition=debug",
+        "slurm_account=videmotion",
+        "mem_mb=1000",
+        "runtime=30",
         cores=None,
         timeout=1500,
         env=cluster.env,
@@ -55,5 +65,7 @@ def test_tiny_workflow_on_slurm_matches_a_local_run(cluster, tiny_run, tmp_path)
     ours = pd.read_parquet(workdir / "results/metrics.parquet")
     local = pd.read_parquet(tiny_run / "results/metrics.parquet")
     key = ["method", "split", "seed", "fold"]
-    pd.testing.assert_frame_equal(ours.sort_values(key).reset_index(drop=True), local.sort_values(key).reset_index(drop=True))
+    pd.testing.assert_frame_equal(
+        ours.sort_values(key).reset_index(drop=True), local.sort_values(key).reset_index(drop=True)
+    )
     assert (workdir / "results/table.md").read_text() == (tiny_run / "results/table.md").read_text()

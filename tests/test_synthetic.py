@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
-
 from videmotion import synthetic
 from videmotion.labels import CHEAVD_CLASSES, FER2013_CLASSES, FER2013_USAGES
 from videmotion.synthetic import (
@@ -28,7 +27,10 @@ SEED = 7
 def small_spec(**overrides: object) -> CorpusSpec:
     """24 short clips (the least that puts every class in every split) and 70 FER images."""
     values: dict[str, object] = {
-        "n_subjects": 6, "n_clips": 24, "duration_range": (1.0, 1.5), "fps_choices": (8.0, 10.0),
+        "n_subjects": 6,
+        "n_clips": 24,
+        "duration_range": (1.0, 1.5),
+        "fps_choices": (8.0, 10.0),
         "fer_per_class": 10,
     }
     values.update(overrides)
@@ -164,10 +166,17 @@ def test_nuisance_events_are_recorded() -> None:
     for planned in plan_corpus(spec, SEED)[:6]:
         identity = subject_identity(SEED, planned.subject)
         tl = synthetic.clip_timeline(spec, planned.label, identity, np.random.default_rng(planned.index))
-        frames.append(pd.DataFrame({
-            "yaw": tl.yaw, "occ": tl.occluder >= 0, "apex": tl.episode & (tl.intensity >= tl.intensity.max()),
-            "x": tl.centre[:, 0], "w": tl.width,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "yaw": tl.yaw,
+                    "occ": tl.occluder >= 0,
+                    "apex": tl.episode & (tl.intensity >= tl.intensity.max()),
+                    "x": tl.centre[:, 0],
+                    "w": tl.width,
+                }
+            )
+        )
     d = pd.concat(frames)
     assert (d["yaw"].abs() > 0.5).any() and d["occ"].any()
     assert not (d["apex"] & d["occ"]).any()  # events never hide the apex
@@ -177,8 +186,9 @@ def test_nuisance_events_are_recorded() -> None:
 # ---- videos ------------------------------------------------------------------------------
 
 
-def test_videos_round_trip_through_videocapture(corpus: dict[str, Path], manifest: pd.DataFrame,
-                                                truth: pd.DataFrame) -> None:
+def test_videos_round_trip_through_videocapture(
+    corpus: dict[str, Path], manifest: pd.DataFrame, truth: pd.DataFrame
+) -> None:
     n_rows = truth.groupby("clip_id").size()
     spec = small_spec()
     fps_seen = set()
@@ -195,8 +205,9 @@ def test_videos_round_trip_through_videocapture(corpus: dict[str, Path], manifes
     assert fps_seen <= {8, 10}
 
 
-def test_viola_jones_finds_frontal_unoccluded_faces(corpus: dict[str, Path], manifest: pd.DataFrame,
-                                                    truth: pd.DataFrame) -> None:
+def test_viola_jones_finds_frontal_unoccluded_faces(
+    corpus: dict[str, Path], manifest: pd.DataFrame, truth: pd.DataFrame
+) -> None:
     cascade = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     by_clip = {cid: g.reset_index(drop=True) for cid, g in truth.groupby("clip_id")}
     hits = total = 0
@@ -206,8 +217,9 @@ def test_viola_jones_finds_frontal_unoccluded_faces(corpus: dict[str, Path], man
             r = gt.loc[k]
             if not (r["frontal"] and not r["occluded"] and r["inside_fraction"] >= 0.95):
                 continue
-            faces = cascade.detectMultiScale(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), scaleFactor=1.1,
-                                             minNeighbors=4, minSize=(40, 40))
+            faces = cascade.detectMultiScale(
+                cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY), scaleFactor=1.1, minNeighbors=4, minSize=(40, 40)
+            )
             total += 1
             hits += any(iou((r["x"], r["y"], r["w"], r["h"]), tuple(f)) >= 0.4 for f in faces)
     assert total >= 100
@@ -230,8 +242,9 @@ def test_mtcnn_finds_drawn_faces(corpus: dict[str, Path], manifest: pd.DataFrame
         checked += 1
         if boxes is not None:
             boxes = np.asarray(boxes, dtype=float)
-            found += any(iou((r["x"], r["y"], r["w"], r["h"]), (x0, y0, x1 - x0, y1 - y0)) >= 0.4
-                         for x0, y0, x1, y1 in boxes)
+            found += any(
+                iou((r["x"], r["y"], r["w"], r["h"]), (x0, y0, x1 - x0, y1 - y0)) >= 0.4 for x0, y0, x1, y1 in boxes
+            )
     assert found >= checked - 1
 
 

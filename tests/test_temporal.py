@@ -215,7 +215,9 @@ def test_attention_lstm_learns_burst_and_attends_to_it() -> None:
 def test_lstm_classifier_learns_burst() -> None:
     train, val = _burst_set(96, seed=2), _burst_set(48, seed=3)
     torch.manual_seed(0)
-    model, history = train_temporal(LSTMClassifier(4, 16, 3, dropout=0.0), train, val, params=FAST, seed=0, device="cpu")
+    model, history = train_temporal(
+        LSTMClassifier(4, 16, 3, dropout=0.0), train, val, params=FAST, seed=0, device="cpu"
+    )
     probs, alphas = predict_temporal(model, val, device="cpu")
     assert alphas is None
     assert np.mean(probs.argmax(1) == val.labels) >= 0.85

@@ -10,20 +10,27 @@ import cv2
 import h5py
 import numpy as np
 import pytest
-
 from videmotion.config import face_params
 from videmotion.stores import (
-    face_store_hash,
     FACE_STORE_LAYOUT,
     ClipFaces,
     FaceStoreWriter,
     StoreError,
     config_hash,
+    face_store_hash,
     read_face_store,
     read_feature_stores,
     write_feature_store,
 )
-from videmotion.video import READ_AHEAD_FRAMES, ClipReadError, FrameStream, open_clip, probe_clip, read_ahead, read_all_frames
+from videmotion.video import (
+    READ_AHEAD_FRAMES,
+    ClipReadError,
+    FrameStream,
+    open_clip,
+    probe_clip,
+    read_ahead,
+    read_all_frames,
+)
 
 
 def test_video_round_trip(face_video):

@@ -14,9 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from workflow_runs import planned_jobs, snakemake
-
 from videmotion.report import METHOD_NAMES
+from workflow_runs import planned_jobs, snakemake
 
 pytestmark = pytest.mark.slow
 
@@ -34,15 +33,24 @@ def test_table_and_metrics_hold_all_methods(tiny_run):
     assert set(metrics["split"]) == {"val", "test"} and set(metrics["seed"]) == {0, 1}
     assert (metrics["n_clips"] == metrics["n_evaluated"] + metrics["n_excluded"]).all()
     # the paired differences: one row per comparison, over all runs, with an interval around the point
-    assert differences["method"].tolist() == ["attention_lstm-vs-lstm", "lstm-vs-baseline1", "attention_lstm-vs-baseline1"]
+    assert differences["method"].tolist() == [
+        "attention_lstm-vs-lstm",
+        "lstm-vs-baseline1",
+        "attention_lstm-vs-baseline1",
+    ]
     assert (differences["seed"] == -1).all() and (differences["runs"] == 2).all()
-    assert ((differences["map_ci_low"] <= differences["map"]) & (differences["map"] <= differences["map_ci_high"])).all()
+    assert (
+        (differences["map_ci_low"] <= differences["map"]) & (differences["map"] <= differences["map_ci_high"])
+    ).all()
     assert "| ConvNet+Attention LSTM − ConvNet+LSTM |" in table
     for col in ("acc", "map", "macro_precision", "macro_f1", "n"):
         assert col in metrics
     assert metrics[["acc", "map"]].apply(lambda s: s.between(0, 1)).all().all()
     # The ConvNet alone: FER PrivateTest accuracy and video test frame accuracy, in their own table.
-    assert sorted(zip(convnet_rows["method"], convnet_rows["split"])) == [("convnet_fer", "fer_test"), ("convnet_frames", "test")]
+    assert sorted(zip(convnet_rows["method"], convnet_rows["split"])) == [
+        ("convnet_fer", "fer_test"),
+        ("convnet_frames", "test"),
+    ]
     assert convnet_rows["acc"].between(0, 1).all() and (convnet_rows["n"] > 0).all()
     assert "| Pretrained ConvNet | FER2013 PrivateTest images |" in table
     for method in ("baseline1", "lstm", "attention_lstm"):
@@ -71,18 +79,42 @@ def test_finished_run_has_nothing_to_do(tiny_run):
 
 
 def test_a_temporal_parameter_reruns_only_temporal_and_evaluation(tiny_run):
-    result = snakemake(tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", override_file(tiny_run, "temporal:\n  hidden_size: 12\n"))
+    result = snakemake(
+        tiny_run,
+        "-n",
+        "--configfile",
+        "workflow/config/tiny.yaml",
+        override_file(tiny_run, "temporal:\n  hidden_size: 12\n"),
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     jobs = planned_jobs(out)
     assert {"train_temporal", "evaluate"} <= jobs
-    assert jobs.isdisjoint({"extract_faces", "pretrain_convnet", "finetune_convnet", "extract_features", "lbptop_features", "render_synthetic_corpus"})
+    assert jobs.isdisjoint(
+        {
+            "extract_faces",
+            "pretrain_convnet",
+            "finetune_convnet",
+            "extract_features",
+            "lbptop_features",
+            "render_synthetic_corpus",
+        }
+    )
 
 
 def test_a_face_parameter_reruns_faces_and_everything_after(tiny_run):
-    result = snakemake(tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", override_file(tiny_run, "faces:\n  margin: 0.2\n"))
+    result = snakemake(
+        tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", override_file(tiny_run, "faces:\n  margin: 0.2\n")
+    )
     jobs = planned_jobs(result.stdout + result.stderr)
-    assert {"extract_faces", "finetune_convnet", "extract_features", "lbptop_features", "train_temporal", "evaluate"} <= jobs
+    assert {
+        "extract_faces",
+        "finetune_convnet",
+        "extract_features",
+        "lbptop_features",
+        "train_temporal",
+        "evaluate",
+    } <= jobs
     assert jobs.isdisjoint({"render_synthetic_corpus", "prepare_clips", "prepare_fer", "pretrain_convnet"})
 
 
@@ -93,7 +125,13 @@ def override_file(workdir: Path, text: str) -> str:
 
 
 def test_the_excluded_fraction_limit_reruns_only_the_face_qc_merge(tiny_run):
-    result = snakemake(tiny_run, "-n", "--configfile", "workflow/config/tiny.yaml", override_file(tiny_run, "faces:\n  max_excluded_fraction: 0.2\n"))
+    result = snakemake(
+        tiny_run,
+        "-n",
+        "--configfile",
+        "workflow/config/tiny.yaml",
+        override_file(tiny_run, "faces:\n  max_excluded_fraction: 0.2\n"),
+    )
     out = result.stdout + result.stderr
     assert result.returncode == 0, out
     jobs = planned_jobs(out)
@@ -104,12 +142,24 @@ def test_report_builds_with_table_and_plots(tiny_run):
     result = snakemake(tiny_run, "--report", "report.html", timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     html = (tiny_run / "report.html").read_text(errors="replace")
-    for name in ("table.md", "attention_examples.png", "confusion_attention_lstm.png", "convnet_pretrain_curve.png", "faces_summary.tsv"):
+    for name in (
+        "table.md",
+        "attention_examples.png",
+        "confusion_attention_lstm.png",
+        "convnet_pretrain_curve.png",
+        "faces_summary.tsv",
+    ):
         assert name in html, name
 
 
 def _predict(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "videmotion.cli", "predict", *args], cwd=workdir, capture_output=True, text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "videmotion.cli", "predict", *args],
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_predict_command_on_a_demo_clip(tiny_run):
@@ -139,7 +189,9 @@ def test_predict_command_rejects_a_non_video(tiny_run, tmp_path):
 
 
 def test_predict_command_on_real_footage(tiny_run, real_video):
-    result = _predict(tiny_run, str(real_video), "--model", "results/temporal/attention_lstm/fold_0/seed_0/model.pt", "--json")
+    result = _predict(
+        tiny_run, str(real_video), "--model", "results/temporal/attention_lstm/fold_0/seed_0/model.pt", "--json"
+    )
     assert result.returncode == 0, result.stderr
     out = json.loads(result.stdout)
     assert out["frames_with_face"] >= 0.9 * out["frames_read"]
@@ -155,7 +207,9 @@ def test_kfold_protocol_runs_every_trained_stage_per_fold(tiny_run):
     # seed; one job per shard applies every fold's ConvNet
     assert counts["finetune_convnet"] == 4 and counts["train_temporal"] == 4
     assert counts["random_forest_baseline"] == 4 * 3 and counts["extract_features"] == 2
-    assert "pretrain_convnet" not in counts and "extract_faces" not in counts  # FER pretraining and faces do not depend on folds
+    assert (
+        "pretrain_convnet" not in counts and "extract_faces" not in counts
+    )  # FER pretraining and faces do not depend on folds
 
 
 def _job_counts(output: str) -> dict[str, int]:

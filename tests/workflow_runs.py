@@ -21,7 +21,9 @@ def copy_workflow(dest: Path) -> Path:
     return dest
 
 
-def snakemake(workdir: Path, *args: str, cores: int | None = 2, timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+def snakemake(
+    workdir: Path, *args: str, cores: int | None = 2, timeout: int = 900, env: dict | None = None
+) -> subprocess.CompletedProcess:
     cmd = [*SNAKEMAKE, *(["--cores", str(cores)] if cores else []), *TINY, *args]
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
 

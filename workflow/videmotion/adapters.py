@@ -93,7 +93,9 @@ def assign_subject_folds(subjects: pd.Series, n_folds: int, seed: int) -> pd.Ser
     shuffled with the seed and dealt round-robin so that folds differ by at most one subject."""
     unique = np.array(sorted(subjects.astype(str).unique()))
     if len(unique) < n_folds:
-        raise DatasetError(f"{n_folds}-fold cross-validation needs at least {n_folds} subjects, the corpus has {len(unique)}")
+        raise DatasetError(
+            f"{n_folds}-fold cross-validation needs at least {n_folds} subjects, the corpus has {len(unique)}"
+        )
     rng = np.random.default_rng(seed)
     rng.shuffle(unique)
     fold_of = {subject: i % n_folds for i, subject in enumerate(unique)}
@@ -106,20 +108,26 @@ def fold_view(clips: pd.DataFrame, fold: int) -> pd.DataFrame:
     A table without a ``cv_fold`` column (the fixed protocol) is returned unchanged."""
     if "cv_fold" not in clips.columns:
         if fold != 0:
-            raise DatasetError(f"fold {fold} requested, but the clip table has no cv_fold column (fixed protocol has fold 0 only)")
+            raise DatasetError(
+                f"fold {fold} requested, but the clip table has no cv_fold column (fixed protocol has fold 0 only)"
+            )
         return clips
     n_folds = int(clips["cv_fold"].max()) + 1
     if not 0 <= fold < n_folds:
         raise DatasetError(f"fold {fold} is outside 0..{n_folds - 1}")
     view = clips.copy()
-    view["split"] = np.where(view["cv_fold"] == fold, "test", np.where(view["cv_fold"] == (fold + 1) % n_folds, "val", "train"))
+    view["split"] = np.where(
+        view["cv_fold"] == fold, "test", np.where(view["cv_fold"] == (fold + 1) % n_folds, "val", "train")
+    )
     return view
 
 
 def read_clips(path: str | Path, fold: int | None = None, folds_csv: str | Path | None = None) -> pd.DataFrame:
     """The clip table (``results/data/clips.csv``); with `fold`, the splits that fold sees
     under the fold table (``results/data/folds.csv``; the fixed protocol has fold 0 only)."""
-    clips = pd.read_csv(path, dtype={"clip_id": str, "path": str, "label": str, "subject": str, "split": str, "media_sha256": str})
+    clips = pd.read_csv(
+        path, dtype={"clip_id": str, "path": str, "label": str, "subject": str, "split": str, "media_sha256": str}
+    )
     if fold is None:
         return clips
     if folds_csv is not None:
@@ -147,7 +155,11 @@ def validate_clip_rows(df: pd.DataFrame, source: str) -> None:
     validator = jsonschema.Draft202012Validator(schema)
     columns = [c for c in df.columns if c in schema["properties"]]
     for i, row in enumerate(df[columns].to_dict("records")):
-        row = {k: (v.item() if isinstance(v, np.generic) else v) for k, v in row.items() if not (isinstance(v, float) and np.isnan(v))}
+        row = {
+            k: (v.item() if isinstance(v, np.generic) else v)
+            for k, v in row.items()
+            if not (isinstance(v, float) and np.isnan(v))
+        }
         error = jsonschema.exceptions.best_match(validator.iter_errors(row))
         if error is not None:
             where = f"column {error.path[0]!r}: " if error.path else ""
@@ -213,8 +225,12 @@ def add_media_hashes(df: pd.DataFrame) -> pd.DataFrame:
     start = time.perf_counter()
     df = df.copy()
     df["media_sha256"] = [media_sha256(p) for p in df["path"]]
-    log.info("checksums of %d clips' media in %.1f s (%d without media to compare)", len(df), time.perf_counter() - start,
-             int((df["media_sha256"] == "").sum()))
+    log.info(
+        "checksums of %d clips' media in %.1f s (%d without media to compare)",
+        len(df),
+        time.perf_counter() - start,
+        int((df["media_sha256"] == "").sum()),
+    )
     return df
 
 
@@ -223,8 +239,10 @@ def check_duplicate_media(df: pd.DataFrame, source: str, group: str = "split") -
     under k-fold): a clip that is trained on and tested would inflate every score. Within
     one group the duplicate is logged as a warning. Rows without a checksum are skipped."""
     if "media_sha256" not in df.columns:
-        raise DatasetError(f"{source}: no media_sha256 column; the clip table is older than this check: "
-                           "rerun prepare_clips (snakemake --forcerun prepare_clips)")
+        raise DatasetError(
+            f"{source}: no media_sha256 column; the clip table is older than this check: "
+            "rerun prepare_clips (snakemake --forcerun prepare_clips)"
+        )
     hashes = df["media_sha256"].fillna("").astype(str)
     dup = df[(hashes != "") & hashes.duplicated(keep=False)]
     if dup.empty:
@@ -241,15 +259,23 @@ def check_duplicate_media(df: pd.DataFrame, source: str, group: str = "split") -
             pair = f"{row(first)} and {row(other)} (sha256 {digest[:12]})"
             (crossing if other[group] != first[group] else within).append(pair)
     if crossing:
-        fix = "give both rows the same subject (k-fold puts whole subjects in one fold)" if group == "cv_fold" else \
-            "put both rows in one split"
+        fix = (
+            "give both rows the same subject (k-fold puts whole subjects in one fold)"
+            if group == "cv_fold"
+            else "put both rows in one split"
+        )
         raise DatasetError(
             f"{source}: the same media under two clip ids in different {where}s, so one recording would be both "
-            f"trained on and evaluated: {'; '.join(crossing[:5])}" + (f"; and {len(crossing) - 5} more" if len(crossing) > 5 else "")
+            f"trained on and evaluated: {'; '.join(crossing[:5])}"
+            + (f"; and {len(crossing) - 5} more" if len(crossing) > 5 else "")
             + f". Fix: drop one row of each pair from the manifest, or {fix}."
         )
-    log.warning("%s: the same media under two clip ids in one %s (kept, but the recording counts twice): %s",
-                source, where, "; ".join(within[:5]) + (f"; and {len(within) - 5} more" if len(within) > 5 else ""))
+    log.warning(
+        "%s: the same media under two clip ids in one %s (kept, but the recording counts twice): %s",
+        source,
+        where,
+        "; ".join(within[:5]) + (f"; and {len(within) - 5} more" if len(within) > 5 else ""),
+    )
 
 
 def _apply_label_map(df: pd.DataFrame, label_map: dict[str, str]) -> pd.DataFrame:
@@ -318,9 +344,17 @@ def load_cheavd_clips(
                     continue
                 match = pattern.search(clip.stem)
                 if not match:
-                    raise DatasetError(f"CHEAVD: cannot read a speaker id from {clip.name} with {subject_pattern!r}; set dataset.cheavd.subject_pattern")
+                    raise DatasetError(
+                        f"CHEAVD: cannot read a speaker id from {clip.name} with {subject_pattern!r}; set dataset.cheavd.subject_pattern"
+                    )
                 rows.append(
-                    dict(clip_id=f"{split}_{clip.stem}", path=str(clip.resolve()), label=label_dir.name, subject=match["subject"], split=split)
+                    dict(
+                        clip_id=f"{split}_{clip.stem}",
+                        path=str(clip.resolve()),
+                        label=label_dir.name,
+                        subject=match["subject"],
+                        split=split,
+                    )
                 )
     df = _apply_label_map(pd.DataFrame(rows, columns=CLIP_COLUMNS), label_map or {})
     return check_clip_table(df, classes, f"CHEAVD at {root}")
@@ -353,7 +387,9 @@ def load_fer_csv(path: str | Path) -> FerImages:
     for i, pixels in enumerate(df["pixels"]):
         values = np.array(str(pixels).split(), dtype=np.int64)
         if values.size != 48 * 48 or values.min(initial=0) < 0 or values.max(initial=0) > 255:
-            raise DatasetError(f"{path} row {i + 2}: expected 2304 pixel values in 0..255, got {values.size}; fix or drop the row")
+            raise DatasetError(
+                f"{path} row {i + 2}: expected 2304 pixel values in 0..255, got {values.size}; fix or drop the row"
+            )
         images[i] = values.reshape(48, 48)
     labels = df["emotion"].to_numpy(dtype=np.int64, na_value=-1)
     bad = np.flatnonzero((labels < 0) | (labels >= len(FER2013_CLASSES)))
@@ -396,8 +432,10 @@ def load_fer_folders(root: str | Path, seed: int | None = None, val_fraction: fl
                 labels.append(index[name])
                 usage.append(use)
         if use not in usage:
-            raise DatasetError(f"FER2013 folders: no images ({', '.join(IMAGE_SUFFIXES)}) under {root / folder}/<class>/; "
-                               f"expected {root}/train|test/<class>/*.png")
+            raise DatasetError(
+                f"FER2013 folders: no images ({', '.join(IMAGE_SUFFIXES)}) under {root / folder}/<class>/; "
+                f"expected {root}/train|test/<class>/*.png"
+            )
     usage_arr = np.array(usage, dtype=object)
     train = np.flatnonzero(usage_arr == "Training")
     rng = np.random.default_rng(seed)

@@ -59,7 +59,9 @@ def save_strip(result: dict, k: int, path: str | Path) -> None:
             title += f" a={result['attention'][i]:.2f}"
         ax.set_title(title, fontsize=7)
         ax.axis("off")
-    fig.suptitle(f"{Path(result['video']).name}: {result['label']} ({result['probabilities'][result['label']]:.2f})", fontsize=8)
+    fig.suptitle(
+        f"{Path(result['video']).name}: {result['label']} ({result['probabilities'][result['label']]:.2f})", fontsize=8
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -96,12 +98,19 @@ def _settings(args: argparse.Namespace) -> dict:
     """The analysis options given on the command line; the rest take the config schema's `predict` defaults."""
     from .predict import predict_settings
 
-    given = {"window": args.window, "stride": args.stride, "track_mode": args.track, "max_gap": args.max_gap,
-             "min_face_share": args.min_face_share, "chunk_frames": args.chunk_frames, "timeline_faces": args.top_k}
+    given = {
+        "window": args.window,
+        "stride": args.stride,
+        "track_mode": args.track,
+        "max_gap": args.max_gap,
+        "min_face_share": args.min_face_share,
+        "chunk_frames": args.chunk_frames,
+        "timeline_faces": args.top_k,
+    }
     try:
         return predict_settings({k: v for k, v in given.items() if v is not None})
     except ValueError as err:
-        raise PredictError(f"{err} (see README, \"Apply a trained model to a new video\")") from None
+        raise PredictError(f'{err} (see README, "Apply a trained model to a new video")') from None
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -114,13 +123,24 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         _error(problem)
     if not args.out:
         # without --out each whole video is predicted at once (what --window 0 does with --out)
-        stream_only = [name for name, value in (("--window", args.window or None), ("--stride", args.stride), ("--track", args.track),
-                                                 ("--max-gap", args.max_gap), ("--min-face-share", args.min_face_share),
-                                                 ("--chunk-frames", args.chunk_frames)) if value is not None]
+        stream_only = [
+            name
+            for name, value in (
+                ("--window", args.window or None),
+                ("--stride", args.stride),
+                ("--track", args.track),
+                ("--max-gap", args.max_gap),
+                ("--min-face-share", args.min_face_share),
+                ("--chunk-frames", args.chunk_frames),
+            )
+            if value is not None
+        ]
         if stream_only:
             raise PredictError(f"{', '.join(stream_only)} need --out DIR (the per-frame and per-window analysis)")
         if args.strip and len(videos) != 1:
-            raise PredictError("--strip draws one video's faces; give one video (or use --out for timeline.png per video)")
+            raise PredictError(
+                "--strip draws one video's faces; give one video (or use --out for timeline.png per video)"
+            )
     if not videos:
         return 2
     model = load_model(args.model, args.convnet, args.device)
@@ -149,35 +169,74 @@ def _cmd_predict(args: argparse.Namespace) -> int:
         for o in done:
             tracks = ", ".join(f"track {t['track']} {t['label'] or '-'}" for t in o.summary["tracks"]) or "no face"
             print(f"{o.video}: {tracks} -> {Path(args.out) / o.name}/")
-        print(f"{len(done)} of {len(outcomes)} videos; all frames: {Path(args.out) / 'frames.parquet'}, "
-              f"all windows: {Path(args.out) / 'windows.parquet'}")
+        print(
+            f"{len(done)} of {len(outcomes)} videos; all frames: {Path(args.out) / 'frames.parquet'}, "
+            f"all windows: {Path(args.out) / 'windows.parquet'}"
+        )
     return 2 if failed else 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="videmotion", description=__doc__.split("\n\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("predict", help="emotion of videos over time with a trained temporal model",
-                       description="Without --out: the one-shot prediction of each whole video, printed. With --out: "
-                                   "per-frame and per-window analysis written to DIR (see README).")
-    p.add_argument("video", nargs="+", help="video files, folders of videos, globs, manifest CSVs (a path column), or a folder of frame images")
-    p.add_argument("--model", required=True, help="a temporal model, e.g. results/temporal/attention_lstm/fold_0/seed_0/model.pt")
-    p.add_argument("--convnet", help="the fine-tuned ConvNet (default: the one named in the model file, found relative to it)")
-    p.add_argument("--out", help="write frames.parquet, windows.parquet, summary.json and timeline.png per video under this folder")
+    p = sub.add_parser(
+        "predict",
+        help="emotion of videos over time with a trained temporal model",
+        description="Without --out: the one-shot prediction of each whole video, printed. With --out: "
+        "per-frame and per-window analysis written to DIR (see README).",
+    )
+    p.add_argument(
+        "video",
+        nargs="+",
+        help="video files, folders of videos, globs, manifest CSVs (a path column), or a folder of frame images",
+    )
+    p.add_argument(
+        "--model", required=True, help="a temporal model, e.g. results/temporal/attention_lstm/fold_0/seed_0/model.pt"
+    )
+    p.add_argument(
+        "--convnet", help="the fine-tuned ConvNet (default: the one named in the model file, found relative to it)"
+    )
+    p.add_argument(
+        "--out", help="write frames.parquet, windows.parquet, summary.json and timeline.png per video under this folder"
+    )
     d = defaults_for("predict")  # the config schema's predict section: the defaults' one home
-    p.add_argument("--window", type=float, help="seconds per temporal-model window (default: the model's max_frames at the video's fps; 0 = whole video)")
+    p.add_argument(
+        "--window",
+        type=float,
+        help="seconds per temporal-model window (default: the model's max_frames at the video's fps; 0 = whole video)",
+    )
     p.add_argument("--stride", type=float, help="seconds between window starts (default: half the window)")
-    p.add_argument("--track", choices=["largest", "all"], help=f"follow one person (largest) or every face (all); default {d['track_mode']}")
-    p.add_argument("--max-gap", type=float, help=f"seconds a face may be away and keep its track id (default {d['max_gap']})")
-    p.add_argument("--min-face-share", type=float, help=f"a window is scored when faces fill this share of its frames (default {d['min_face_share']})")
-    p.add_argument("--chunk-frames", type=int, help=f"frames per streamed chunk and ConvNet batch (default {d['chunk_frames']})")
+    p.add_argument(
+        "--track",
+        choices=["largest", "all"],
+        help=f"follow one person (largest) or every face (all); default {d['track_mode']}",
+    )
+    p.add_argument(
+        "--max-gap", type=float, help=f"seconds a face may be away and keep its track id (default {d['max_gap']})"
+    )
+    p.add_argument(
+        "--min-face-share",
+        type=float,
+        help=f"a window is scored when faces fill this share of its frames (default {d['min_face_share']})",
+    )
+    p.add_argument(
+        "--chunk-frames", type=int, help=f"frames per streamed chunk and ConvNet batch (default {d['chunk_frames']})"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    p.add_argument("--top-k", type=int, help=f"top-attention frames to list, or faces per track in timeline.png (default {d['timeline_faces']})")
+    p.add_argument(
+        "--top-k",
+        type=int,
+        help=f"top-attention frames to list, or faces per track in timeline.png (default {d['timeline_faces']})",
+    )
     p.add_argument("--strip", help="without --out: write a PNG strip of the top-attention faces here")
     p.add_argument("--json", action="store_true", help="print the result (or, with --out, the summaries) as JSON")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_cmd_predict)
-    sub.add_parser("readme", add_help=False, help="paste the demo's results into README.md, or --check them (see videmotion.readme)")
+    sub.add_parser(
+        "readme",
+        add_help=False,
+        help="paste the demo's results into README.md, or --check them (see videmotion.readme)",
+    )
     return parser
 
 

@@ -387,11 +387,25 @@ def pretrain_convnet(
     prepare = _image_prepare(torch_device, params["augment"])
     train = (faces[torch.from_numpy(is_train)], labels[is_train])
     val = (faces[torch.from_numpy(is_val)], labels[is_val])
-    history = fit(model, model, prepare, train, val, n_classes=n_classes, params=params, seed=seed, device=torch_device,
-                  log=log, checkpoint_dir=checkpoint_dir)
+    history = fit(
+        model,
+        model,
+        prepare,
+        train,
+        val,
+        n_classes=n_classes,
+        params=params,
+        seed=seed,
+        device=torch_device,
+        log=log,
+        checkpoint_dir=checkpoint_dir,
+    )
     test_loss, test_acc = evaluate(
-        MixedPrecision(params["mixed_precision"], torch_device).wrap(model), faces[torch.from_numpy(is_test)],
-        torch.from_numpy(labels[is_test]), prepare, params["batch_size"],
+        MixedPrecision(params["mixed_precision"], torch_device).wrap(model),
+        faces[torch.from_numpy(is_test)],
+        torch.from_numpy(labels[is_test]),
+        prepare,
+        params["batch_size"],
     )
     history.attrs["test_loss"] = test_loss
     history.attrs["test_acc"] = test_acc
@@ -473,8 +487,19 @@ def finetune_convnet(
     if log is not None:
         log(f"fine-tuning on {int(train_mask.sum())} frames ({'cached trunk' if use_cache else 'full forward'})")
     train, val = (train_inputs, labels[~is_val]), (val_inputs, labels[is_val])
-    history = fit(model, forward, prepare, train, val, n_classes=n_classes, params=params, seed=seed, device=torch_device,
-                  log=log, checkpoint_dir=checkpoint_dir)
+    history = fit(
+        model,
+        forward,
+        prepare,
+        train,
+        val,
+        n_classes=n_classes,
+        params=params,
+        seed=seed,
+        device=torch_device,
+        log=log,
+        checkpoint_dir=checkpoint_dir,
+    )
     history.attrs["cached_trunk"] = use_cache
     return model, history
 

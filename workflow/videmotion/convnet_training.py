@@ -129,7 +129,10 @@ def fit(
     precision = MixedPrecision(params["mixed_precision"], device)
     forward = precision.wrap(forward)
     if log is not None and precision.dtype is not None:
-        log(f"mixed precision: forward passes in {precision.setting}" + (" with loss scaling" if precision.scaler else ""))
+        log(
+            f"mixed precision: forward passes in {precision.setting}"
+            + (" with loss scaling" if precision.scaler else "")
+        )
 
     def train_batch(order_slice: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         index = torch.from_numpy(order_slice)
@@ -145,8 +148,13 @@ def fit(
     fingerprint = ""
     if checkpoint_dir is not None:
         fingerprint = training_fingerprint(
-            model, params, seed=seed, n_classes=n_classes, train_shape=train_x.shape,
-            train_labels=train_y_np, val_labels=val_y_np,
+            model,
+            params,
+            seed=seed,
+            n_classes=n_classes,
+            train_shape=train_x.shape,
+            train_labels=train_y_np,
+            val_labels=val_y_np,
         )
         resumed = resume_training(
             checkpoint_dir, fingerprint, model=model, optimizer=optimizer, scheduler=scheduler, rng=rng, log=log
@@ -158,20 +166,32 @@ def fit(
             best_epoch = int(resumed["best_epoch"])
             first_epoch = int(resumed["epoch"]) + 1
             if log is not None:
-                log(f"resuming after epoch {first_epoch - 1} of {n_epochs} from {Path(checkpoint_dir) / CHECKPOINT_FILE}")
+                log(
+                    f"resuming after epoch {first_epoch - 1} of {n_epochs} from {Path(checkpoint_dir) / CHECKPOINT_FILE}"
+                )
     # Every epoch takes ceil(N / batch_size) steps (the last one capped by max_iterations),
     # so the steps done and the stopping rule follow from the epoch and best epoch alone:
     # a run resumed after its last epoch stops right away, as the uninterrupted one did.
     max_iterations = params["max_iterations"]
     steps = (first_epoch - 1) * math.ceil(len(train_y_np) / batch_size)
     steps = steps if max_iterations is None else min(steps, int(max_iterations))
-    stop_reason = _stop_reason(params, epoch=first_epoch - 1, best_epoch=best_epoch, steps=steps, has_val=len(val_y) > 0)
+    stop_reason = _stop_reason(
+        params, epoch=first_epoch - 1, best_epoch=best_epoch, steps=steps, has_val=len(val_y) > 0
+    )
     for epoch in range(first_epoch, n_epochs + 1) if stop_reason is None else ():
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         steps, tally = train_epoch(
-            model, optimizer, _epoch_order(train_y_np, n_classes, balance, rng), batch_size, train_batch,
-            weight=weight, l1=params["l1"], grad_clip=None, steps=steps, max_iterations=max_iterations,
+            model,
+            optimizer,
+            _epoch_order(train_y_np, n_classes, balance, rng),
+            batch_size,
+            train_batch,
+            weight=weight,
+            l1=params["l1"],
+            grad_clip=None,
+            steps=steps,
+            max_iterations=max_iterations,
             precision=precision,
         )
         scheduler.step()
@@ -197,8 +217,16 @@ def fit(
             save_training_checkpoint(
                 checkpoint_dir,
                 epoch_state(
-                    fingerprint=fingerprint, epoch=epoch, model=model, optimizer=optimizer, scheduler=scheduler,
-                    rng=rng, best_state=best_state, best_score=best, best_epoch=best_epoch, history=rows,
+                    fingerprint=fingerprint,
+                    epoch=epoch,
+                    model=model,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    rng=rng,
+                    best_state=best_state,
+                    best_score=best,
+                    best_epoch=best_epoch,
+                    history=rows,
                 ),
             )
         if log is not None:

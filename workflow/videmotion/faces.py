@@ -148,7 +148,9 @@ class FaceDetector:
         cascade_path = cv2.data.haarcascades + "haarcascade_frontalface_default.xml"
         self.cascade = cv2.CascadeClassifier(cascade_path)
         if self.cascade.empty():
-            raise RuntimeError(f"cannot load the Viola-Jones cascade {cascade_path} (OpenCV >= 5 has none; pin opencv < 5)")
+            raise RuntimeError(
+                f"cannot load the Viola-Jones cascade {cascade_path} (OpenCV >= 5 has none; pin opencv < 5)"
+            )
         self.device = device
         self._mtcnn = None
         self._onet = None
@@ -160,7 +162,9 @@ class FaceDetector:
             # imported lazily: facenet-pytorch pulls in torch, which costs seconds
             from facenet_pytorch import MTCNN
 
-            self._mtcnn = MTCNN(keep_all=True, device=self.device, post_process=False, min_face_size=self.params["mtcnn_min_face_size"])
+            self._mtcnn = MTCNN(
+                keep_all=True, device=self.device, post_process=False, min_face_size=self.params["mtcnn_min_face_size"]
+            )
         return self._mtcnn
 
     @property
@@ -201,9 +205,15 @@ class FaceDetector:
         if min(dh, dw) >= need:
             return ""
         at = f" ({dw}x{dh} px at faces.detect_width {self.params['detect_width']})" if scale < 1 else ""
-        mtcnn = f", MTCNN's smallest face faces.mtcnn_min_face_size {self.params['mtcnn_min_face_size']} px" if self.params["mtcnn_fallback"] else ""
-        return (f"frames are {w}x{h} px{at}; the face detectors need a short side of at least {need} px "
-                f"(Viola-Jones's window {max(self.cascade.getOriginalWindowSize())} px{mtcnn})")
+        mtcnn = (
+            f", MTCNN's smallest face faces.mtcnn_min_face_size {self.params['mtcnn_min_face_size']} px"
+            if self.params["mtcnn_fallback"]
+            else ""
+        )
+        return (
+            f"frames are {w}x{h} px{at}; the face detectors need a short side of at least {need} px "
+            f"(Viola-Jones's window {max(self.cascade.getOriginalWindowSize())} px{mtcnn})"
+        )
 
     def _cascade(self, small: np.ndarray, min_side: int, max_side: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         kwargs = {"maxSize": (max_side, max_side)} if max_side else {}
@@ -260,7 +270,9 @@ class FaceDetector:
                 return []
         scale = self._scale(bgr)
         small = _resize(bgr, scale)
-        if not self._mtcnn_takes(min(small.shape[:2])):  # a window near the frame edge can be smaller than MTCNN's smallest face
+        if not self._mtcnn_takes(
+            min(small.shape[:2])
+        ):  # a window near the frame edge can be smaller than MTCNN's smallest face
             return []
         boxes, probs, points = self.mtcnn.detect(cv2.cvtColor(small, cv2.COLOR_BGR2RGB), landmarks=True)
         return self._mtcnn_detections(boxes, probs, points, scale, (x0, y0))
@@ -294,11 +306,20 @@ class FaceDetector:
         out = []
         x0, y0 = offset
         shift = np.array([x0, y0], np.float32)
-        for box, prob, pts in zip(np.asarray(boxes, np.float32), np.asarray(probs, np.float32), np.asarray(points, np.float32)):
+        for box, prob, pts in zip(
+            np.asarray(boxes, np.float32), np.asarray(probs, np.float32), np.asarray(points, np.float32)
+        ):
             if prob < self.params["mtcnn_min_prob"]:
                 continue
             bx1, by1, bx2, by2 = box / scale
-            out.append(Detection(np.array([bx1 + x0, by1 + y0, bx2 - bx1, by2 - by1], np.float32), float(prob), "mtcnn", pts / scale + shift))
+            out.append(
+                Detection(
+                    np.array([bx1 + x0, by1 + y0, bx2 - bx1, by2 - by1], np.float32),
+                    float(prob),
+                    "mtcnn",
+                    pts / scale + shift,
+                )
+            )
         return out
 
     def landmarks(self, bgr: np.ndarray, box: np.ndarray) -> np.ndarray | None:
@@ -331,7 +352,9 @@ class FaceDetector:
         template = _resize(gray[y0:y1, x0:x1], scale)
         if min(template.shape) < 8 or template.std() < 1.0:
             return None
-        return Track(np.asarray(box, np.float32).copy(), template, np.array([x0 - x, y0 - y], np.float32), scale, landmarks)
+        return Track(
+            np.asarray(box, np.float32).copy(), template, np.array([x0 - x, y0 - y], np.float32), scale, landmarks
+        )
 
     def follow(self, gray: np.ndarray, track: Track) -> Detection | None:
         """The track's face in this frame by normalised cross-correlation in a window; None when lost.
@@ -364,7 +387,9 @@ class FaceDetector:
             track.landmarks = track.landmarks + np.array([dx, dy], np.float32)
         return Detection(track.box, float(peak), "track", track.landmarks)
 
-    def _match_near(self, gray: np.ndarray, track: Track, window: tuple[int, int, int, int], shape: tuple[int, int]) -> tuple[float, int, int] | None:
+    def _match_near(
+        self, gray: np.ndarray, track: Track, window: tuple[int, int, int, int], shape: tuple[int, int]
+    ) -> tuple[float, int, int] | None:
         """(peak, x, y) of the correlation within TRACK_LOCAL_SHIFT of the template's last
         position in the downscaled window (`window` = x0, y0, x1, y1 in the frame, `shape`
         once downscaled), when the peak is inside that neighbourhood and above ``track_min_score``;
@@ -392,12 +417,19 @@ class FaceDetector:
             return None
         # a peak on the rim of the neighbourhood may be the slope of a better one outside it
         # (a rim that is the window's own edge is no limit: the whole search stops there too)
-        if (px == 0 and u0 > 0) or (py == 0 and v0 > 0) or (px == u1 - u0 and u1 < ww - tw) or (py == v1 - v0 and v1 < wh - th):
+        if (
+            (px == 0 and u0 > 0)
+            or (py == 0 and v0 > 0)
+            or (px == u1 - u0 and u1 < ww - tw)
+            or (py == v1 - v0 and v1 < wh - th)
+        ):
             return None
         return peak, u0 + px, v0 + py
 
 
-def _downscaled_part(gray: np.ndarray, window: tuple[int, int, int, int], scale: float, part: tuple[int, int, int, int]) -> np.ndarray:
+def _downscaled_part(
+    gray: np.ndarray, window: tuple[int, int, int, int], scale: float, part: tuple[int, int, int, int]
+) -> np.ndarray:
     """``_resize(gray[y0:y1, x0:x1], scale)[v0 : v0 + rows, u0 : u0 + cols]`` for `part` =
     (v0, u0, rows, cols), computed from that part of the window alone where it can be.
 
@@ -496,14 +528,23 @@ def _opencv_onet(onet) -> cv2.dnn.Net:
     try:
         import onnx  # noqa: F401  (torch's exporter needs it)
     except ImportError as err:
-        raise ImportError("faces.onet_runtime opencv needs the onnx package (a dependency of videmotion: "
-                          "pip install onnx), or set faces.onet_runtime: torch") from err
+        raise ImportError(
+            "faces.onet_runtime opencv needs the onnx package (a dependency of videmotion: "
+            "pip install onnx), or set faces.onet_runtime: torch"
+        ) from err
     cpu_onet = copy.deepcopy(onet).cpu().eval()
     buffer = io.BytesIO()
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript-based exporter's deprecation notice
-        torch.onnx.export(cpu_onet, torch.zeros(1, 3, 48, 48), buffer, dynamo=False, input_names=["face"],
-                          output_names=list(ONET_OUTPUTS), opset_version=13)
+        torch.onnx.export(
+            cpu_onet,
+            torch.zeros(1, 3, 48, 48),
+            buffer,
+            dynamo=False,
+            input_names=["face"],
+            output_names=list(ONET_OUTPUTS),
+            opset_version=13,
+        )
     return cv2.dnn.readNetFromONNX(np.frombuffer(buffer.getvalue(), np.uint8))
 
 
@@ -575,7 +616,9 @@ def alignment_matrix(box: np.ndarray, landmarks: np.ndarray, margin: float, eye_
     return matrix, side
 
 
-def align_face(gray: np.ndarray, box: np.ndarray, landmarks: np.ndarray, size: int, margin: float, eye_line: float) -> np.ndarray:
+def align_face(
+    gray: np.ndarray, box: np.ndarray, landmarks: np.ndarray, size: int, margin: float, eye_line: float
+) -> np.ndarray:
     """The eye-levelled crop (see :func:`alignment_matrix`), resized to size x size."""
     matrix, side = alignment_matrix(box, landmarks, margin, eye_line)
     k = side // size
@@ -589,14 +632,20 @@ def align_face(gray: np.ndarray, box: np.ndarray, landmarks: np.ndarray, size: i
             small, (ox, oy) = source  # the frame position of the centre of small's first pixel
             (c, s, tx), (_, _, ty) = matrix.tolist()
             a = size / side  # crop px (side) -> output px (size), pixel centres kept: u' = a u + a/2 - 1/2
-            m = np.array([[a * k * c, a * k * s, a * (c * ox + s * oy + tx) + 0.5 * a - 0.5],
-                          [-a * k * s, a * k * c, a * (-s * ox + c * oy + ty) + 0.5 * a - 0.5]])
+            m = np.array(
+                [
+                    [a * k * c, a * k * s, a * (c * ox + s * oy + tx) + 0.5 * a - 0.5],
+                    [-a * k * s, a * k * c, a * (-s * ox + c * oy + ty) + 0.5 * a - 0.5],
+                ]
+            )
             return cv2.warpAffine(small, m, (size, size), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     crop = cv2.warpAffine(gray, matrix, (side, side), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     return cv2.resize(crop, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def _block_averaged_source(gray: np.ndarray, matrix: np.ndarray, side: int, k: int) -> tuple[np.ndarray, tuple[float, float]] | None:
+def _block_averaged_source(
+    gray: np.ndarray, matrix: np.ndarray, side: int, k: int
+) -> tuple[np.ndarray, tuple[float, float]] | None:
     """The frame region under the side x side crop of `matrix` (a rotation and a shift),
     averaged over k x k blocks, and the frame position of the centre of its first block.
 
@@ -616,7 +665,9 @@ def _block_averaged_source(gray: np.ndarray, matrix: np.ndarray, side: int, k: i
     if region.shape[:2] != (rows * k, cols * k):
         if region.size == 0:
             return None
-        region = cv2.copyMakeBorder(region, max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w), cv2.BORDER_REPLICATE)
+        region = cv2.copyMakeBorder(
+            region, max(0, -y0), max(0, y1 - h), max(0, -x0), max(0, x1 - w), cv2.BORDER_REPLICATE
+        )
     small = cv2.resize(region, (cols, rows), interpolation=cv2.INTER_AREA)
     return small, (x0 + 0.5 * (k - 1), y0 + 0.5 * (k - 1))
 
@@ -675,7 +726,9 @@ class _ClipFaceBuffer:
         self.aligned.append(aligned)
 
 
-def detect_frame(detector: FaceDetector, frame: np.ndarray, gray: np.ndarray, previous: np.ndarray | None, full_pass: bool) -> list[Detection]:
+def detect_frame(
+    detector: FaceDetector, frame: np.ndarray, gray: np.ndarray, previous: np.ndarray | None, full_pass: bool
+) -> list[Detection]:
     """The detector cascade for a frame without a live track: near the last face first, then the whole frame.
 
     `full_pass` False skips the whole-frame passes (a frame in a run of misses, see ``fallback_every``).
@@ -738,7 +791,9 @@ class FaceFollower:
                     candidates = detector.viola_jones_near(gray, tracked.box, window=VERIFY_WINDOW)
         if found is None:
             if not candidates:
-                candidates = detect_frame(detector, frame, gray, self.previous, full_pass=self.misses % params["fallback_every"] == 0)
+                candidates = detect_frame(
+                    detector, frame, gray, self.previous, full_pass=self.misses % params["fallback_every"] == 0
+                )
             if not candidates:
                 self.track, self.misses = None, self.misses + 1
                 return None
@@ -786,7 +841,13 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
     and a detail. Any other exception (a bug, a library failing) propagates, with a note
     naming the clip, and fails the job.
     """
-    qc = ClipQC(clip_id=clip["clip_id"], path=str(clip["path"]), label=clip["label"], subject=str(clip["subject"]), split=clip["split"])
+    qc = ClipQC(
+        clip_id=clip["clip_id"],
+        path=str(clip["path"]),
+        label=clip["label"],
+        subject=str(clip["subject"]),
+        split=clip["split"],
+    )
     start = time.perf_counter()
     follower = FaceFollower(detector, params)
     try:
@@ -854,7 +915,11 @@ def extract_clip(detector: FaceDetector, clip: dict, params: dict) -> tuple[Clip
         err.add_note(f"while extracting the faces of clip {qc.clip_id} ({qc.path})")
         raise
     finally:
-        qc.multi_face_frames, qc.choice_track, qc.choice_largest = follower.multi_face_frames, follower.choice_track, follower.choice_largest
+        qc.multi_face_frames, qc.choice_track, qc.choice_largest = (
+            follower.multi_face_frames,
+            follower.choice_track,
+            follower.choice_largest,
+        )
         qc.seconds = round(time.perf_counter() - start, 3)
 
 
@@ -871,7 +936,9 @@ def excluded_by_split(clips: pd.DataFrame, qc: pd.DataFrame) -> pd.DataFrame:
     return table.join(reasons.reindex(splits, fill_value=0)).fillna(0)
 
 
-def excluded_fraction_error(table: pd.DataFrame, qc: pd.DataFrame, max_excluded_fraction: float, qc_parts: list[str]) -> str:
+def excluded_fraction_error(
+    table: pd.DataFrame, qc: pd.DataFrame, max_excluded_fraction: float, qc_parts: list[str]
+) -> str:
     """The message when some split lost more than `max_excluded_fraction` of its clips; '' when none did."""
     over = list(table.index[table["fraction"] > max_excluded_fraction])
     if not over:
@@ -880,8 +947,10 @@ def excluded_fraction_error(table: pd.DataFrame, qc: pd.DataFrame, max_excluded_
     lines = []
     for split, row in table.iterrows():
         by_reason = ", ".join(f"{r} {int(row[r])}" for r in reason_cols if row[r])
-        lines.append(f"  {split}: {int(row['clips'])} clips in, {int(row['excluded'])} excluded ({row['fraction']:.1%})"
-                     + (f": {by_reason}" if by_reason else ""))
+        lines.append(
+            f"  {split}: {int(row['clips'])} clips in, {int(row['excluded'])} excluded ({row['fraction']:.1%})"
+            + (f": {by_reason}" if by_reason else "")
+        )
     excluded = qc[qc["status"] == "excluded"]
     first = pd.concat([excluded[excluded["split"].isin(over)], excluded[~excluded["split"].isin(over)]]).head(10)
     examples = [f"  {r.clip_id} ({r.split}): {r.reason}: {str(r.detail)[:160]}" for r in first.itertuples()]

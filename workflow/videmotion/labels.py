@@ -44,7 +44,9 @@ def check_fer_to_target(mapping: dict[str, str | None], classes: list[str] | tup
     fine-tuning stage, which initialises its head from it, checks it again."""
     for fer_name, target in mapping.items():
         if fer_name not in FER2013_CLASSES:
-            raise ValueError(f"pretrain_data.fer_to_target: {fer_name!r} is not a FER2013 class {list(FER2013_CLASSES)}")
+            raise ValueError(
+                f"pretrain_data.fer_to_target: {fer_name!r} is not a FER2013 class {list(FER2013_CLASSES)}"
+            )
         if target is not None and target not in classes:
             raise ValueError(
                 f"pretrain_data.fer_to_target: {target!r} (for FER's {fer_name!r}) is not a target class {list(classes)}; "

@@ -392,7 +392,9 @@ class _CompiledRecurrence(torch.autograd.Function):
         hiddens, cells, gates, tanh_cells = load_extension().forward(
             x, weight_x, bias, weight_h, peephole_i, peephole_f, peephole_o, active, fused
         )
-        ctx.save_for_backward(x, weight_x, weight_h, peephole_i, peephole_f, peephole_o, hiddens, cells, gates, tanh_cells)
+        ctx.save_for_backward(
+            x, weight_x, weight_h, peephole_i, peephole_f, peephole_o, hiddens, cells, gates, tanh_cells
+        )
         ctx.active, ctx.fused = active, fused
         return hiddens[1:]
 
@@ -533,4 +535,3 @@ class PeepholeLSTM(nn.Module):
         if hidden.shape[1] < steps:
             hidden = F.pad(hidden, (0, 0, 0, steps - hidden.shape[1]))
         return hidden, h
-

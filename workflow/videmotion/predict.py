@@ -230,7 +230,9 @@ def load_model(model_path: str | Path, convnet_path: str | Path | None = None, d
     model, meta = _load_trusted(temporal.load_temporal_checkpoint, model_path, "temporal model", device)
     for key in ("classes", "kind", "feature_layer", "face_params", "params"):
         if key not in meta:
-            raise PredictError(f"{model_path}: the model file's meta lacks {key!r}; use a model.pt written by this workflow")
+            raise PredictError(
+                f"{model_path}: the model file's meta lacks {key!r}; use a model.pt written by this workflow"
+            )
     if convnet_path is not None:
         convnet_file = Path(convnet_path)
         if not convnet_file.is_file():
@@ -240,8 +242,10 @@ def load_model(model_path: str | Path, convnet_path: str | Path | None = None, d
         convnet_file = next((p for p in tried if p.is_file()), None)
         if convnet_file is None:
             where = " or ".join(str(p) for p in tried) or "(the model file names none)"
-            raise PredictError(f"the ConvNet of {model_path} was not found at {where}; pass --convnet "
-                               "(the finetuned.pt of the model's fold), or move the model with its results folder")
+            raise PredictError(
+                f"the ConvNet of {model_path} was not found at {where}; pass --convnet "
+                "(the finetuned.pt of the model's fold), or move the model with its results folder"
+            )
     stored = meta.get("convnet_sha256")
     if stored:
         actual = file_sha256(convnet_file)
@@ -260,8 +264,10 @@ def load_model(model_path: str | Path, convnet_path: str | Path | None = None, d
             f"but model {model_path} reads {wanted}; pass the ConvNet the model was trained on"
         )
     if net.n_classes != len(meta["classes"]):
-        raise PredictError(f"ConvNet {convnet_file} has {net.n_classes} outputs, but model {model_path} has "
-                           f"{len(meta['classes'])} classes; pass the ConvNet the model was trained on")
+        raise PredictError(
+            f"ConvNet {convnet_file} has {net.n_classes} outputs, but model {model_path} has "
+            f"{len(meta['classes'])} classes; pass the ConvNet the model was trained on"
+        )
     # face parameters of an older file may hold keys since retired (n_shards): only known keys are used
     params = face_params({k: v for k, v in meta["face_params"].items() if k in DEFAULT_FACE_PARAMS})
     params["min_faces"] = 1
@@ -277,11 +283,16 @@ def window_seconds(settings: dict[str, Any], model: PredictModel, fps: float) ->
     step = model.face_params["frame_step"]
     if window is None:
         if model.max_frames is None:
-            window, source = 0.0, "the model was trained on whole clips (temporal.max_frames null): one window per track"
+            window, source = (
+                0.0,
+                "the model was trained on whole clips (temporal.max_frames null): one window per track",
+            )
         else:
             window = model.max_frames * step / fps
-            source = (f"the model's temporal.max_frames ({model.max_frames}) x faces.frame_step ({step}) at the video's "
-                      f"{fps:g} fps; the training clips' lengths are not stored in the model file")
+            source = (
+                f"the model's temporal.max_frames ({model.max_frames}) x faces.frame_step ({step}) at the video's "
+                f"{fps:g} fps; the training clips' lengths are not stored in the model file"
+            )
     else:
         source = "given"
     window = float(window)
@@ -332,7 +343,9 @@ class _TrackState:
 class WindowScheduler:
     """Per track, the windows of the video clock that are complete, as the stream passes them."""
 
-    def __init__(self, window: float, stride: float, fps: float, frame_step: int, max_frames: int | None, min_face_share: float):
+    def __init__(
+        self, window: float, stride: float, fps: float, frame_step: int, max_frames: int | None, min_face_share: float
+    ):
         self.window, self.stride, self.fps, self.frame_step = window, stride, fps, frame_step
         self.max_frames, self.min_face_share = max_frames, min_face_share
         self.tracks: dict[int, _TrackState] = {}
@@ -395,7 +408,11 @@ class WindowScheduler:
                 w.end = duration
             return whole
         out = self.ready(duration)
-        regular = int(math.floor((duration - self.window) / self.stride + TIME_EPS)) + 1 if duration >= self.window - TIME_EPS else 0
+        regular = (
+            int(math.floor((duration - self.window) / self.stride + TIME_EPS)) + 1
+            if duration >= self.window - TIME_EPS
+            else 0
+        )
         last_end = (regular - 1) * self.stride + self.window if regular else 0.0
         if regular == 0 or last_end < duration - 0.5 / self.fps:
             start = max(0.0, duration - self.window)
@@ -411,15 +428,32 @@ class WindowScheduler:
 
 
 def frames_schema(classes: list[str]) -> pa.Schema:
-    fields = [("video", pa.string()), ("frame", pa.int64()), ("time_s", pa.float64()), ("processed", pa.bool_()),
-              ("face", pa.bool_()), ("track", pa.int32()), ("x", pa.float32()), ("y", pa.float32()), ("w", pa.float32()),
-              ("h", pa.float32()), ("detector", pa.string()), ("score", pa.float32()), ("aligned", pa.bool_())]
+    fields = [
+        ("video", pa.string()),
+        ("frame", pa.int64()),
+        ("time_s", pa.float64()),
+        ("processed", pa.bool_()),
+        ("face", pa.bool_()),
+        ("track", pa.int32()),
+        ("x", pa.float32()),
+        ("y", pa.float32()),
+        ("w", pa.float32()),
+        ("h", pa.float32()),
+        ("detector", pa.string()),
+        ("score", pa.float32()),
+        ("aligned", pa.bool_()),
+    ]
     return pa.schema(fields + [(f"p_{c}", pa.float32()) for c in classes])
 
 
 def windows_schema(classes: list[str]) -> pa.Schema:
-    fields = [("video", pa.string()), ("track", pa.int32()), ("start_s", pa.float64()), ("end_s", pa.float64()),
-              ("n_faces", pa.int32())]
+    fields = [
+        ("video", pa.string()),
+        ("track", pa.int32()),
+        ("start_s", pa.float64()),
+        ("end_s", pa.float64()),
+        ("n_faces", pa.int32()),
+    ]
     fields += [(f"p_{c}", pa.float32()) for c in classes]
     fields += [("label", pa.string()), ("frame_index", pa.list_(pa.int64())), ("attention", pa.list_(pa.float32()))]
     return pa.schema(fields)
@@ -497,7 +531,9 @@ def _convnet_outputs(model: PredictModel, crops: list[np.ndarray]) -> tuple[np.n
     from . import convnet
 
     faces = np.stack(crops)
-    features = convnet.extract_features(model.convnet, faces, layer=model.feature_layer, batch_size=len(faces), device=str(model.device))
+    features = convnet.extract_features(
+        model.convnet, faces, layer=model.feature_layer, batch_size=len(faces), device=str(model.device)
+    )
     if model.feature_layer == "logits":
         logits = features
     else:  # the last FC on the penultimate features: the same logits as the full forward pass
@@ -511,7 +547,9 @@ def _score_windows(model: PredictModel, windows: list[Window]) -> None:
 
     if not windows:
         return
-    seqs = temporal.SequenceSet([np.stack([f.feature for f in w.faces]) for w in windows], np.zeros(len(windows), np.int64))
+    seqs = temporal.SequenceSet(
+        [np.stack([f.feature for f in w.faces]) for w in windows], np.zeros(len(windows), np.int64)
+    )
     probs, alphas = temporal.predict_temporal(model.temporal, seqs, device=str(model.device))
     for i, window in enumerate(windows):
         window.probabilities = probs[i]
@@ -586,7 +624,9 @@ def analyse_stream(
 
     def reset() -> None:
         cols.clear()
-        cols.update({k: [] for k in ("frame", "time_s", "processed", "face", "track", "box", "detector", "score", "aligned")})
+        cols.update(
+            {k: [] for k in ("frame", "time_s", "processed", "face", "track", "box", "detector", "score", "aligned")}
+        )
         crops.clear()
         face_rows.clear()
 
@@ -611,11 +651,21 @@ def analyse_stream(
                 scheduler.add(track, _Face(seconds, frame_index, feature, crop))
         if frames_sink is not None and n:
             boxes = np.asarray(cols["box"], np.float32).reshape(n, 4)
-            columns = {"video": [name] * n, "frame": np.asarray(cols["frame"], np.int64), "time_s": np.asarray(cols["time_s"]),
-                       "processed": np.asarray(cols["processed"]), "face": np.asarray(cols["face"]),
-                       "track": np.asarray(cols["track"], np.int32), "x": boxes[:, 0].copy(), "y": boxes[:, 1].copy(),
-                       "w": boxes[:, 2].copy(), "h": boxes[:, 3].copy(), "detector": cols["detector"],
-                       "score": np.asarray(cols["score"], np.float32), "aligned": np.asarray(cols["aligned"])}
+            columns = {
+                "video": [name] * n,
+                "frame": np.asarray(cols["frame"], np.int64),
+                "time_s": np.asarray(cols["time_s"]),
+                "processed": np.asarray(cols["processed"]),
+                "face": np.asarray(cols["face"]),
+                "track": np.asarray(cols["track"], np.int32),
+                "x": boxes[:, 0].copy(),
+                "y": boxes[:, 1].copy(),
+                "w": boxes[:, 2].copy(),
+                "h": boxes[:, 3].copy(),
+                "detector": cols["detector"],
+                "score": np.asarray(cols["score"], np.float32),
+                "aligned": np.asarray(cols["aligned"]),
+            }
             columns.update({f"p_{c}": probs[:, i].copy() for i, c in enumerate(classes)})
             frames_sink.write(columns)
         ready = scheduler.finish(now) if final else scheduler.ready(now)
@@ -623,8 +673,13 @@ def analyse_stream(
         for w in ready:
             _remember(scheduler.state(w.track), w, settings["timeline_faces"])
         if windows_sink is not None and ready:
-            columns = {"video": [name] * len(ready), "track": [w.track for w in ready], "start_s": [w.start for w in ready],
-                       "end_s": [w.end for w in ready], "n_faces": [len(w.faces) for w in ready]}
+            columns = {
+                "video": [name] * len(ready),
+                "track": [w.track for w in ready],
+                "start_s": [w.start for w in ready],
+                "end_s": [w.end for w in ready],
+                "n_faces": [len(w.faces) for w in ready],
+            }
             stacked = np.stack([w.probabilities for w in ready])
             columns.update({f"p_{c}": stacked[:, i] for i, c in enumerate(classes)})
             columns["label"] = [classes[int(w.probabilities.argmax())] for w in ready]
@@ -680,21 +735,40 @@ def analyse_stream(
     return VideoAnalysis(name, summary, scheduler.tracks, kept, duration)
 
 
-def _summary(model: PredictModel, scheduler: WindowScheduler, settings: dict[str, Any], counts: dict[str, int], fps: float,
-             duration: float, window: float, stride: float, source: str, name: str) -> dict[str, Any]:
+def _summary(
+    model: PredictModel,
+    scheduler: WindowScheduler,
+    settings: dict[str, Any],
+    counts: dict[str, int],
+    fps: float,
+    duration: float,
+    window: float,
+    stride: float,
+    source: str,
+    name: str,
+) -> dict[str, Any]:
     classes = model.classes
     tracks = []
     for state in sorted(scheduler.tracks.values(), key=lambda s: s.track):
-        entry: dict[str, Any] = {"track": state.track, "label": None, "probabilities": None, "label_share": None,
-                                 "windows": state.windows, "frames_with_face": state.faces,
-                                 "frames_without_face": counts["processed"] - state.faces,
-                                 "seconds_with_face": round(state.faces * scheduler.frame_period, 3),
-                                 "first_seen_s": round(state.first_s, 3), "last_seen_s": round(state.last_s, 3)}
+        entry: dict[str, Any] = {
+            "track": state.track,
+            "label": None,
+            "probabilities": None,
+            "label_share": None,
+            "windows": state.windows,
+            "frames_with_face": state.faces,
+            "frames_without_face": counts["processed"] - state.faces,
+            "seconds_with_face": round(state.faces * scheduler.frame_period, 3),
+            "first_seen_s": round(state.first_s, 3),
+            "last_seen_s": round(state.last_s, 3),
+        }
         if state.windows:
             mean = state.probability_sum / state.windows
             entry["label"] = classes[int(mean.argmax())]
             entry["probabilities"] = {c: round(float(p), 6) for c, p in zip(classes, mean)}
-            entry["label_share"] = {c: round(float(n) / state.windows, 4) for c, n in zip(classes, state.label_counts) if n}
+            entry["label_share"] = {
+                c: round(float(n) / state.windows, 4) for c, n in zip(classes, state.label_counts) if n
+            }
         tracks.append(entry)
     return {
         "video": name,
@@ -741,14 +815,30 @@ def analyse_video(
         frames_sink = _ParquetSink(stack, frames, frames_schema(model.classes), FRAME_ROW_GROUP)
         windows_sink = _ParquetSink(stack, windows, windows_schema(model.classes), WINDOW_ROW_GROUP)
         decoded = stack.enter_context(closing(read_ahead(stream)))  # decoding overlaps the analysis
-        result = analyse_stream(model, decoded, info.fps, settings, name=name, frames_sink=frames_sink,
-                                windows_sink=windows_sink, progress=progress)
+        result = analyse_stream(
+            model,
+            decoded,
+            info.fps,
+            settings,
+            name=name,
+            frames_sink=frames_sink,
+            windows_sink=windows_sink,
+            progress=progress,
+        )
         if stream.frames_read == 0:
             raise ClipReadError("no_frames", f"no frame of {video} could be decoded")
         frames_sink.close()
         windows_sink.close()
-        result.summary.update({"path": video, "fps_reported": info.fps_reported, "frames_reported": info.n_frames_reported,
-                               "decode_errors": stream.decode_errors, "width": info.width, "height": info.height})
+        result.summary.update(
+            {
+                "path": video,
+                "fps_reported": info.fps_reported,
+                "frames_reported": info.n_frames_reported,
+                "decode_errors": stream.decode_errors,
+                "width": info.width,
+                "height": info.height,
+            }
+        )
         plot_timeline(result, model.classes, stack.enter_context(atomic_output(timeline)))
         atomic_write_text(summary, json.dumps(result.summary, indent=2) + "\n")
     return result
@@ -786,7 +876,9 @@ def predict_clip(video: str | Path, model: PredictModel) -> dict[str, Any]:
     }
 
 
-def predict_video(video: str | Path, model_path: str | Path, convnet_path: str | Path | None = None, device: str = "auto") -> dict:
+def predict_video(
+    video: str | Path, model_path: str | Path, convnet_path: str | Path | None = None, device: str = "auto"
+) -> dict:
     """Label, probabilities and per-frame attention of one whole video (a file or a folder of frames)."""
     return predict_clip(video, load_model(model_path, convnet_path, device))
 
@@ -869,14 +961,22 @@ def plot_timeline(result: VideoAnalysis, classes: list[str], path: str | Path) -
                 if len(state.curve) == 1:
                     ax.hlines(probs[0, i], starts[0], ends[0], color=colours(i % 10), lw=2, label=cls)
                 else:
-                    ax.plot((starts + ends) / 2, probs[:, i], color=colours(i % 10), lw=1.4, marker=".", ms=3, label=cls)
+                    ax.plot(
+                        (starts + ends) / 2, probs[:, i], color=colours(i % 10), lw=1.4, marker=".", ms=3, label=cls
+                    )
         ax.set_xlim(0, duration)
         ax.set_ylim(0, 1)
         ax.set_ylabel("p")
         entry = next(t for t in result.summary["tracks"] if t["track"] == state.track)
-        label = f"{entry['label']} ({entry['probabilities'][entry['label']]:.2f})" if entry["label"] else "no window scored"
-        ax.set_title(f"{result.name} - track {state.track}: {label}; face in {entry['frames_with_face']} of "
-                     f"{result.summary['frames_processed']} frames (grey: no face)", fontsize=8, loc="left")
+        label = (
+            f"{entry['label']} ({entry['probabilities'][entry['label']]:.2f})" if entry["label"] else "no window scored"
+        )
+        ax.set_title(
+            f"{result.name} - track {state.track}: {label}; face in {entry['frames_with_face']} of "
+            f"{result.summary['frames_processed']} frames (grey: no face)",
+            fontsize=8,
+            loc="left",
+        )
         ax.tick_params(labelsize=7)
         if state is tracks[0]:
             ax.legend(fontsize=6, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
@@ -941,9 +1041,17 @@ def predict_many(
             bar.set_description(name[:30])
             folder = out / name
             try:
-                result = analyse_video(video, model, settings, frames=folder / "frames.parquet", windows=folder / "windows.parquet",
-                                       summary=folder / "summary.json", timeline=folder / "timeline.png", name=name,
-                                       progress=bar.update)
+                result = analyse_video(
+                    video,
+                    model,
+                    settings,
+                    frames=folder / "frames.parquet",
+                    windows=folder / "windows.parquet",
+                    summary=folder / "summary.json",
+                    timeline=folder / "timeline.png",
+                    name=name,
+                    progress=bar.update,
+                )
             except ClipReadError as err:
                 message = f"{video}: {err.reason}: {err.detail}"
                 outcomes.append(VideoOutcome(video, name, error=message))
@@ -952,7 +1060,10 @@ def predict_many(
                 continue
             outcomes.append(VideoOutcome(video, name, summary=result.summary))
     done = [o for o in outcomes if not o.error]
-    combine_parquet([out / o.name / "frames.parquet" for o in done], out / "frames.parquet", frames_schema(model.classes))
-    combine_parquet([out / o.name / "windows.parquet" for o in done], out / "windows.parquet", windows_schema(model.classes))
+    combine_parquet(
+        [out / o.name / "frames.parquet" for o in done], out / "frames.parquet", frames_schema(model.classes)
+    )
+    combine_parquet(
+        [out / o.name / "windows.parquet" for o in done], out / "windows.parquet", windows_schema(model.classes)
+    )
     return outcomes
-

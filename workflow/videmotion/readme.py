@@ -66,7 +66,8 @@ def stage_table(results: Path, since: float | None = None) -> pd.DataFrame:
     if not rows:
         raise ReadmeError(f"no benchmark files under {results / 'benchmarks'}: run `make demo` first")
     return (
-        pd.DataFrame(rows).groupby("rule")
+        pd.DataFrame(rows)
+        .groupby("rule")
         .agg(jobs=("s", "size"), total_s=("s", "sum"), longest_s=("s", "max"), peak_rss_mb=("max_rss_mb", "max"))
         .sort_values("total_s", ascending=False)
     )
@@ -85,7 +86,10 @@ def demo_wall(results: Path) -> tuple[int, float]:
 def demo_stages_block(results: Path) -> str:
     table = stage_table(results, since=demo_wall(results)[1])
     lines = ["| rule | jobs | total s | longest s | peak RSS MB |", "|---|---|---|---|---|"]
-    lines += [f"| {rule} | {int(r.jobs)} | {r.total_s:.1f} | {r.longest_s:.1f} | {r.peak_rss_mb:.0f} |" for rule, r in table.iterrows()]
+    lines += [
+        f"| {rule} | {int(r.jobs)} | {r.total_s:.1f} | {r.longest_s:.1f} | {r.peak_rss_mb:.0f} |"
+        for rule, r in table.iterrows()
+    ]
     return "\n".join(lines) + "\n"
 
 
@@ -116,10 +120,12 @@ def other_machine_hint(text: str) -> str:
     here = machine_description()
     if found is None or found.group(1) == here:
         return ""
-    return (f"note: the README's demo ran on {found.group(1)}; this machine is {here}. torch's and OpenCV's "
-            "float kernels differ with the CPU's vector units (AVX2, AVX-512), which moves a few face crops by a "
-            "grey level and the training runs after them: the same commit gives another table on another CPU "
-            "(README, 'Demo results').")
+    return (
+        f"note: the README's demo ran on {found.group(1)}; this machine is {here}. torch's and OpenCV's "
+        "float kernels differ with the CPU's vector units (AVX2, AVX-512), which moves a few face crops by a "
+        "grey level and the training runs after them: the same commit gives another table on another CPU "
+        "(README, 'Demo results')."
+    )
 
 
 def demo_run_block(results: Path) -> str:
@@ -130,8 +136,11 @@ def demo_run_block(results: Path) -> str:
     metrics = pd.read_parquet(results / "metrics.parquet", columns=["method", "seed", "fold"])
     seeds = sorted(metrics.loc[metrics["seed"] >= 0, "seed"].unique().tolist())
     n_folds = folds["cv_fold"].nunique()
-    protocol = (f"subject-independent {n_folds}-fold cross-validation" if (folds["protocol"] == "kfold").all()
-                else "the fixed train/val/test split")
+    protocol = (
+        f"subject-independent {n_folds}-fold cross-validation"
+        if (folds["protocol"] == "kfold").all()
+        else "the fixed train/val/test split"
+    )
     wall, started = demo_wall(results)
     job_seconds = float(stage_table(results, since=started)["total_s"].sum())
     return (
@@ -146,7 +155,8 @@ def demo_run_block(results: Path) -> str:
 
 def findings_block(results: Path) -> str:
     """The comparisons of the run as sentences that quote their intervals."""
-    from .report import display_name, higher_map, is_difference_row, signed_points as pts
+    from .report import display_name, higher_map, is_difference_row
+    from .report import signed_points as pts
 
     metrics = pd.read_parquet(results / "metrics.parquet")
     lines = []
@@ -173,8 +183,12 @@ def generated_blocks(results: Path, names: tuple[str, ...] | None = None) -> dic
     table = results / "table.md"
     if not table.is_file():
         raise ReadmeError(f"{table} is missing: run `make demo` first")
-    makers = {"demo-table": lambda: table.read_text(), "demo-findings": lambda: findings_block(results),
-              "demo-run": lambda: demo_run_block(results), "demo-stages": lambda: demo_stages_block(results)}
+    makers = {
+        "demo-table": lambda: table.read_text(),
+        "demo-findings": lambda: findings_block(results),
+        "demo-run": lambda: demo_run_block(results),
+        "demo-stages": lambda: demo_stages_block(results),
+    }
     return {name: make() for name, make in makers.items() if names is None or name in names}
 
 
@@ -193,10 +207,22 @@ def main(argv: list[str] | None = None) -> int:
                 import difflib
 
                 for name in stale:
-                    print("\n".join(difflib.unified_diff(read_block(text, name).splitlines(), fresh[name].splitlines(),
-                                                         f"README.md ({name})", f"this run ({name})", lineterm="")))
-                print(f"error: the README's {', '.join(stale)} block(s) differ from this run; run `videmotion readme` "
-                      "after a fresh `make demo` and commit the README", file=sys.stderr)
+                    print(
+                        "\n".join(
+                            difflib.unified_diff(
+                                read_block(text, name).splitlines(),
+                                fresh[name].splitlines(),
+                                f"README.md ({name})",
+                                f"this run ({name})",
+                                lineterm="",
+                            )
+                        )
+                    )
+                print(
+                    f"error: the README's {', '.join(stale)} block(s) differ from this run; run `videmotion readme` "
+                    "after a fresh `make demo` and commit the README",
+                    file=sys.stderr,
+                )
                 hint = other_machine_hint(text)
                 if hint:
                     print(hint, file=sys.stderr)

@@ -222,9 +222,7 @@ def load_predictions(paths: Iterable[str | Path], classes: Sequence[str]) -> pd.
     return predictions
 
 
-def score_every_clip(
-    predictions: pd.DataFrame, split_clips: pd.DataFrame, *, policy: str
-) -> pd.DataFrame:
+def score_every_clip(predictions: pd.DataFrame, split_clips: pd.DataFrame, *, policy: str) -> pd.DataFrame:
     """The predictions completed with every clip of each run's splits.
 
     ``split_clips`` has one row per fold x split x clip of the clip table (columns ``fold``,
@@ -243,7 +241,9 @@ def score_every_clip(
         members = split_clips[(split_clips["fold"] == fold) & (split_clips["split"] == split)]
         unexpected = sorted(set(run["clip_id"]) - set(members["clip_id"]))
         if unexpected:
-            raise RuntimeError(f"{method} seed {seed} fold {fold}: predictions for clips outside its {split} split: {unexpected[:5]}")
+            raise RuntimeError(
+                f"{method} seed {seed} fold {fold}: predictions for clips outside its {split} split: {unexpected[:5]}"
+            )
         absent = members[~members["clip_id"].isin(set(run["clip_id"]))]
         not_excluded = absent.loc[~absent["excluded"].astype(bool), "clip_id"].tolist()
         if not_excluded:
@@ -255,11 +255,20 @@ def score_every_clip(
         if policy == "drop" or absent.empty:
             continue
         predicted = absent["majority"] if policy == "majority_class" else pd.Series(pd.NA, index=absent.index)
-        frames.append(pd.DataFrame({
-            "clip_id": absent["clip_id"].to_numpy(), "split": split, "label": absent["label"].to_numpy(),
-            "predicted": pd.Series(predicted.to_numpy(), dtype="string"), "method": method, "seed": seed, "fold": fold,
-            "excluded": True,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "clip_id": absent["clip_id"].to_numpy(),
+                    "split": split,
+                    "label": absent["label"].to_numpy(),
+                    "predicted": pd.Series(predicted.to_numpy(), dtype="string"),
+                    "method": method,
+                    "seed": seed,
+                    "fold": fold,
+                    "excluded": True,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
@@ -335,19 +344,51 @@ def method_differences(
         (runs_a, masks_a), (runs_b, masks_b) = runs(a), runs(b)
         if any(not np.array_equal(masks_a[k], masks_b.get(k, np.zeros(0))) for k in masks_a):
             raise RuntimeError(f"{a} and {b} were not scored on the same {split} clips: no paired comparison")
-        result = paired_bootstrap(runs_a, runs_b, labels, groups, masks_a, resamples=resamples, seed=seed, confidence=confidence)
-        rows.append({
-            "method": f"{a}-vs-{b}", "method_a": a, "method_b": b, "split": split, "seed": -1, "fold": -1,
-            "n": int(len(clips)), "acc": result["d_acc"], "map": result["d_map"],
-            "acc_ci_low": result["d_acc_low"], "acc_ci_high": result["d_acc_high"],
-            "map_ci_low": result["d_map_low"], "map_ci_high": result["d_map_high"],
-            "confidence": float(confidence), "runs": result["runs"], "wins": result["wins"], "ties": result["ties"],
-            "losses": result["losses"],
-        })
-    columns = {"method": "string", "method_a": "string", "method_b": "string", "split": "string", "seed": "int64",
-               "fold": "int64", "n": "int64", "acc": "float64", "map": "float64", "acc_ci_low": "float64",
-               "acc_ci_high": "float64", "map_ci_low": "float64", "map_ci_high": "float64", "confidence": "float64",
-               "runs": "int64", "wins": "int64", "ties": "int64", "losses": "int64"}
+        result = paired_bootstrap(
+            runs_a, runs_b, labels, groups, masks_a, resamples=resamples, seed=seed, confidence=confidence
+        )
+        rows.append(
+            {
+                "method": f"{a}-vs-{b}",
+                "method_a": a,
+                "method_b": b,
+                "split": split,
+                "seed": -1,
+                "fold": -1,
+                "n": int(len(clips)),
+                "acc": result["d_acc"],
+                "map": result["d_map"],
+                "acc_ci_low": result["d_acc_low"],
+                "acc_ci_high": result["d_acc_high"],
+                "map_ci_low": result["d_map_low"],
+                "map_ci_high": result["d_map_high"],
+                "confidence": float(confidence),
+                "runs": result["runs"],
+                "wins": result["wins"],
+                "ties": result["ties"],
+                "losses": result["losses"],
+            }
+        )
+    columns = {
+        "method": "string",
+        "method_a": "string",
+        "method_b": "string",
+        "split": "string",
+        "seed": "int64",
+        "fold": "int64",
+        "n": "int64",
+        "acc": "float64",
+        "map": "float64",
+        "acc_ci_low": "float64",
+        "acc_ci_high": "float64",
+        "map_ci_low": "float64",
+        "map_ci_high": "float64",
+        "confidence": "float64",
+        "runs": "int64",
+        "wins": "int64",
+        "ties": "int64",
+        "losses": "int64",
+    }
     return pd.DataFrame(rows, columns=list(columns)).astype(columns)
 
 
@@ -423,25 +464,43 @@ def _runs_label(runs: pd.DataFrame) -> str:
     return label
 
 
-def describe_run(*, protocol: str, folds: int, feature_layer: str, unfreeze_last_conv_blocks: int, excluded_clips: str) -> dict[str, str]:
+def describe_run(
+    *, protocol: str, folds: int, feature_layer: str, unfreeze_last_conv_blocks: int, excluded_clips: str
+) -> dict[str, str]:
     """The table's labels, derived from the config that produced the run."""
     if protocol == "kfold":
-        protocol_text = f"subject-independent {folds}-fold cross-validation: every clip is a test clip in exactly one fold"
+        protocol_text = (
+            f"subject-independent {folds}-fold cross-validation: every clip is a test clip in exactly one fold"
+        )
     else:
         protocol_text = "the fixed train/val/test split (fold 0)"
     if unfreeze_last_conv_blocks == 0:
         convnet = "conv layers frozen"
     else:
-        convnet = f"last {unfreeze_last_conv_blocks} conv block{'s' if unfreeze_last_conv_blocks != 1 else ''} fine-tuned"
-    layer = {"logits": "the last fully connected layer (logits), as in the paper",
-             "penultimate": "the penultimate fully connected layer"}[feature_layer]
-    policy = {"count_as_wrong": "count as wrong predictions", "majority_class": "are predicted as the fold's majority training class",
-              "drop": "are left out of the scores"}[excluded_clips]
-    return {"protocol": protocol_text, "convnet": convnet, "feature_layer": layer, "excluded_clips": excluded_clips,
-            "excluded_policy": policy}
+        convnet = (
+            f"last {unfreeze_last_conv_blocks} conv block{'s' if unfreeze_last_conv_blocks != 1 else ''} fine-tuned"
+        )
+    layer = {
+        "logits": "the last fully connected layer (logits), as in the paper",
+        "penultimate": "the penultimate fully connected layer",
+    }[feature_layer]
+    policy = {
+        "count_as_wrong": "count as wrong predictions",
+        "majority_class": "are predicted as the fold's majority training class",
+        "drop": "are left out of the scores",
+    }[excluded_clips]
+    return {
+        "protocol": protocol_text,
+        "convnet": convnet,
+        "feature_layer": layer,
+        "excluded_clips": excluded_clips,
+        "excluded_policy": policy,
+    }
 
 
-def clip_accounting_lines(split_clips: pd.DataFrame, describe: dict[str, str], splits: Sequence[str] = ("test", "val")) -> list[str]:
+def clip_accounting_lines(
+    split_clips: pd.DataFrame, describe: dict[str, str], splits: Sequence[str] = ("test", "val")
+) -> list[str]:
     """One sentence per split: its clips over all folds, how many reached the models, and why the rest did not."""
     lines = []
     n_folds = split_clips["fold"].nunique()
@@ -451,13 +510,17 @@ def clip_accounting_lines(split_clips: pd.DataFrame, describe: dict[str, str], s
             continue
         excluded = rows[rows["excluded"].astype(bool)]
         where = f" (summed over {n_folds} folds)" if n_folds > 1 else ""
-        text = f"{split.capitalize()} split{where}: {len(rows):,} clips, {len(rows) - len(excluded):,} reached the models"
+        text = (
+            f"{split.capitalize()} split{where}: {len(rows):,} clips, {len(rows) - len(excluded):,} reached the models"
+        )
         if excluded.empty:
             text += ", none excluded by the face stage."
         else:
             reasons = ", ".join(f"{r}: {n}" for r, n in excluded["reason"].value_counts().sort_index().items())
-            text += (f", {len(excluded)} excluded by the face stage ({reasons}); excluded clips {describe['excluded_policy']} "
-                     f"(`evaluation.excluded_clips: {describe['excluded_clips']}`).")
+            text += (
+                f", {len(excluded)} excluded by the face stage ({reasons}); excluded clips {describe['excluded_policy']} "
+                f"(`evaluation.excluded_clips: {describe['excluded_clips']}`)."
+            )
         lines.append(text)
     return lines
 
@@ -511,7 +574,11 @@ def is_difference_row(metrics: pd.DataFrame) -> pd.Series:
 
 
 def results_table_markdown(
-    metrics: pd.DataFrame, *, split: str = "test", notes: Sequence[str] = (), describe: dict[str, str] | None = None,
+    metrics: pd.DataFrame,
+    *,
+    split: str = "test",
+    notes: Sequence[str] = (),
+    describe: dict[str, str] | None = None,
     accounting: Sequence[str] = (),
 ) -> str:
     """The paper's Table 1 with our scores beside its numbers, as Markdown.
@@ -529,7 +596,9 @@ def results_table_markdown(
     if missing:
         raise ValueError(f"metrics table lacks columns {missing}")
     differences = metrics[is_difference_row(metrics) & (metrics["split"] == split)]
-    runs = metrics[(metrics["split"] == split) & ~metrics["method"].isin(list(CONVNET_METHODS)) & ~is_difference_row(metrics)]
+    runs = metrics[
+        (metrics["split"] == split) & ~metrics["method"].isin(list(CONVNET_METHODS)) & ~is_difference_row(metrics)
+    ]
     present = [str(m) for m in runs["method"].unique()]
     extras = sorted((m for m in present if m not in PAPER_METHODS), key=lambda m: (m != "rf_convnet_mean", m))
     header = (
@@ -603,7 +672,9 @@ def plot_confusion(cm: np.ndarray, classes: Sequence[str], title: str, path: str
     Rows are true classes, columns predicted ones; a class with no clip has an empty row.
     Uses matplotlib's Agg canvas directly, so no GUI backend or pyplot state is involved.
     """
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # here: the training jobs that write predictions draw nothing
+    from matplotlib.backends.backend_agg import (
+        FigureCanvasAgg,
+    )  # here: the training jobs that write predictions draw nothing
     from matplotlib.figure import Figure
 
     cm = np.asarray(cm)
@@ -659,8 +730,15 @@ def plot_history(history: pd.DataFrame, title: str, path: str | Path) -> None:
     plt.close(fig)
 
 
-def plot_attention_examples(attention: pd.DataFrame, labels: dict[str, str], faces: dict[str, tuple[np.ndarray, np.ndarray]],
-                            classes: Sequence[str], per_class: int, out_png: str | Path, top_k: int = 3) -> None:
+def plot_attention_examples(
+    attention: pd.DataFrame,
+    labels: dict[str, str],
+    faces: dict[str, tuple[np.ndarray, np.ndarray]],
+    classes: Sequence[str],
+    per_class: int,
+    out_png: str | Path,
+    top_k: int = 3,
+) -> None:
     """For `per_class` test clips of each class: alpha over the frames and the top-k attended faces.
 
     ``attention`` is a model's ``attention.parquet``; ``labels`` the true class of each clip;
@@ -678,7 +756,9 @@ def plot_attention_examples(attention: pd.DataFrame, labels: dict[str, str], fac
         if rows.empty:
             continue
         # prefer clips the model got right: they show what it learned to look at
-        per_clip = rows.groupby("clip_id").agg(correct=("predicted", lambda p: bool((p == cls).all())), n=("alpha", "size"))
+        per_clip = rows.groupby("clip_id").agg(
+            correct=("predicted", lambda p: bool((p == cls).all())), n=("alpha", "size")
+        )
         per_clip = per_clip.sort_values(["correct", "n"], ascending=False)
         chosen += [(cls, cid) for cid in per_clip.index[:per_class]]
     if not chosen:
@@ -687,8 +767,13 @@ def plot_attention_examples(attention: pd.DataFrame, labels: dict[str, str], fac
         fig.savefig(out_png)
         plt.close(fig)
         return
-    fig, axes = plt.subplots(len(chosen), 1 + top_k, figsize=(3.2 + 1.3 * top_k, 1.5 * len(chosen)), squeeze=False,
-                             gridspec_kw={"width_ratios": [3] + [1] * top_k})
+    fig, axes = plt.subplots(
+        len(chosen),
+        1 + top_k,
+        figsize=(3.2 + 1.3 * top_k, 1.5 * len(chosen)),
+        squeeze=False,
+        gridspec_kw={"width_ratios": [3] + [1] * top_k},
+    )
     for row, (cls, cid) in enumerate(chosen):
         rows = attention[attention["clip_id"] == cid].sort_values("position")
         ax = axes[row, 0]

@@ -80,8 +80,12 @@ FACE_STORE_VERSION = 2
 FEATURE_STORE_VERSION = 1
 LBPTOP_STORE_VERSION = 1
 FER_IMAGES_VERSION = 1
-LAYOUT_VERSIONS = {FACE_STORE_LAYOUT: FACE_STORE_VERSION, FEATURE_STORE_LAYOUT: FEATURE_STORE_VERSION,
-                   LBPTOP_STORE_LAYOUT: LBPTOP_STORE_VERSION, FER_IMAGES_LAYOUT: FER_IMAGES_VERSION}
+LAYOUT_VERSIONS = {
+    FACE_STORE_LAYOUT: FACE_STORE_VERSION,
+    FEATURE_STORE_LAYOUT: FEATURE_STORE_VERSION,
+    LBPTOP_STORE_LAYOUT: LBPTOP_STORE_VERSION,
+    FER_IMAGES_LAYOUT: FER_IMAGES_VERSION,
+}
 DETECTOR_CODES = {"vj": 0, "track": 1, "mtcnn": 2}
 DETECTOR_NAMES = {v: k for k, v in DETECTOR_CODES.items()}
 
@@ -186,7 +190,13 @@ def _write_root_attrs(fh: h5py.File, layout: str, cfg_hash: str, **attrs) -> Non
 
 def _dataset(group: h5py.Group, name: str, data: np.ndarray) -> None:
     chunks = (min(len(data), 64),) + data.shape[1:] if len(data) else None
-    group.create_dataset(name, data=data, chunks=chunks, compression="gzip" if len(data) else None, compression_opts=4 if len(data) else None)
+    group.create_dataset(
+        name,
+        data=data,
+        chunks=chunks,
+        compression="gzip" if len(data) else None,
+        compression_opts=4 if len(data) else None,
+    )
 
 
 @dataclass
@@ -219,10 +229,12 @@ class FaceStoreWriter:
 
     def __init__(self, path: str | os.PathLike, *, faces: dict, shard: int, n_shards: int):
         self._ctx = atomic_h5(path)
-        self._meta = dict(shard=shard, n_shards=n_shards, face_size=faces["face_size"], face_params=json.dumps(faces, sort_keys=True))
+        self._meta = dict(
+            shard=shard, n_shards=n_shards, face_size=faces["face_size"], face_params=json.dumps(faces, sort_keys=True)
+        )
         self._hash = face_store_hash(faces)
 
-    def __enter__(self) -> "FaceStoreWriter":
+    def __enter__(self) -> FaceStoreWriter:
         self._fh = self._ctx.__enter__()
         _write_root_attrs(self._fh, FACE_STORE_LAYOUT, self._hash, **self._meta)
         return self
@@ -243,19 +255,25 @@ class FaceStoreWriter:
             group.attrs[key] = value
 
 
-def _open_checked(path: str | os.PathLike, layout: str, expected_hash: str | None, layout_version: int | None = None) -> h5py.File:
+def _open_checked(
+    path: str | os.PathLike, layout: str, expected_hash: str | None, layout_version: int | None = None
+) -> h5py.File:
     path = Path(path)
     try:
         fh = h5py.File(path, "r")
     except (OSError, FileNotFoundError) as err:
-        raise StoreError(f"{path}: cannot open as HDF5 ({err}); delete it and rerun the workflow to rebuild it") from err
+        raise StoreError(
+            f"{path}: cannot open as HDF5 ({err}); delete it and rerun the workflow to rebuild it"
+        ) from err
     try:
         found = fh.attrs.get("layout")
         version = fh.attrs.get("layout_version")
         got = fh.attrs.get("config_hash")
     except (OSError, KeyError) as err:  # a damaged header: attributes unreadable
         fh.close()
-        raise StoreError(f"{path}: cannot read the store's attributes ({err}); delete it and rerun the workflow to rebuild it") from err
+        raise StoreError(
+            f"{path}: cannot read the store's attributes ({err}); delete it and rerun the workflow to rebuild it"
+        ) from err
     expected = LAYOUT_VERSIONS[layout] if layout_version is None else layout_version
     if found != layout or version != expected:
         fh.close()
@@ -272,7 +290,9 @@ def _open_checked(path: str | os.PathLike, layout: str, expected_hash: str | Non
     return fh
 
 
-def open_store(path: str | os.PathLike, layout: str, layout_version: int, expected_hash: str | None = None) -> h5py.File:
+def open_store(
+    path: str | os.PathLike, layout: str, layout_version: int, expected_hash: str | None = None
+) -> h5py.File:
     """Open a store of another module's layout read-only after checking layout, version and (when given) config hash.
 
     Raises StoreError, naming the file and the fix, for a missing, corrupt, foreign or
@@ -288,7 +308,9 @@ def damaged_store_errors(path: str | os.PathLike, clip_id: str | None = None) ->
         yield
     except (OSError, KeyError) as err:
         where = f"{path}" + (f", clip {clip_id}" if clip_id else "")
-        raise StoreError(f"{where}: cannot read the store ({err}); delete it and rerun the workflow to rebuild it") from err
+        raise StoreError(
+            f"{where}: cannot read the store ({err}); delete it and rerun the workflow to rebuild it"
+        ) from err
 
 
 def _clip_groups(path: str | os.PathLike, layout: str, expected_hash: str | None) -> Iterator[tuple[str, h5py.Group]]:
@@ -302,7 +324,9 @@ def _clip_groups(path: str | os.PathLike, layout: str, expected_hash: str | None
             yield clip_id, group
 
 
-def read_face_store(path: str | os.PathLike, expected_hash: str | None = None, with_faces: bool = True) -> Iterator[ClipFaces]:
+def read_face_store(
+    path: str | os.PathLike, expected_hash: str | None = None, with_faces: bool = True
+) -> Iterator[ClipFaces]:
     """Yield each clip of a face-store shard (faces loaded one clip at a time)."""
     for clip_id, group in _clip_groups(path, FACE_STORE_LAYOUT, expected_hash):
         with damaged_store_errors(path, clip_id):
@@ -337,8 +361,14 @@ def write_feature_store(
         raise ValueError(f"feature dimensions differ between clips: {sorted(dims)}")
     with atomic_h5(path) as fh:
         _write_root_attrs(
-            fh, FEATURE_STORE_LAYOUT, cfg_hash, shard=shard, layer=layer, feature_dim=dims.pop() if dims else 0,
-            convnet_sha256=convnet_sha256, face_params=face_params,
+            fh,
+            FEATURE_STORE_LAYOUT,
+            cfg_hash,
+            shard=shard,
+            layer=layer,
+            feature_dim=dims.pop() if dims else 0,
+            convnet_sha256=convnet_sha256,
+            face_params=face_params,
         )
         for clip_id, (feats, frame_index, attrs) in clips.items():
             group = fh["clips"].create_group(clip_id)
@@ -348,7 +378,9 @@ def write_feature_store(
                 group.attrs[key] = value
 
 
-def read_feature_stores(paths: list[str | os.PathLike], expected_hash: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def read_feature_stores(
+    paths: list[str | os.PathLike], expected_hash: str | None = None
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """{clip_id: (features (n,D) float32, frame_index (n,))} over several feature-store shards."""
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     for path in paths:
@@ -362,11 +394,15 @@ def store_face_params(path: str | os.PathLike) -> dict:
     """The face-stage parameters a face store (or a feature store made from one) was built under."""
     with h5py.File(path, "r") as fh, damaged_store_errors(path):
         if "face_params" not in fh.attrs:
-            raise StoreError(f"{path}: no face_params attribute (written by an older version); delete it and rerun the workflow")
+            raise StoreError(
+                f"{path}: no face_params attribute (written by an older version); delete it and rerun the workflow"
+            )
         return json.loads(fh.attrs["face_params"])
 
 
-def write_lbptop_store(path: str | os.PathLike, clip_ids: list[str], features: list[np.ndarray], *, lbptop: dict) -> None:
+def write_lbptop_store(
+    path: str | os.PathLike, clip_ids: list[str], features: list[np.ndarray], *, lbptop: dict
+) -> None:
     """One LBP-TOP descriptor per clip of a face-store shard (layout in the module docstring)."""
     with atomic_h5(path) as fh:
         fh.attrs["layout"] = LBPTOP_STORE_LAYOUT

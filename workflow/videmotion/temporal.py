@@ -336,15 +336,25 @@ def train_temporal(
         started = time.perf_counter()
         lr = optimizer.param_groups[0]["lr"]
         steps, tally = train_epoch(
-            model, optimizer, rng.permutation(len(train)), batch_size, train_batch, weight=weight, l1=params["l1"],
-            grad_clip=params["grad_clip"], steps=steps, max_iterations=params["max_iterations"],
+            model,
+            optimizer,
+            rng.permutation(len(train)),
+            batch_size,
+            train_batch,
+            weight=weight,
+            l1=params["l1"],
+            grad_clip=params["grad_clip"],
+            steps=steps,
+            max_iterations=params["max_iterations"],
         )
         scheduler.step()
         model.eval()
         val_loss = val_acc = val_map = math.nan
         if len(val):
             val_logits, _ = _forward_all(model, val, torch_device, max(batch_size, 64))
-            val_target = torch.as_tensor(np.array(val.labels, dtype=np.int64))  # a copy: pandas 3 hands out read-only arrays
+            val_target = torch.as_tensor(
+                np.array(val.labels, dtype=np.int64)
+            )  # a copy: pandas 3 hands out read-only arrays
             val_loss = F.cross_entropy(val_logits, val_target).item()
             predicted = val_logits.argmax(1).numpy()
             val_acc = float(np.mean(predicted == val.labels))
@@ -425,7 +435,13 @@ def load_temporal_checkpoint(path: str | Path, device: str = "auto") -> tuple[Te
     return model.to(torch_device).eval(), meta
 
 
-def build_sequences(clips: pd.DataFrame, seqs: dict[str, tuple[np.ndarray, np.ndarray]], split: str, classes: list[str], max_frames: int | None):
+def build_sequences(
+    clips: pd.DataFrame,
+    seqs: dict[str, tuple[np.ndarray, np.ndarray]],
+    split: str,
+    classes: list[str],
+    max_frames: int | None,
+):
     """A SequenceSet of one split, each clip's valid face frames subsampled evenly to max_frames."""
     rows = clips[clips["split"] == split]
     index = class_index(classes)

@@ -160,8 +160,9 @@ class MixedPrecision:
 
         return autocast_forward
 
-    def scaled_step(self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: torch.nn.Module,
-                    grad_clip: float | None) -> None:
+    def scaled_step(
+        self, loss: torch.Tensor, optimizer: torch.optim.Optimizer, model: torch.nn.Module, grad_clip: float | None
+    ) -> None:
         """Backward pass and optimizer step through the loss scaler; the gradients are
         unscaled before clipping, and a step with non-finite gradients is skipped (the scale
         then shrinks)."""

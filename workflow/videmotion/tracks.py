@@ -113,7 +113,11 @@ class MultiFaceTracker:
     # ------------------------------------------------------------------ per frame
     def step(self, frame: np.ndarray, gray: np.ndarray, seconds: float) -> list[tuple[int, Detection]]:
         """The faces of this frame as (track id, detection), by track id."""
-        found = self._follow_all(gray) if self.live and self.params["tracking"] and self.since_detect < self.params["redetect_every"] else None
+        found = (
+            self._follow_all(gray)
+            if self.live and self.params["tracking"] and self.since_detect < self.params["redetect_every"]
+            else None
+        )
         if found is not None:
             self.since_detect += 1
         else:
@@ -152,15 +156,22 @@ class MultiFaceTracker:
                 near = detector.viola_jones_near(gray, track.box)
                 if near:
                     found.append(min(near, key=lambda d: _centre_distance_in_sides(d.box, track.box)))
-        kept: list[Detection] = []  # a later detection overlapping an earlier one is the same face (MTCNN's first: it has landmarks)
+        kept: list[
+            Detection
+        ] = []  # a later detection overlapping an earlier one is the same face (MTCNN's first: it has landmarks)
         for det in found:
             if all(box_iou(det.box, k.box) <= DUPLICATE_IOU for k in kept):
                 kept.append(det)
         return kept
 
-    def _detect_and_associate(self, frame: np.ndarray, gray: np.ndarray, seconds: float) -> list[tuple[FaceTrack, Detection]]:
+    def _detect_and_associate(
+        self, frame: np.ndarray, gray: np.ndarray, seconds: float
+    ) -> list[tuple[FaceTrack, Detection]]:
         candidates = self._candidates(frame, gray)
-        pairs = sorted(((box_iou(t.box, d.box), i, j) for i, t in enumerate(self.live) for j, d in enumerate(candidates)), reverse=True)
+        pairs = sorted(
+            ((box_iou(t.box, d.box), i, j) for i, t in enumerate(self.live) for j, d in enumerate(candidates)),
+            reverse=True,
+        )
         track_of: dict[int, FaceTrack] = {}
         used_tracks: set[int] = set()
         for overlap, i, j in pairs:
@@ -172,7 +183,9 @@ class MultiFaceTracker:
             track_of[j] = self.live[i]
         self.lost += [t for i, t in enumerate(self.live) if i not in used_tracks]
         live = [t for i, t in enumerate(self.live) if i in used_tracks]
-        unmatched = sorted((j for j in range(len(candidates)) if j not in track_of), key=lambda j: float(candidates[j].box[0]))
+        unmatched = sorted(
+            (j for j in range(len(candidates)) if j not in track_of), key=lambda j: float(candidates[j].box[0])
+        )
         for j in unmatched:
             descriptor = appearance(frame, candidates[j].box)
             track = self._reidentify(candidates[j].box, descriptor, seconds)
@@ -187,7 +200,9 @@ class MultiFaceTracker:
             if self.params["align"] and det.landmarks is None:
                 det.landmarks = self.detector.landmarks(frame, det.box)
             track.box, track.landmarks = det.box, det.landmarks
-            track.follower = self.detector.start_track(gray, det.box, det.landmarks) if self.params["tracking"] else None
+            track.follower = (
+                self.detector.start_track(gray, det.box, det.landmarks) if self.params["tracking"] else None
+            )
             descriptor = appearance(frame, det.box)
             if descriptor is not None:
                 if track.descriptor is None:

@@ -127,7 +127,9 @@ def save_training_checkpoint(directory: str | Path, payload: dict[str, Any]) -> 
     return path
 
 
-def load_training_checkpoint(directory: str | Path, fingerprint: str | None = None, log: LogFn = None) -> dict[str, Any] | None:
+def load_training_checkpoint(
+    directory: str | Path, fingerprint: str | None = None, log: LogFn = None
+) -> dict[str, Any] | None:
     """The training state in ``<directory>/last.pt``, or None (logging why) when there is none to resume.
 
     Read with ``torch.load(weights_only=True)`` only, so a file holding pickled code is
@@ -147,7 +149,10 @@ def load_training_checkpoint(directory: str | Path, fingerprint: str | None = No
         _say(log, f"ignoring checkpoint {path}: not a {CHECKPOINT_FORMAT} file; starting fresh")
         return None
     if payload.get("version") != CHECKPOINT_VERSION:
-        _say(log, f"ignoring checkpoint {path}: version {payload.get('version')}, expected {CHECKPOINT_VERSION}; starting fresh")
+        _say(
+            log,
+            f"ignoring checkpoint {path}: version {payload.get('version')}, expected {CHECKPOINT_VERSION}; starting fresh",
+        )
         return None
     if fingerprint is not None and payload.get("fingerprint") != fingerprint:
         _say(log, f"ignoring checkpoint {path}: it was written under other parameters or data; starting fresh")

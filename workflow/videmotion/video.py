@@ -106,7 +106,9 @@ def _probe(path: Path) -> tuple[ClipInfo, cv2.VideoCapture | None]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise ClipReadError("not_a_video", f"OpenCV cannot open {path} as a video (not a video, or truncated before its index)")
+        raise ClipReadError(
+            "not_a_video", f"OpenCV cannot open {path} as a video (not a video, or truncated before its index)"
+        )
     fps = _header_number(cap.get(cv2.CAP_PROP_FPS))
     n = int(_header_number(cap.get(cv2.CAP_PROP_FRAME_COUNT)))
     w = int(_header_number(cap.get(cv2.CAP_PROP_FRAME_WIDTH)))
@@ -172,8 +174,9 @@ class FrameStream:
             cap.release()
 
 
-def read_ahead(frames: Iterable[tuple[int, np.ndarray]], run_frames: int = READ_AHEAD_FRAMES,
-               run_bytes: int = READ_AHEAD_BYTES) -> Iterator[tuple[int, np.ndarray]]:
+def read_ahead(
+    frames: Iterable[tuple[int, np.ndarray]], run_frames: int = READ_AHEAD_FRAMES, run_bytes: int = READ_AHEAD_BYTES
+) -> Iterator[tuple[int, np.ndarray]]:
     """The same (index, frame) pairs in the same order, decoded by a background thread while
     the caller works on the frames before them: at most `run_frames` frames (fewer once they
     hold `run_bytes`) wait decoded.

@@ -38,9 +38,23 @@ def lbptop_features(*, face_store: str, store: str, shard: int, lbptop: dict, fa
     log.info("LBP-TOP of %d clips of shard %d", len(ids), shard)
 
 
-def random_forest_baseline(*, clips: str, folds: str, features: list[str], convnet: str | list, predictions: list[str],
-                           training_sets: list[str], method: str, fold: int, seeds: list[int], classes: list[str], random_forest: dict,
-                           per_class: int | None, lbptop: dict | None, layer: str | None) -> None:
+def random_forest_baseline(
+    *,
+    clips: str,
+    folds: str,
+    features: list[str],
+    convnet: str | list,
+    predictions: list[str],
+    training_sets: list[str],
+    method: str,
+    fold: int,
+    seeds: list[int],
+    classes: list[str],
+    random_forest: dict,
+    per_class: int | None,
+    lbptop: dict | None,
+    layer: str | None,
+) -> None:
     """The random forests of one method and fold, one per seed (outputs in the order of
     `seeds`): on LBP-TOP (Baseline-1 on every training clip, Baseline-2 on `per_class` per
     class) or on mean-pooled ConvNet features (`rf_convnet_mean`, whose feature stores must
@@ -49,7 +63,9 @@ def random_forest_baseline(*, clips: str, folds: str, features: list[str], convn
     from ..baselines import mean_pool, predict_proba_full, sample_per_class, sample_summary, train_random_forest
 
     if not len(seeds) == len(predictions) == len(training_sets):
-        raise ValueError(f"{len(seeds)} seeds but {len(predictions)}/{len(training_sets)} prediction/training-set files")
+        raise ValueError(
+            f"{len(seeds)} seeds but {len(predictions)}/{len(training_sets)} prediction/training-set files"
+        )
     table = adapters.read_clips(clips, fold, folds)
     if method == "rf_convnet_mean":
         seqs = read_feature_stores(features, expected_hash=feature_store_hash(layer, convnet))
@@ -72,9 +88,23 @@ def random_forest_baseline(*, clips: str, folds: str, features: list[str], convn
         # n_jobs stays at its default 1: parallel forests sum votes in thread order (last-bit differences)
         forest = train_random_forest(X[train], y[train], params=random_forest, seed=seed)
         probs = predict_proba_full(forest, X[evaluated], len(classes))
-        frame = make_predictions_frame(rows["clip_id"].tolist(), rows["label"].to_numpy(), probs, classes, split=rows["split"].tolist(),
-                                       method=method, seed=seed, fold=fold)
+        frame = make_predictions_frame(
+            rows["clip_id"].tolist(),
+            rows["label"].to_numpy(),
+            probs,
+            classes,
+            split=rows["split"].tolist(),
+            method=method,
+            seed=seed,
+            fold=fold,
+        )
         atomic_parquet(frame, predictions_file)
         test = frame[frame["split"] == "test"]
-        log.info("%s fold %d seed %d: trained on %d clips; test accuracy %.3f", method, fold, seed, len(train),
-                 float((test["predicted"] == test["label"]).mean()))
+        log.info(
+            "%s fold %d seed %d: trained on %d clips; test accuracy %.3f",
+            method,
+            fold,
+            seed,
+            len(train),
+            float((test["predicted"] == test["label"]).mean()),
+        )

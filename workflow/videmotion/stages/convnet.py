@@ -26,8 +26,18 @@ from ..video import evenly_spaced
 log = logging.getLogger("videmotion")
 
 
-def pretrain_convnet(*, fer: str, model: str, history: str, curve: str, architecture: dict, seed: int, pretrain: dict,
-                     device: str, checkpoints: str) -> None:
+def pretrain_convnet(
+    *,
+    fer: str,
+    model: str,
+    history: str,
+    curve: str,
+    architecture: dict,
+    seed: int,
+    pretrain: dict,
+    device: str,
+    checkpoints: str,
+) -> None:
     """Pretrain on FER2013-format images; resume a killed run from `checkpoints` and clear it when done."""
     from .. import convnet, training_state
     from ..labels import FER2013_CLASSES
@@ -35,8 +45,17 @@ def pretrain_convnet(*, fer: str, model: str, history: str, curve: str, architec
 
     images, labels, usage = read_fer_store(fer)
     params = {**architecture, **pretrain}
-    net, trace = convnet.pretrain_convnet(images, labels, usage, n_classes=len(FER2013_CLASSES), params=params, seed=seed,
-                                          device=device, log=log.info, checkpoint_dir=checkpoints)
+    net, trace = convnet.pretrain_convnet(
+        images,
+        labels,
+        usage,
+        n_classes=len(FER2013_CLASSES),
+        params=params,
+        seed=seed,
+        device=device,
+        log=log.info,
+        checkpoint_dir=checkpoints,
+    )
     meta = {
         "stage": "pretrained",
         "classes": list(FER2013_CLASSES),
@@ -52,7 +71,9 @@ def pretrain_convnet(*, fer: str, model: str, history: str, curve: str, architec
     training_state.remove_training_checkpoint(checkpoints)
 
 
-def sample_clip_frames(face_stores: list[str], clips: pd.DataFrame, per_clip: int | None, expected_hash: str) -> tuple[np.ndarray, list[str], list[str]]:
+def sample_clip_frames(
+    face_stores: list[str], clips: pd.DataFrame, per_clip: int | None, expected_hash: str
+) -> tuple[np.ndarray, list[str], list[str]]:
     """Evenly spaced face crops of every clip of the clip table, with their clip's label and split."""
     split_of = dict(zip(clips["clip_id"], clips["split"]))
     frames, labels, split_names = [], [], []
@@ -70,9 +91,24 @@ def sample_clip_frames(face_stores: list[str], clips: pd.DataFrame, per_clip: in
     return np.concatenate(frames), labels, split_names
 
 
-def finetune_convnet(*, pretrained: str, clips: str, folds: str, face_stores: list[str], model: str, history: str, curve: str,
-                     fold: int, seed: int, finetune: dict, faces: dict, classes: list[str], fer_to_target: dict, device: str,
-                     checkpoints: str) -> None:
+def finetune_convnet(
+    *,
+    pretrained: str,
+    clips: str,
+    folds: str,
+    face_stores: list[str],
+    model: str,
+    history: str,
+    curve: str,
+    fold: int,
+    seed: int,
+    finetune: dict,
+    faces: dict,
+    classes: list[str],
+    fer_to_target: dict,
+    device: str,
+    checkpoints: str,
+) -> None:
     """Fine-tune with frozen convs on fold `fold`'s training clips; resume a killed run from
     `checkpoints` and clear it when done."""
     from .. import convnet, training_state
@@ -88,9 +124,17 @@ def finetune_convnet(*, pretrained: str, clips: str, folds: str, face_stores: li
     fit = split_arr != "test"
     head_init = {index[t]: pre_meta["classes"].index(f) for f, t in fer_to_target.items() if t is not None}
     tuned, trace = convnet.finetune_convnet(
-        net, frames[fit], y[fit], split_arr[fit] == "val", n_classes=len(classes),
+        net,
+        frames[fit],
+        y[fit],
+        split_arr[fit] == "val",
+        n_classes=len(classes),
         params={k: v for k, v in finetune.items() if k != "frames_per_clip"},
-        seed=seed, device=device, log=log.info, head_init=head_init, checkpoint_dir=checkpoints,
+        seed=seed,
+        device=device,
+        log=log.info,
+        head_init=head_init,
+        checkpoint_dir=checkpoints,
     )
     test = split_arr == "test"
     scores = convnet.extract_features(tuned, frames[test], layer="logits", device=device)
@@ -109,14 +153,30 @@ def finetune_convnet(*, pretrained: str, clips: str, folds: str, face_stores: li
         "seed": seed,
     }
     convnet.save_checkpoint(model, tuned, meta)
-    atomic_csv(trace.assign(video_test_frame_acc=test_frame_acc, video_test_frames=int(test.sum()),
-                            fer_test_acc=pre_meta.get("fer_test_acc")), history)
+    atomic_csv(
+        trace.assign(
+            video_test_frame_acc=test_frame_acc,
+            video_test_frames=int(test.sum()),
+            fer_test_acc=pre_meta.get("fer_test_acc"),
+        ),
+        history,
+    )
     plot_history(trace, f"ConvNet fine-tuning, conv frozen (video test frame acc {test_frame_acc:.3f})", curve)
     training_state.remove_training_checkpoint(checkpoints)
 
 
-def extract_features(*, models: list[str], face_store: str, stores: list[str], layer: str, shard: int, fold_ids: list[int],
-                     batch_size: int, faces: dict, device: str) -> None:
+def extract_features(
+    *,
+    models: list[str],
+    face_store: str,
+    stores: list[str],
+    layer: str,
+    shard: int,
+    fold_ids: list[int],
+    batch_size: int,
+    faces: dict,
+    device: str,
+) -> None:
     """ConvNet features of every face of a face-store shard (built under `faces`), once per
     fold's ConvNet: ``models[i]`` (fold ``fold_ids[i]``) writes ``stores[i]``. The faces are
     read once; each clip goes through every ConvNet before the next clip is read."""
@@ -133,6 +193,13 @@ def extract_features(*, models: list[str], face_store: str, stores: list[str], l
             fold_found[clip.clip_id] = (scores, clip.frame_index, attrs)
     face_params = json.dumps(store_face_params(face_store), sort_keys=True)
     for fold, model, store, fold_found in zip(fold_ids, models, stores, found):
-        write_feature_store(store, fold_found, cfg_hash=feature_store_hash(layer, model), shard=shard, layer=layer,
-                            convnet_sha256=file_sha256(model), face_params=face_params)
+        write_feature_store(
+            store,
+            fold_found,
+            cfg_hash=feature_store_hash(layer, model),
+            shard=shard,
+            layer=layer,
+            convnet_sha256=file_sha256(model),
+            face_params=face_params,
+        )
         log.info("features (%s, fold %d) of %d clips of shard %d", layer, fold, len(fold_found), shard)

@@ -71,7 +71,9 @@ def prepare_clips(*, manifest: str | list, clips: str, dataset: dict, shards: in
     return table
 
 
-def prepare_fer(*, source: str, fer: str, fer_format: str, val_fraction: float | None = None, val_seed: int | None = None) -> None:
+def prepare_fer(
+    *, source: str, fer: str, fer_format: str, val_fraction: float | None = None, val_seed: int | None = None
+) -> None:
     """FER2013 into one FER image store (images, FER codes, usage): `source` is the CSV
     (`fer_format` csv) or the image-folder root (folders, whose validation split is drawn
     with `val_fraction` and `val_seed`)."""
@@ -93,8 +95,11 @@ def assign_folds(*, clips: str, folds: str, protocol: str, n_folds: int, fold_se
     if protocol == "kfold":
         assignment["cv_fold"] = adapters.assign_subject_folds(table["subject"], n_folds, fold_seed)
         adapters.check_duplicate_media(table.assign(cv_fold=assignment["cv_fold"]), str(clips), group="cv_fold")
-        log.info("%d-fold subject-independent cross-validation; clips per fold: %s", n_folds,
-                 assignment["cv_fold"].value_counts().sort_index().tolist())
+        log.info(
+            "%d-fold subject-independent cross-validation; clips per fold: %s",
+            n_folds,
+            assignment["cv_fold"].value_counts().sort_index().tolist(),
+        )
     else:
         assignment["cv_fold"] = 0
         log.info("fixed protocol: the manifest's train/val/test split, one fold")

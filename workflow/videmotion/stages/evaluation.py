@@ -34,26 +34,58 @@ def split_membership(clips_csv: str, folds_csv: str, face_qc: str, folds: list[i
         train = clips.loc[clips["split"] == "train", "label"]
         majority = str(train.value_counts().sort_index().idxmax()) if not train.empty else ""
         rows = clips[clips["split"].isin(["val", "test"])]
-        frames.append(pd.DataFrame({
-            "fold": fold, "split": rows["split"].to_numpy(), "clip_id": rows["clip_id"].to_numpy(),
-            "label": rows["label"].to_numpy(), "excluded": (status.loc[rows["clip_id"], "status"] == "excluded").to_numpy(),
-            "reason": status.loc[rows["clip_id"], "reason"].to_numpy(), "majority": majority,
-        }))
+        frames.append(
+            pd.DataFrame(
+                {
+                    "fold": fold,
+                    "split": rows["split"].to_numpy(),
+                    "clip_id": rows["clip_id"].to_numpy(),
+                    "label": rows["label"].to_numpy(),
+                    "excluded": (status.loc[rows["clip_id"], "status"] == "excluded").to_numpy(),
+                    "reason": status.loc[rows["clip_id"], "reason"].to_numpy(),
+                    "majority": majority,
+                }
+            )
+        )
     return pd.concat(frames, ignore_index=True)
 
 
-def evaluate(*, predictions: list[str], training_sets: list[str], clips: str, folds: str, face_qc: str, classes: list[str],
-             methods: list[str], baseline2_per_class: int, evaluation: dict, describe: dict, metrics: str, table: str,
-             confusion: list[str], pretrain_history: str | None = None, finetune_histories: list[str] | None = None,
-             convnet_seed: int = 0) -> pd.DataFrame:
+def evaluate(
+    *,
+    predictions: list[str],
+    training_sets: list[str],
+    clips: str,
+    folds: str,
+    face_qc: str,
+    classes: list[str],
+    methods: list[str],
+    baseline2_per_class: int,
+    evaluation: dict,
+    describe: dict,
+    metrics: str,
+    table: str,
+    confusion: list[str],
+    pretrain_history: str | None = None,
+    finetune_histories: list[str] | None = None,
+    convnet_seed: int = 0,
+) -> pd.DataFrame:
     """Metrics of every run over every clip of its split, the paired differences between
     methods, and the ConvNet-alone rows when the ConvNet histories are given (one
     fine-tuning history per fold, in a ``fold_<k>`` folder)."""
     from ..baselines import sample_notes
     from ..metrics import confusion_matrix
     from ..report import (
-        METHOD_NAMES, clip_accounting_lines, clip_counts, convnet_metrics, describe_run, method_differences, metrics_table,
-        plot_confusion, results_table_markdown, score_every_clip, validate_predictions,
+        METHOD_NAMES,
+        clip_accounting_lines,
+        clip_counts,
+        convnet_metrics,
+        describe_run,
+        method_differences,
+        metrics_table,
+        plot_confusion,
+        results_table_markdown,
+        score_every_clip,
+        validate_predictions,
     )
 
     runs = pd.concat([pd.read_parquet(p) for p in predictions], ignore_index=True)
@@ -61,11 +93,13 @@ def evaluate(*, predictions: list[str], training_sets: list[str], clips: str, fo
     members = split_membership(clips, folds, face_qc, sorted(runs["fold"].unique().tolist()))
     policy = evaluation["excluded_clips"]
     scored = score_every_clip(runs, members, policy=policy)
-    table_rows = metrics_table(scored, classes).merge(clip_counts(scored, members), on=["method", "split", "seed", "fold"],
-                                                      how="left", validate="one_to_one")
+    table_rows = metrics_table(scored, classes).merge(
+        clip_counts(scored, members), on=["method", "split", "seed", "fold"], how="left", validate="one_to_one"
+    )
     bootstrap = evaluation["bootstrap"]
-    differences = method_differences(scored, classes, resamples=bootstrap["resamples"], seed=bootstrap["seed"],
-                                     confidence=bootstrap["confidence"])
+    differences = method_differences(
+        scored, classes, resamples=bootstrap["resamples"], seed=bootstrap["seed"], confidence=bootstrap["confidence"]
+    )
     parts = [table_rows]
     if pretrain_history is not None and finetune_histories:
         pretrain = pd.read_csv(pretrain_history)
@@ -81,18 +115,28 @@ def evaluate(*, predictions: list[str], training_sets: list[str], clips: str, fo
     if baseline2_sets:  # the draw differs by seed, the per-class shortfall does not
         notes += sample_notes(pd.read_csv(baseline2_sets[0], sep="\t"), baseline2_per_class)
     labels = describe_run(**describe, excluded_clips=policy)
-    atomic_write_text(table, results_table_markdown(result, split="test", notes=notes, describe=labels,
-                                                    accounting=clip_accounting_lines(members, labels)))
+    atomic_write_text(
+        table,
+        results_table_markdown(
+            result, split="test", notes=notes, describe=labels, accounting=clip_accounting_lines(members, labels)
+        ),
+    )
     index = class_index(classes)
     for method, path in zip(methods, confusion):
         test = runs[(runs["method"] == method) & (runs["split"] == "test")]
-        cm = confusion_matrix(test["label"].map(index).to_numpy(), test["predicted"].map(index).to_numpy(), len(classes))
-        plot_confusion(cm, classes, f"{METHOD_NAMES.get(method, method)}: test clips that reached the model, all runs", path)
+        cm = confusion_matrix(
+            test["label"].map(index).to_numpy(), test["predicted"].map(index).to_numpy(), len(classes)
+        )
+        plot_confusion(
+            cm, classes, f"{METHOD_NAMES.get(method, method)}: test clips that reached the model, all runs", path
+        )
     log.info("metrics of %d runs and %d paired differences", len(table_rows), len(differences))
     return result
 
 
-def plot_attention(*, attention: list[str], face_stores: list[str], plot: str, faces: dict, classes: list[str], per_class: int) -> None:
+def plot_attention(
+    *, attention: list[str], face_stores: list[str], plot: str, faces: dict, classes: list[str], per_class: int
+) -> None:
     """Attention weights over the frames of `per_class` test clips per class, with the most attended faces."""
     from ..report import plot_attention_examples
 

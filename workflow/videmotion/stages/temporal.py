@@ -17,9 +17,24 @@ from ..stores import atomic_csv, atomic_parquet, feature_store_hash, file_sha256
 log = logging.getLogger("videmotion")
 
 
-def train_temporal(*, clips: str, folds: str, features: list[str], convnet: str, models: list[str], histories: list[str],
-                   attentions: list[str], predictions: list[str], fold: int, temporal_models: list[str], seeds: list[int],
-                   temporal: dict, classes: list[str], layer: str, device: str) -> None:
+def train_temporal(
+    *,
+    clips: str,
+    folds: str,
+    features: list[str],
+    convnet: str,
+    models: list[str],
+    histories: list[str],
+    attentions: list[str],
+    predictions: list[str],
+    fold: int,
+    temporal_models: list[str],
+    seeds: list[int],
+    temporal: dict,
+    classes: list[str],
+    layer: str,
+    device: str,
+) -> None:
     """Train every temporal model of `temporal_models` on fold `fold` once per seed; the
     outputs list one file per run, model-major (``temporal_models[0]`` with each seed, then
     the next model). The feature stores, read once, must come from that fold's ConvNet.
@@ -33,59 +48,126 @@ def train_temporal(*, clips: str, folds: str, features: list[str], convnet: str,
         raise ValueError(f"unknown temporal models {sorted(unknown)}: lstm and attention_lstm are the paper's")
     runs = [(name, seed) for name in temporal_models for seed in seeds]
     if not len(runs) == len(models) == len(histories) == len(attentions) == len(predictions):
-        raise ValueError(f"{len(runs)} runs (models x seeds) but {len(models)}/{len(histories)}/{len(attentions)}/{len(predictions)} "
-                         "model/history/attention/prediction files")
+        raise ValueError(
+            f"{len(runs)} runs (models x seeds) but {len(models)}/{len(histories)}/{len(attentions)}/{len(predictions)} "
+            "model/history/attention/prediction files"
+        )
     table = adapters.read_clips(clips, fold, folds)
     seqs = read_feature_stores(features, expected_hash=feature_store_hash(layer, convnet))
     table = table[table["clip_id"].isin(set(seqs))].reset_index(drop=True)
-    sets = {s: models_.build_sequences(table, seqs, s, classes, temporal["max_frames"]) for s in ("train", "val", "test")}
+    sets = {
+        s: models_.build_sequences(table, seqs, s, classes, temporal["max_frames"]) for s in ("train", "val", "test")
+    }
     # Everything the predict command needs to run a model on a new video; the face
     # parameters come from the stores the features were computed on. The ConvNet is named
     # relative to the model's folder (convnet_relpath: a results folder moved or copied whole
     # keeps working) and, as older files do, as the workflow saw it (convnet_path); its
     # checksum lets the predict command refuse another ConvNet.
-    provenance = {"face_params": store_face_params(features[0]), "feature_layer": layer, "convnet_path": str(convnet),
-                  "convnet_sha256": file_sha256(convnet)}
-    for (temporal_model, seed), model, history, attention, predictions_file in zip(runs, models, histories, attentions, predictions):
+    provenance = {
+        "face_params": store_face_params(features[0]),
+        "feature_layer": layer,
+        "convnet_path": str(convnet),
+        "convnet_sha256": file_sha256(convnet),
+    }
+    for (temporal_model, seed), model, history, attention, predictions_file in zip(
+        runs, models, histories, attentions, predictions
+    ):
         seed_everything(seed)
         net, trace = _train_one(models_, sets, temporal_model, temporal, classes, seed, device)
         atomic_csv(trace, history)
-        meta = {"kind": temporal_model, "classes": list(classes), "params": temporal, "seed": seed, "fold": fold,
-                "best_epoch": int(trace.attrs.get("best_epoch", -1)), **provenance,
-                "convnet_relpath": os.path.relpath(convnet, os.path.dirname(os.path.abspath(model)))}
+        meta = {
+            "kind": temporal_model,
+            "classes": list(classes),
+            "params": temporal,
+            "seed": seed,
+            "fold": fold,
+            "best_epoch": int(trace.attrs.get("best_epoch", -1)),
+            **provenance,
+            "convnet_relpath": os.path.relpath(convnet, os.path.dirname(os.path.abspath(model))),
+        }
         models_.save_temporal_checkpoint(model, net, meta)
         preds, weights = _predict_splits(models_, net, sets, table, classes, temporal_model, seed, fold, device)
         atomic_parquet(preds, predictions_file)
         atomic_parquet(weights, attention)
         test = preds[preds["split"] == "test"]
-        log.info("%s fold %d seed %d: test accuracy %.3f", temporal_model, fold, seed, float((test["predicted"] == test["label"]).mean()))
+        log.info(
+            "%s fold %d seed %d: test accuracy %.3f",
+            temporal_model,
+            fold,
+            seed,
+            float((test["predicted"] == test["label"]).mean()),
+        )
 
 
 def _train_one(models_, sets: dict, temporal_model: str, temporal: dict, classes: list[str], seed: int, device: str):
     """One seed's model (built right after seed_everything) and its training trace."""
     input_size = sets["train"][0].sequences[0].shape[1]
-    arch = dict(input_size=input_size, hidden_size=temporal["hidden_size"], n_classes=len(classes), dropout=temporal["dropout"])
+    arch = dict(
+        input_size=input_size, hidden_size=temporal["hidden_size"], n_classes=len(classes), dropout=temporal["dropout"]
+    )
     net = (models_.AttentionLSTMClassifier if temporal_model == "attention_lstm" else models_.LSTMClassifier)(**arch)
     train_params = {k: v for k, v in temporal.items() if k not in ("hidden_size", "dropout", "max_frames")}
-    return models_.train_temporal(net, sets["train"][0], sets["val"][0], params=train_params, seed=seed, device=device, log=log.info)
+    return models_.train_temporal(
+        net, sets["train"][0], sets["val"][0], params=train_params, seed=seed, device=device, log=log.info
+    )
 
 
-def _predict_splits(models_, net, sets: dict, table: pd.DataFrame, classes: list[str], temporal_model: str, seed: int, fold: int,
-                    device: str) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _predict_splits(
+    models_,
+    net,
+    sets: dict,
+    table: pd.DataFrame,
+    classes: list[str],
+    temporal_model: str,
+    seed: int,
+    fold: int,
+    device: str,
+) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Val and test predictions of one trained model, and its attention weights per frame."""
     frames, attention_rows = [], []
     for split in ("val", "test"):
         seqset, frame_indexes = sets[split]
         probs, alphas = models_.predict_temporal(net, seqset, device=device)
         rows = table[table["split"] == split]
-        frames.append(make_predictions_frame(rows["clip_id"].tolist(), rows["label"].to_numpy(), probs, classes, split=split,
-                                             method=temporal_model, seed=seed, fold=fold))
+        frames.append(
+            make_predictions_frame(
+                rows["clip_id"].tolist(),
+                rows["label"].to_numpy(),
+                probs,
+                classes,
+                split=split,
+                method=temporal_model,
+                seed=seed,
+                fold=fold,
+            )
+        )
         if alphas is not None:
             for cid, fidx, alpha, p in zip(seqset.clip_ids, frame_indexes, alphas, probs):
-                attention_rows.append(pd.DataFrame({"clip_id": cid, "split": split, "position": np.arange(len(alpha)), "frame_index": fidx,
-                                                    "alpha": alpha.astype(np.float64), "predicted": classes[int(p.argmax())]}))
+                attention_rows.append(
+                    pd.DataFrame(
+                        {
+                            "clip_id": cid,
+                            "split": split,
+                            "position": np.arange(len(alpha)),
+                            "frame_index": fidx,
+                            "alpha": alpha.astype(np.float64),
+                            "predicted": classes[int(p.argmax())],
+                        }
+                    )
+                )
     preds = pd.concat(frames, ignore_index=True)
-    weights = pd.concat(attention_rows, ignore_index=True) if attention_rows else pd.DataFrame(
-        {"clip_id": pd.Series(dtype=str), "split": pd.Series(dtype=str), "position": pd.Series(dtype=np.int64),
-         "frame_index": pd.Series(dtype=np.int64), "alpha": pd.Series(dtype=np.float64), "predicted": pd.Series(dtype=str)})
+    weights = (
+        pd.concat(attention_rows, ignore_index=True)
+        if attention_rows
+        else pd.DataFrame(
+            {
+                "clip_id": pd.Series(dtype=str),
+                "split": pd.Series(dtype=str),
+                "position": pd.Series(dtype=np.int64),
+                "frame_index": pd.Series(dtype=np.int64),
+                "alpha": pd.Series(dtype=np.float64),
+                "predicted": pd.Series(dtype=str),
+            }
+        )
+    )
     return preds, weights

@@ -115,11 +115,33 @@ from .render import (
 )
 
 __all__ = [
-    "CHEAVD_LIKE_WEIGHTS", "EXPRESSIONS", "FRONTAL_MAX_YAW", "FULLY_OCCLUDED_COVER", "MANIFEST_COLUMNS",
-    "OCCLUDED_MIN_COVER", "SPLITS", "ClipTimeline", "CorpusSpec", "ExpressionParams", "Identity", "PlannedClip",
-    "clip_timeline", "cluttered_background", "draw_face", "draw_occluder", "episode_profile", "fer_table",
-    "ground_truth_table", "inside_fraction", "plan_corpus", "render_clip", "render_clip_frames", "render_corpus",
-    "render_fer_face", "subject_identity", "video_codec",
+    "CHEAVD_LIKE_WEIGHTS",
+    "EXPRESSIONS",
+    "FRONTAL_MAX_YAW",
+    "FULLY_OCCLUDED_COVER",
+    "MANIFEST_COLUMNS",
+    "OCCLUDED_MIN_COVER",
+    "SPLITS",
+    "ClipTimeline",
+    "CorpusSpec",
+    "ExpressionParams",
+    "Identity",
+    "PlannedClip",
+    "clip_timeline",
+    "cluttered_background",
+    "draw_face",
+    "draw_occluder",
+    "episode_profile",
+    "fer_table",
+    "ground_truth_table",
+    "inside_fraction",
+    "plan_corpus",
+    "render_clip",
+    "render_clip_frames",
+    "render_corpus",
+    "render_fer_face",
+    "subject_identity",
+    "video_codec",
 ]
 
 MANIFEST_COLUMNS: tuple[str, ...] = ("clip_id", "path", "label", "subject", "split")

@@ -55,31 +55,64 @@ class ExpressionParams:
 EXPRESSIONS: dict[str, ExpressionParams] = {
     "neutral": ExpressionParams(),
     "angry": ExpressionParams(
-        brow_inner=-0.09, brow_outer=0.02, brow_squeeze=0.08, eye_open=-0.4,
-        mouth_curve=-0.15, mouth_width=-0.2, lip_press=0.8, nose_wrinkle=0.2,
+        brow_inner=-0.09,
+        brow_outer=0.02,
+        brow_squeeze=0.08,
+        eye_open=-0.4,
+        mouth_curve=-0.15,
+        mouth_width=-0.2,
+        lip_press=0.8,
+        nose_wrinkle=0.2,
     ),
     "happy": ExpressionParams(
-        mouth_curve=1.0, mouth_width=0.3, mouth_open=0.25, cheek_raise=1.0, eye_open=-0.15,
+        mouth_curve=1.0,
+        mouth_width=0.3,
+        mouth_open=0.25,
+        cheek_raise=1.0,
+        eye_open=-0.15,
         brow_outer=0.01,
     ),
     "sad": ExpressionParams(
-        brow_inner=0.08, brow_outer=-0.04, brow_squeeze=0.04, eye_open=-0.25, mouth_curve=-0.8,
+        brow_inner=0.08,
+        brow_outer=-0.04,
+        brow_squeeze=0.04,
+        eye_open=-0.25,
+        mouth_curve=-0.8,
         mouth_width=-0.05,
     ),
     "surprise": ExpressionParams(
-        brow_inner=0.11, brow_outer=0.11, eye_open=0.7, mouth_open=0.9, mouth_width=-0.3,
+        brow_inner=0.11,
+        brow_outer=0.11,
+        eye_open=0.7,
+        mouth_open=0.9,
+        mouth_width=-0.3,
     ),
     "disgust": ExpressionParams(
-        brow_inner=-0.05, brow_squeeze=0.04, eye_open=-0.3, mouth_curve=-0.3, mouth_asym=0.7,
-        upper_lip_raise=0.9, nose_wrinkle=1.0, cheek_raise=0.3,
+        brow_inner=-0.05,
+        brow_squeeze=0.04,
+        eye_open=-0.3,
+        mouth_curve=-0.3,
+        mouth_asym=0.7,
+        upper_lip_raise=0.9,
+        nose_wrinkle=1.0,
+        cheek_raise=0.3,
     ),
     "anxious": ExpressionParams(
-        brow_inner=0.05, brow_squeeze=0.05, eye_open=0.25, mouth_curve=-0.2, mouth_width=0.2,
+        brow_inner=0.05,
+        brow_squeeze=0.05,
+        eye_open=0.25,
+        mouth_curve=-0.2,
+        mouth_width=0.2,
         lip_press=0.7,
     ),
     "fear": ExpressionParams(
-        brow_inner=0.10, brow_outer=0.05, brow_squeeze=0.07, eye_open=0.6, mouth_curve=-0.3,
-        mouth_open=0.5, mouth_width=0.3,
+        brow_inner=0.10,
+        brow_outer=0.05,
+        brow_squeeze=0.07,
+        eye_open=0.6,
+        mouth_curve=-0.3,
+        mouth_open=0.5,
+        mouth_width=0.3,
     ),
 }
 """Apex parameters per CHEAVD class (also used for FER2013's seven classes, same names)."""
@@ -91,7 +124,12 @@ EXPRESSIONS: dict[str, ExpressionParams] = {
 
 _HAIR_STYLES: tuple[str, ...] = ("short", "long", "fringe", "bald")
 _HAIR_COLOURS: tuple[tuple[int, int, int], ...] = (
-    (20, 20, 25), (25, 35, 60), (40, 60, 100), (60, 110, 170), (150, 150, 155), (30, 40, 45),
+    (20, 20, 25),
+    (25, 35, 60),
+    (40, 60, 100),
+    (60, 110, 170),
+    (150, 150, 155),
+    (30, 40, 45),
 )  # BGR: black, dark brown, brown, blond, grey, near-black
 
 
@@ -169,8 +207,16 @@ def _ax(a: float, b: float) -> tuple[int, int]:
     return (max(1, int(round(a * _SCALE))), max(1, int(round(b * _SCALE))))
 
 
-def _ellipse(img: np.ndarray, c: tuple[float, float], axes: tuple[float, float], colour, thickness: int = -1,
-             start: float = 0.0, end: float = 360.0, angle: float = 0.0) -> None:
+def _ellipse(
+    img: np.ndarray,
+    c: tuple[float, float],
+    axes: tuple[float, float],
+    colour,
+    thickness: int = -1,
+    start: float = 0.0,
+    end: float = 360.0,
+    angle: float = 0.0,
+) -> None:
     """Anti-aliased (filled by default) ellipse or arc with sub-pixel centre and axes."""
     cv2.ellipse(img, _p(*c), _ax(*axes), angle, start, end, colour, thickness, cv2.LINE_AA, _SHIFT)
 
@@ -262,10 +308,14 @@ def _draw_body(img: np.ndarray, h: _Head, ident: Identity) -> None:
     """Shoulders (shirt) and neck, drawn first so the head covers them."""
     shirt_c = (h.cx + 0.25 * h.a * math.sin(h.theta), h.y(2.05))
     _ellipse(img, shirt_c, (2.3 * h.a, 0.85 * h.b), ident.shirt_bgr)
-    neck = np.array([
-        [h.cx - 0.5 * h.a, h.y(0.5)], [h.cx + 0.5 * h.a, h.y(0.5)],
-        [h.cx + 0.55 * h.a, h.y(1.3)], [h.cx - 0.55 * h.a, h.y(1.3)],
-    ])
+    neck = np.array(
+        [
+            [h.cx - 0.5 * h.a, h.y(0.5)],
+            [h.cx + 0.5 * h.a, h.y(0.5)],
+            [h.cx + 0.55 * h.a, h.y(1.3)],
+            [h.cx - 0.55 * h.a, h.y(1.3)],
+        ]
+    )
     _fill(img, neck, _shade(ident.skin_bgr, 0.72))
 
 
@@ -275,10 +325,14 @@ def _draw_hair_back(img: np.ndarray, h: _Head, ident: Identity) -> None:
         return
     if ident.hair_style == "long":
         _ellipse(img, (h.cx, h.y(0.05)), (1.22 * h.a, 1.12 * h.b), ident.hair_bgr)
-        side = np.array([
-            [h.cx - 1.2 * h.a, h.y(0.0)], [h.cx + 1.2 * h.a, h.y(0.0)],
-            [h.cx + 1.1 * h.a, h.y(1.35)], [h.cx - 1.1 * h.a, h.y(1.35)],
-        ])
+        side = np.array(
+            [
+                [h.cx - 1.2 * h.a, h.y(0.0)],
+                [h.cx + 1.2 * h.a, h.y(0.0)],
+                [h.cx + 1.1 * h.a, h.y(1.35)],
+                [h.cx - 1.1 * h.a, h.y(1.35)],
+            ]
+        )
         _fill(img, side, ident.hair_bgr)
     else:
         _ellipse(img, (h.cx, h.y(-0.1)), (1.07 * h.a, 0.98 * h.b), ident.hair_bgr)
@@ -310,8 +364,14 @@ def _draw_hair_front(img: np.ndarray, h: _Head, ident: Identity) -> None:
     low = -0.55 if ident.hair_style == "fringe" else -0.68  # hairline, face coordinate v
     centre_v = (low - 1.06) / 2  # midway between the hairline and just above the crown
     # Upper half-ellipse reaching down to the hairline, plus a flat cap that rounds the crown.
-    _ellipse(img, (h.cx + 0.1 * h.a * math.sin(h.theta), h.y(centre_v + 0.02)), (1.0 * h.a, (low + 1.06) / 2 * h.b + 0.12 * h.b),
-             ident.hair_bgr, start=180, end=360)
+    _ellipse(
+        img,
+        (h.cx + 0.1 * h.a * math.sin(h.theta), h.y(centre_v + 0.02)),
+        (1.0 * h.a, (low + 1.06) / 2 * h.b + 0.12 * h.b),
+        ident.hair_bgr,
+        start=180,
+        end=360,
+    )
     _ellipse(img, (h.cx, h.y(centre_v)), (1.02 * h.a, 0.2 * h.b), ident.hair_bgr)
 
 
@@ -336,8 +396,9 @@ def _draw_eyes(img: np.ndarray, h: _Head, ident: Identity, p: ExpressionParams, 
         _ellipse(img, (ex, ey - 0.015 * h.b), (1.3 * rw, sock_h), _shade(ident.skin_bgr, 0.62))
         eh = 0.055 * h.b * openness  # visible sclera half-height
         if blink:
-            _ellipse(img, (ex, ey + 0.01 * h.b), (rw, 0.02 * h.b), dark, thickness=max(1, int(h.b * 0.025)),
-                     start=0, end=180)
+            _ellipse(
+                img, (ex, ey + 0.01 * h.b), (rw, 0.02 * h.b), dark, thickness=max(1, int(h.b * 0.025)), start=0, end=180
+            )
             continue
         _ellipse(img, (ex, ey), (rw, eh), (225, 228, 232))
         ir = 0.055 * h.b
@@ -395,16 +456,21 @@ def _draw_cheeks(img: np.ndarray, h: _Head, skin: tuple[int, int, int], p: Expre
         if h.fore(u) < 0.2:
             continue
         if lift > 0.05:
-            _ellipse(img, (h.x(u), h.y(0.16 - 0.06 * lift)), (0.2 * h.a * h.fore(u), 0.12 * h.b),
-                     _mix(skin, (90, 90, 220), 0.25 * lift))
+            _ellipse(
+                img,
+                (h.x(u), h.y(0.16 - 0.06 * lift)),
+                (0.2 * h.a * h.fore(u), 0.12 * h.b),
+                _mix(skin, (90, 90, 220), 0.25 * lift),
+            )
         fold = max(lift, p.upper_lip_raise * (1.0 + side * p.mouth_asym) * 0.7)
         if fold > 0.1:
             pts = np.array([[h.x(side * 0.2), h.y(0.26)], [h.x(side * 0.36), h.y(0.4)], [h.x(side * 0.42), h.y(0.56)]])
             _polyline(img, pts, _shade(skin, 1.0 - 0.25 * min(1.0, fold)), max(1, int(h.b * 0.02)))
 
 
-def _mouth_curves(h: _Head, ident: Identity, p: ExpressionParams, talk: float, n: int = 13
-                  ) -> tuple[np.ndarray, np.ndarray]:
+def _mouth_curves(
+    h: _Head, ident: Identity, p: ExpressionParams, talk: float, n: int = 13
+) -> tuple[np.ndarray, np.ndarray]:
     """Upper and lower lip edges of the mouth opening (each (n, 2), left to right)."""
     half = ident.mouth_width * (1.0 + p.mouth_width)
     t = np.linspace(-1.0, 1.0, n)
@@ -452,5 +518,14 @@ def _draw_glasses(img: np.ndarray, h: _Head, ident: Identity) -> None:
         _ellipse(img, c, (0.27 * h.a * h.fore(u), 0.13 * h.b), colour, thickness=thick)
     if len(centres) == 2:
         left, right = sorted(centres)
-        _polyline(img, np.array([[left[0] + 0.27 * h.a * h.fore(-ident.eye_spacing), ey - 0.03 * h.b],
-                                 [right[0] - 0.27 * h.a * h.fore(ident.eye_spacing), ey - 0.03 * h.b]]), colour, thick)
+        _polyline(
+            img,
+            np.array(
+                [
+                    [left[0] + 0.27 * h.a * h.fore(-ident.eye_spacing), ey - 0.03 * h.b],
+                    [right[0] - 0.27 * h.a * h.fore(ident.eye_spacing), ey - 0.03 * h.b],
+                ]
+            ),
+            colour,
+            thick,
+        )

@@ -30,8 +30,14 @@ SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 # Class frequencies shaped like CHEAVD's: neutral and angry frequent, disgust and fear rare.
 CHEAVD_LIKE_WEIGHTS: dict[str, float] = {
-    "neutral": 0.28, "angry": 0.18, "happy": 0.14, "sad": 0.13,
-    "surprise": 0.08, "disgust": 0.05, "anxious": 0.10, "fear": 0.04,
+    "neutral": 0.28,
+    "angry": 0.18,
+    "happy": 0.14,
+    "sad": 0.13,
+    "surprise": 0.08,
+    "disgust": 0.05,
+    "anxious": 0.10,
+    "fear": 0.04,
 }
 
 
@@ -70,7 +76,9 @@ class CorpusSpec:
     def __post_init__(self) -> None:
         unknown = set(self.class_weights) - set(CHEAVD_CLASSES)
         if unknown or any(self.class_weights.get(c, 0.0) <= 0 for c in CHEAVD_CLASSES):
-            raise ValueError(f"class_weights needs a positive weight for each of {CHEAVD_CLASSES}; got {self.class_weights}")
+            raise ValueError(
+                f"class_weights needs a positive weight for each of {CHEAVD_CLASSES}; got {self.class_weights}"
+            )
         if self.n_subjects < len(SPLITS):
             raise ValueError("n_subjects must allow at least one subject per split")
         if self.n_clips < len(SPLITS) * len(CHEAVD_CLASSES):
@@ -93,8 +101,12 @@ class CorpusSpec:
             # under two minutes. 32 clips is the least that keeps every class in every split
             # while the training split stays imbalanced.
             "tiny": {
-                "n_subjects": 8, "n_clips": 32, "duration_range": (1.0, 3.0), "fps_choices": (8.0, 10.0),
-                "resolutions": ((320, 240), (352, 288)), "fer_per_class": 50,
+                "n_subjects": 8,
+                "n_clips": 32,
+                "duration_range": (1.0, 3.0),
+                "fps_choices": (8.0, 10.0),
+                "resolutions": ((320, 240), (352, 288)),
+                "fer_per_class": 50,
             },
         }
         if name not in presets:
@@ -175,7 +187,7 @@ def plan_corpus(spec: CorpusSpec, seed: int) -> list[PlannedClip]:
     plan: list[PlannedClip] = []
     start = 0
     for split, k_subj, k_clip in zip(SPLITS, n_subj, n_clip):
-        members = np.sort(subjects[start:start + k_subj])
+        members = np.sort(subjects[start : start + k_subj])
         start += k_subj
         # Beyond one clip per class, classes get their share by largest remainder, so even
         # a tiny corpus follows the weights (rather than a noisy random draw of them).
@@ -224,8 +236,9 @@ class ClipTimeline:
         return int(self.intensity.shape[0])
 
 
-def episode_profile(n_frames: int, label: str, peak: float, fraction: tuple[float, float],
-                    rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def episode_profile(
+    n_frames: int, label: str, peak: float, fraction: tuple[float, float], rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame (intensity, episode flag) of a clip: ONE onset-apex-offset episode.
 
     The episode covers between fraction[0] and fraction[1] of the frames (rounded inward) at
@@ -243,16 +256,17 @@ def episode_profile(n_frames: int, label: str, peak: float, fraction: tuple[floa
     s = (np.arange(length) + 0.5) / length  # position inside the episode, 0..1
     ramp = np.clip(np.minimum(s / onset, (1.0 - s) / offset), 0.0, 1.0)
     ramp = ramp / ramp.max()  # the apex frame always reaches the clip's peak intensity
-    intensity[start:start + length] = peak * ramp
-    episode[start:start + length] = True
+    intensity[start : start + length] = peak * ramp
+    episode[start : start + length] = True
     return intensity, episode
 
 
-def _event_window(n_frames: int, fraction: tuple[float, float], protected: np.ndarray,
-                  rng: np.random.Generator) -> tuple[int, int] | None:
+def _event_window(
+    n_frames: int, fraction: tuple[float, float], protected: np.ndarray, rng: np.random.Generator
+) -> tuple[int, int] | None:
     """A random [start, stop) window of a nuisance event that avoids the protected frames."""
     length = max(1, int(round(rng.uniform(*fraction) * n_frames)))
-    starts = [s for s in range(n_frames - length + 1) if not protected[s:s + length].any()]
+    starts = [s for s in range(n_frames - length + 1) if not protected[s : s + length].any()]
     if not starts:
         return None
     start = starts[int(rng.integers(len(starts)))]
@@ -290,7 +304,7 @@ def _speech(n_frames: int, fps: float, share: float, rng: np.random.Generator) -
     i = int(rng.integers(0, max(1, n_frames // 3)))
     while i < n_frames:  # alternate bursts and pauses so that `share` of the time is speech
         burst = max(1, int(rng.exponential(1.2 * fps)))
-        speaking[i:i + burst] = True
+        speaking[i : i + burst] = True
         i += burst + max(1, int(rng.exponential(1.2 * fps * (1 - share) / max(share, 1e-3))))
     return np.where(speaking, syllables, 0.0)
 
@@ -309,10 +323,13 @@ def clip_timeline(spec: CorpusSpec, label: str, identity: Identity, rng: np.rand
     t = np.arange(n) / fps
     zoom = 1.0 + spec.scale_change * np.sin(2 * np.pi * t / rng.uniform(3.0, 8.0) + rng.uniform(0, 2 * np.pi))
     base = np.array([width * rng.uniform(0.4, 0.6), height * rng.uniform(0.42, 0.5)])
-    centre = np.stack([
-        base[0] + width * _random_walk(n, spec.motion, 0.04, rng),
-        base[1] + height * _random_walk(n, spec.motion * 0.5, 0.06, rng),
-    ], axis=1)
+    centre = np.stack(
+        [
+            base[0] + width * _random_walk(n, spec.motion, 0.04, rng),
+            base[1] + height * _random_walk(n, spec.motion * 0.5, 0.06, rng),
+        ],
+        axis=1,
+    )
 
     yaw = np.clip(rng.normal(0.0, 0.04, size=n), -0.1, 0.1)  # slight pose jitter, still frontal
     if rng.uniform() < spec.p_turn and (w := _event_window(n, spec.event_fraction, protected, rng)):
@@ -328,17 +345,27 @@ def clip_timeline(spec: CorpusSpec, label: str, identity: Identity, rng: np.rand
     occluders: tuple[dict, ...] = ()
     if rng.uniform() < spec.p_occlusion and (w := _event_window(n, spec.event_fraction, protected, rng)):
         occluders = (_sample_occluder(rng),)
-        occluder[w[0]:w[1]] = 0
+        occluder[w[0] : w[1]] = 0
 
     blink = rng.uniform(size=n) < spec.blink_rate / fps
     light_t = rng.uniform(2.0, 8.0)
     gain = 1.0 + spec.lighting_change * np.sin(2 * np.pi * t / light_t + rng.uniform(0, 2 * np.pi))
     gradient = spec.lighting_change * np.sin(2 * np.pi * t / rng.uniform(3.0, 10.0) + rng.uniform(0, 2 * np.pi))
     return ClipTimeline(
-        fps=fps, width=int(width), height=int(height), intensity=intensity, episode=episode,
-        centre=centre, face_height=face_h * zoom, yaw=np.clip(yaw, -1.0, 1.0),
-        talk=_speech(n, fps, spec.talk_fraction, rng), blink=blink, occluder=occluder, occluders=occluders,
-        gain=gain, gradient=gradient,
+        fps=fps,
+        width=int(width),
+        height=int(height),
+        intensity=intensity,
+        episode=episode,
+        centre=centre,
+        face_height=face_h * zoom,
+        yaw=np.clip(yaw, -1.0, 1.0),
+        talk=_speech(n, fps, spec.talk_fraction, rng),
+        blink=blink,
+        occluder=occluder,
+        occluders=occluders,
+        gain=gain,
+        gradient=gradient,
     )
 
 

@@ -58,13 +58,24 @@ def cluttered_background(width: int, height: int, rng: np.random.Generator) -> n
         x0, y0 = int(rng.integers(0, width)), int(rng.integers(0, height))
         kind = rng.integers(3)
         if kind == 0:
-            cv2.rectangle(img, (x0, y0), (x0 + int(rng.integers(10, width // 2)), y0 + int(rng.integers(10, height // 2))),
-                          colour, -1)
+            cv2.rectangle(
+                img,
+                (x0, y0),
+                (x0 + int(rng.integers(10, width // 2)), y0 + int(rng.integers(10, height // 2))),
+                colour,
+                -1,
+            )
         elif kind == 1:
             cv2.circle(img, (x0, y0), int(rng.integers(5, height // 5)), colour, -1, cv2.LINE_AA)
         else:
-            cv2.line(img, (x0, y0), (int(rng.integers(0, width)), int(rng.integers(0, height))), colour,
-                     int(rng.integers(1, 6)), cv2.LINE_AA)
+            cv2.line(
+                img,
+                (x0, y0),
+                (int(rng.integers(0, width)), int(rng.integers(0, height))),
+                colour,
+                int(rng.integers(1, 6)),
+                cv2.LINE_AA,
+            )
     return cv2.GaussianBlur(img, (0, 0), float(rng.uniform(2.0, 5.0)))
 
 
@@ -97,8 +108,15 @@ def draw_occluder(canvas: np.ndarray, occ: dict, box: tuple[int, int, int, int],
         for finger in fingers:
             _polyline(target, finger, value, thick)
     if occ["kind"] == "object":  # a label on the object, so it is not a flat patch
-        cv2.rectangle(canvas, _p(*rect[0] + (rect[2] - rect[0]) * 0.2), _p(*rect[0] + (rect[2] - rect[0]) * 0.5),
-                      _shade(colour, 0.6), -1, cv2.LINE_AA, _SHIFT)
+        cv2.rectangle(
+            canvas,
+            _p(*rect[0] + (rect[2] - rect[0]) * 0.2),
+            _p(*rect[0] + (rect[2] - rect[0]) * 0.5),
+            _shade(colour, 0.6),
+            -1,
+            cv2.LINE_AA,
+            _SHIFT,
+        )
     x, y, w, h = box
     xa, ya = max(0, x), max(0, y)
     xb, yb = min(canvas.shape[1], x + w), min(canvas.shape[0], y + h)
@@ -136,21 +154,28 @@ class _FrameCamera:
         h, w = frame.shape[:2]
         dx, dy = (int(v) for v in rng.integers(0, self.pad, size=2))
         light = np.float32(gain) * (1.0 + np.float32(gradient) * self.columns)
-        out = frame.astype(np.float32) * light + self.noise[dy:dy + h, dx:dx + w]
+        out = frame.astype(np.float32) * light + self.noise[dy : dy + h, dx : dx + w]
         return np.clip(out, 0, 255).astype(np.uint8)
 
 
-def render_clip_frames(timeline: ClipTimeline, identity: Identity, label: str, spec: CorpusSpec,
-                       rng: np.random.Generator) -> Iterator[tuple[np.ndarray, dict]]:
+def render_clip_frames(
+    timeline: ClipTimeline, identity: Identity, label: str, spec: CorpusSpec, rng: np.random.Generator
+) -> Iterator[tuple[np.ndarray, dict]]:
     """Yield (frame BGR uint8, ground-truth dict) for every frame of a clip."""
     background = cluttered_background(timeline.width, timeline.height, rng)
     camera = _FrameCamera.make(timeline.width, timeline.height, spec.noise, rng)
     for k in range(timeline.n_frames):
         canvas = background.copy()
         box = draw_face(
-            canvas, (float(timeline.centre[k, 0]), float(timeline.centre[k, 1])), float(timeline.face_height[k]),
-            identity, label, float(timeline.intensity[k]), yaw=float(timeline.yaw[k]),
-            talk=float(timeline.talk[k]), blink=bool(timeline.blink[k]),
+            canvas,
+            (float(timeline.centre[k, 0]), float(timeline.centre[k, 1])),
+            float(timeline.face_height[k]),
+            identity,
+            label,
+            float(timeline.intensity[k]),
+            yaw=float(timeline.yaw[k]),
+            talk=float(timeline.talk[k]),
+            blink=bool(timeline.blink[k]),
         )
         cover = 0.0
         if timeline.occluder[k] >= 0:
@@ -158,20 +183,26 @@ def render_clip_frames(timeline: ClipTimeline, identity: Identity, label: str, s
         canvas = cv2.GaussianBlur(canvas, (3, 3), 0.7)  # camera optics soften the drawn edges
         frame = camera.expose(canvas, float(timeline.gain[k]), float(timeline.gradient[k]), rng)
         inside = inside_fraction(box, timeline.width, timeline.height)
-        yield frame, {
-            "frame": k,
-            "x": box[0], "y": box[1], "w": box[2], "h": box[3],
-            "face_visible": bool(inside > 0.5 and cover < FULLY_OCCLUDED_COVER),
-            "frontal": bool(abs(timeline.yaw[k]) <= FRONTAL_MAX_YAW),
-            "occluded": bool(cover >= OCCLUDED_MIN_COVER),
-            "episode": bool(timeline.episode[k]),
-            "intensity": float(timeline.intensity[k]),
-            "yaw": float(timeline.yaw[k]),
-            "occlusion_cover": cover,
-            "inside_fraction": inside,
-            "talk": float(timeline.talk[k]),
-            "blink": bool(timeline.blink[k]),
-        }
+        yield (
+            frame,
+            {
+                "frame": k,
+                "x": box[0],
+                "y": box[1],
+                "w": box[2],
+                "h": box[3],
+                "face_visible": bool(inside > 0.5 and cover < FULLY_OCCLUDED_COVER),
+                "frontal": bool(abs(timeline.yaw[k]) <= FRONTAL_MAX_YAW),
+                "occluded": bool(cover >= OCCLUDED_MIN_COVER),
+                "episode": bool(timeline.episode[k]),
+                "intensity": float(timeline.intensity[k]),
+                "yaw": float(timeline.yaw[k]),
+                "occlusion_cover": cover,
+                "inside_fraction": inside,
+                "talk": float(timeline.talk[k]),
+                "blink": bool(timeline.blink[k]),
+            },
+        )
 
 
 # --------------------------------------------------------------------------------------
@@ -218,8 +249,9 @@ def render_clip(path: Path, planned: PlannedClip, spec: CorpusSpec, seed: int) -
     rows = []
     # The temporary name keeps `path`'s extension: cv2.VideoWriter picks the container by it.
     with atomic_output(path) as tmp:
-        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*fourcc), timeline.fps,
-                                 (timeline.width, timeline.height))
+        writer = cv2.VideoWriter(
+            str(tmp), cv2.VideoWriter_fourcc(*fourcc), timeline.fps, (timeline.width, timeline.height)
+        )
         if not writer.isOpened():
             raise RuntimeError(f"cv2.VideoWriter could not open {tmp}")
         try:
@@ -233,11 +265,20 @@ def render_clip(path: Path, planned: PlannedClip, spec: CorpusSpec, seed: int) -
 
 def ground_truth_table(rows: list[dict]) -> pd.DataFrame:
     """The ground-truth table (one row per frame, as :func:`render_clip` returns them) with its stored dtypes."""
-    return pd.DataFrame(rows).astype({
-        "frame": "int32", "x": "int32", "y": "int32", "w": "int32", "h": "int32",
-        "intensity": "float32", "yaw": "float32", "occlusion_cover": "float32",
-        "inside_fraction": "float32", "talk": "float32",
-    })
+    return pd.DataFrame(rows).astype(
+        {
+            "frame": "int32",
+            "x": "int32",
+            "y": "int32",
+            "w": "int32",
+            "h": "int32",
+            "intensity": "float32",
+            "yaw": "float32",
+            "occlusion_cover": "float32",
+            "inside_fraction": "float32",
+            "talk": "float32",
+        }
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -245,8 +286,9 @@ def ground_truth_table(rows: list[dict]) -> pd.DataFrame:
 # --------------------------------------------------------------------------------------
 
 
-def render_fer_face(expression: str, rng: np.random.Generator, intensity_range: tuple[float, float] = (0.7, 1.0),
-                    noise: float = 5.0) -> np.ndarray:
+def render_fer_face(
+    expression: str, rng: np.random.Generator, intensity_range: tuple[float, float] = (0.7, 1.0), noise: float = 5.0
+) -> np.ndarray:
     """A 48x48 grey FER2013-style face of a fresh identity at (near) apex `expression`."""
     size = 96  # drawn at twice the size, then reduced like a face crop
     identity = Identity.sample(rng)
@@ -254,8 +296,17 @@ def render_fer_face(expression: str, rng: np.random.Generator, intensity_range: 
     intensity = 0.0 if expression == "neutral" else float(rng.uniform(*intensity_range))
     face_h = size * rng.uniform(0.95, 1.12)
     centre = (size / 2 + rng.normal(0, 2.5), size * 0.56 + rng.normal(0, 2.5))
-    draw_face(canvas, centre, face_h, identity, expression, intensity, yaw=float(np.clip(rng.normal(0, 0.08), -0.2, 0.2)),
-              talk=0.0, blink=False)
+    draw_face(
+        canvas,
+        centre,
+        face_h,
+        identity,
+        expression,
+        intensity,
+        yaw=float(np.clip(rng.normal(0, 0.08), -0.2, 0.2)),
+        talk=0.0,
+        blink=False,
+    )
     grey = cv2.cvtColor(cv2.GaussianBlur(canvas, (3, 3), 0.8), cv2.COLOR_BGR2GRAY)
     small = cv2.resize(grey, (48, 48), interpolation=cv2.INTER_AREA).astype(np.float32)
     small = small * rng.uniform(0.75, 1.2) + rng.uniform(-15, 15) + rng.normal(0, noise, size=small.shape)
