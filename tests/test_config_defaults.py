@@ -209,8 +209,8 @@ def test_unknown_keys_still_raise(name: str) -> None:
         entry({"not_a_key": 1})
 
 
-def test_the_old_disagreements_are_settled_on_the_schema_values() -> None:
-    """The values on which code and schema used to disagree (issue 10): the code now says what the schema says."""
+def test_the_code_defaults_are_the_schema_values() -> None:
+    """Defaults that the code also states (for calls outside the workflow) are the schema's values."""
     assert convnet.pretrain_params()["batch_size"] == LEAVES["convnet.pretrain.batch_size"] == 64
     assert convnet.finetune_params()["epochs"] == LEAVES["convnet.finetune.epochs"] == 30
     train = temporal.train_params()
@@ -223,7 +223,8 @@ def test_the_old_disagreements_are_settled_on_the_schema_values() -> None:
 
 
 def test_convnet_defaults_keep_the_demo_unchanged() -> None:
-    """The paper's protocol is there to switch on; by default the ConvNet trains as before."""
+    """The paper's protocol is there to switch on; by default the ConvNet trains without an L1
+    penalty, early stopping or an iteration cap."""
     for params in (convnet.pretrain_params(), convnet.finetune_params()):
         assert params["l1"] == 0 and params["patience"] is None and params["max_iterations"] is None
 
@@ -232,7 +233,7 @@ def test_convnet_defaults_keep_the_demo_unchanged() -> None:
 
 
 def _sources() -> list[Path]:
-    return sorted(PACKAGE.glob("*.py")) + sorted(SCRIPTS.glob("*.py"))
+    return sorted(PACKAGE.rglob("*.py")) + sorted(SCRIPTS.glob("*.py"))
 
 
 def _named_dicts(tree: ast.AST) -> Iterator[ast.Dict]:
@@ -288,7 +289,7 @@ ALLOWED_KEYWORD_DEFAULTS = {
 
 def test_no_keyword_default_copies_a_schema_default() -> None:
     found = []
-    for path in sorted(PACKAGE.glob("*.py")):
+    for path in sorted(PACKAGE.rglob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
             if not isinstance(node, ast.FunctionDef):
                 continue

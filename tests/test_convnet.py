@@ -234,7 +234,7 @@ def test_new_head_starts_from_the_mapped_pretraining_units():
     assert not torch.equal(net.head.weight[1], old_w[1])  # unmapped rows are fresh
 
 
-# ----------------------------------------------------------------------------- the paper's protocol (l1, early stopping, step cap)
+# ---------------------------------------------------------------- the paper's protocol (l1, early stopping, step cap)
 
 
 def test_l1_penalty_is_the_temporal_models_and_shrinks_the_weights() -> None:

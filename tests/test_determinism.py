@@ -143,7 +143,8 @@ def test_another_seed_gives_other_random_forest_predictions(tiny_run, config, tm
 
 
 def test_seeds_of_the_workflow_run_differ_in_every_method(tiny_run):
-    """In the finished run, seed 0 and seed 1 differ for each method (probabilities, so that tied accuracies do not hide it)."""
+    """In the finished run, seed 0 and seed 1 differ for each method (probabilities, so that tied
+    accuracies do not hide it)."""
     for method in ("baseline1", "baseline2", "lstm", "attention_lstm"):
         seeds = [pd.read_parquet(tiny_run / f"results/predictions/{method}/fold_0/seed_{s}.parquet") for s in (0, 1)]
         assert (_probabilities(seeds[0]) - _probabilities(seeds[1])).abs().to_numpy().max() > 1e-3, method

@@ -1,4 +1,4 @@
-"""Straight parameter paths (issue 11): every config key reruns exactly the rules that use it.
+"""Straight parameter paths: every config key reruns exactly the rules that use it.
 
 Snakemake reruns a job when its params, its input functions' answers or its job set change,
 so a rule that takes a whole config section reruns (with everything downstream of it) on
@@ -438,7 +438,8 @@ def test_key_reruns_exactly_the_rules_it_feeds(
     if extra or missing:
         why = reasons(output)
         lines = [
-            f"{key} (override {override}) plans {sorted(planned)}; table entry {entry!r} feeds {sorted(fed)}, so expected {sorted(expected)}",
+            f"{key} (override {override}) plans {sorted(planned)}; "
+            f"table entry {entry!r} feeds {sorted(fed)}, so expected {sorted(expected)}",
             f"  extra rules (rerun for a key they should not see): {extra}",
             f"  missing rules: {missing}",
         ]

@@ -21,18 +21,18 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from conftest import SHARED_REAL, write_video
+from conftest import dev_data, write_video
 from videmotion import cli, convnet, temporal
 from videmotion.config import face_params
 from videmotion.faces import FaceDetector, extract_clip
 from videmotion.predict import (
     WindowScheduler,
-    _Face,
     expand_videos,
     output_names,
     predict_settings,
     predict_video,
 )
+from videmotion.predict.windows import _Face
 from videmotion.stores import file_sha256
 from videmotion.synthetic import Identity, draw_face
 from videmotion.video import FrameStream, evenly_spaced, probe_clip
@@ -103,10 +103,7 @@ def two_faces_video(path: Path, *, gap: tuple[int, int] | None = None, n: int = 
 
 
 def _real(name: str) -> Path:
-    path = SHARED_REAL / name
-    if not path.is_file():
-        pytest.skip(f"real footage not available ({path} is absent: ../shared is not beside this clone)")
-    return path
+    return dev_data(f"real/{name}")
 
 
 def _decoded(path: Path) -> int:
@@ -341,8 +338,8 @@ def test_a_moved_model_folder_still_predicts(tmp_path, face_video):
 
 
 def _reference_one_shot(video: Path, model_path: Path, convnet_path: Path) -> tuple[np.ndarray, list[int], np.ndarray]:
-    """The predict command before windows (git 6ea4f1d): one face followed through the whole clip
-    by the face stage, the ConvNet's features, max_frames evenly spaced, one temporal pass."""
+    """One-shot prediction of a whole clip (what `--window 0` stands for): one face followed through
+    the whole clip by the face stage, the ConvNet's features, max_frames evenly spaced, one temporal pass."""
     model, meta = temporal.load_temporal_checkpoint(model_path, device="cpu")
     params = face_params(meta["face_params"])
     params["min_faces"] = 1
@@ -358,7 +355,7 @@ def _reference_one_shot(video: Path, model_path: Path, convnet_path: Path) -> tu
 
 
 @pytest.mark.slow
-def test_window_zero_matches_the_command_as_it_was_on_a_tiny_clip(tiny_run, tmp_path):
+def test_window_zero_matches_one_shot_prediction_on_a_tiny_clip(tiny_run, tmp_path):
     clips = pd.read_csv(tiny_run / "results/data/clips.csv")
     clip = clips[clips["split"] == "test"].iloc[0]
     video = tiny_run / clip["path"]

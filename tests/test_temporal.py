@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from videmotion import peephole
+from videmotion import peephole, peephole_kernel
 from videmotion.metrics import uar
 from videmotion.peephole import PeepholeLSTM
 from videmotion.temporal import (
@@ -289,7 +289,7 @@ def use_kernel(monkeypatch: pytest.MonkeyPatch):
     def use(cell: PeepholeLSTM, case: str) -> PeepholeLSTM:
         if case.startswith("compiled"):
             _compiled_or_skip()
-            monkeypatch.setattr(peephole, "_CPU_FUSED", case == "compiled")
+            monkeypatch.setattr(peephole_kernel, "_CPU_FUSED", case == "compiled")
         cell.kernel = case.split("-")[0]
         return cell
 
@@ -431,8 +431,8 @@ def test_fused_backward_twice_and_same_seed_are_identical(case: str, use_kernel)
 
 def test_kernel_env_var_switches_the_compiled_kernel_off(monkeypatch, caplog) -> None:
     """VIDEMOTION_PEEPHOLE=python overrides kernel="compiled", builds nothing and says so once."""
-    monkeypatch.setattr(peephole, "_warned", set())
-    monkeypatch.setattr(peephole, "load_extension", lambda: pytest.fail("must not build"))
+    monkeypatch.setattr(peephole_kernel, "_warned", set())
+    monkeypatch.setattr(peephole_kernel, "load_extension", lambda: pytest.fail("must not build"))
     monkeypatch.setenv(peephole.KERNEL_ENV, "python")
     cell, x, lengths = _variable_batch(torch.float64, hidden=4, seed=4)
     cell.kernel = "compiled"
@@ -455,16 +455,16 @@ def test_failed_build_falls_back_to_python_with_one_warning(monkeypatch, caplog)
     """A build that fails: "auto" warns once with the reason and runs the Python recurrence
     (same numbers), the failure is not retried, and "compiled" raises."""
     monkeypatch.delenv(peephole.KERNEL_ENV, raising=False)
-    monkeypatch.setattr(peephole, "_extension", None)
-    monkeypatch.setattr(peephole, "_extension_error", None)
-    monkeypatch.setattr(peephole, "_warned", set())
+    monkeypatch.setattr(peephole_kernel, "_extension", None)
+    monkeypatch.setattr(peephole_kernel, "_extension_error", None)
+    monkeypatch.setattr(peephole_kernel, "_warned", set())
     attempts = []
 
     def failing_build():
         attempts.append(1)
         raise OSError("no C++ compiler found (simulated)")
 
-    monkeypatch.setattr(peephole, "_build_and_load", failing_build)
+    monkeypatch.setattr(peephole_kernel, "_build_and_load", failing_build)
     cell, x, lengths = _variable_batch(torch.float64, hidden=4, seed=5)
     with caplog.at_level("WARNING", logger="videmotion.peephole"):
         hidden, h_last = cell(x, lengths)
@@ -485,8 +485,8 @@ def test_temporal_training_uses_the_compiled_kernel_by_default(monkeypatch) -> N
     monkeypatch.delenv(peephole.KERNEL_ENV, raising=False)
     _compiled_or_skip()
     calls = []
-    original = peephole._CompiledRecurrence.apply
-    monkeypatch.setattr(peephole._CompiledRecurrence, "apply", lambda *a: calls.append(1) or original(*a))
+    original = peephole_kernel._CompiledRecurrence.apply
+    monkeypatch.setattr(peephole_kernel._CompiledRecurrence, "apply", lambda *a: calls.append(1) or original(*a))
     model = LSTMClassifier(4, 4, 3)
     assert model.lstm.kernel == "auto" and AttentionLSTMClassifier(4, 4, 3).lstm.kernel == "auto"
     train_temporal(model, _burst_set(12, seed=10), None, params={"max_epochs": 1}, seed=0, device="cpu")

@@ -345,7 +345,8 @@ def load_cheavd_clips(
                 match = pattern.search(clip.stem)
                 if not match:
                     raise DatasetError(
-                        f"CHEAVD: cannot read a speaker id from {clip.name} with {subject_pattern!r}; set dataset.cheavd.subject_pattern"
+                        f"CHEAVD: cannot read a speaker id from {clip.name} with {subject_pattern!r}; "
+                        "set dataset.cheavd.subject_pattern"
                     )
                 rows.append(
                     dict(

@@ -167,7 +167,8 @@ def fit(
             first_epoch = int(resumed["epoch"]) + 1
             if log is not None:
                 log(
-                    f"resuming after epoch {first_epoch - 1} of {n_epochs} from {Path(checkpoint_dir) / CHECKPOINT_FILE}"
+                    f"resuming after epoch {first_epoch - 1} of {n_epochs} "
+                    f"from {Path(checkpoint_dir) / CHECKPOINT_FILE}"
                 )
     # Every epoch takes ceil(N / batch_size) steps (the last one capped by max_iterations),
     # so the steps done and the stopping rule follow from the epoch and best epoch alone:

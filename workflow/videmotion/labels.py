@@ -49,6 +49,7 @@ def check_fer_to_target(mapping: dict[str, str | None], classes: list[str] | tup
             )
         if target is not None and target not in classes:
             raise ValueError(
-                f"pretrain_data.fer_to_target: {target!r} (for FER's {fer_name!r}) is not a target class {list(classes)}; "
+                f"pretrain_data.fer_to_target: {target!r} (for FER's {fer_name!r}) "
+                f"is not a target class {list(classes)}; "
                 f"map {fer_name!r} to one of them, or to null when it has no counterpart"
             )

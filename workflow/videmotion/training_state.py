@@ -151,7 +151,8 @@ def load_training_checkpoint(
     if payload.get("version") != CHECKPOINT_VERSION:
         _say(
             log,
-            f"ignoring checkpoint {path}: version {payload.get('version')}, expected {CHECKPOINT_VERSION}; starting fresh",
+            f"ignoring checkpoint {path}: version {payload.get('version')}, "
+            f"expected {CHECKPOINT_VERSION}; starting fresh",
         )
         return None
     if fingerprint is not None and payload.get("fingerprint") != fingerprint:

@@ -1,7 +1,7 @@
 // The peephole LSTM recurrence of eq. 1 (videmotion.peephole) as one C++ call per sequence
 // batch: the forward over all time steps and its hand-written backward (BPTT).
 //
-// Built at first use by torch.utils.cpp_extension.load() (see videmotion/peephole.py) and
+// Built at first use by torch.utils.cpp_extension.load() (see videmotion/peephole_kernel.py) and
 // wrapped there in a torch.autograd.Function; the Python recurrence stays the fallback and
 // the reference.
 //

@@ -49,7 +49,8 @@ def train_temporal(
     runs = [(name, seed) for name in temporal_models for seed in seeds]
     if not len(runs) == len(models) == len(histories) == len(attentions) == len(predictions):
         raise ValueError(
-            f"{len(runs)} runs (models x seeds) but {len(models)}/{len(histories)}/{len(attentions)}/{len(predictions)} "
+            f"{len(runs)} runs (models x seeds) but "
+            f"{len(models)}/{len(histories)}/{len(attentions)}/{len(predictions)} "
             "model/history/attention/prediction files"
         )
     table = adapters.read_clips(clips, fold, folds)

@@ -68,8 +68,10 @@ gives byte-identical CSVs and identical decoded frames.
 
 Modules
 -------
+:mod:`~videmotion.synthetic.appearance`
+    Expressions (:data:`EXPRESSIONS`) and identities (:class:`Identity`).
 :mod:`~videmotion.synthetic.drawing`
-    Expressions, identities and :func:`draw_face` with its OpenCV drawing primitives.
+    :func:`draw_face` with its OpenCV drawing primitives.
 :mod:`~videmotion.synthetic.plan`
     :class:`CorpusSpec` and its presets, the seed streams, subject/clip/split planning
     (:class:`PlannedClip`) and per-clip timelines (:class:`ClipTimeline`).
@@ -87,7 +89,8 @@ import pandas as pd
 
 from videmotion.stores import atomic_csv, atomic_parquet
 
-from .drawing import EXPRESSIONS, ExpressionParams, Identity, draw_face
+from .appearance import EXPRESSIONS, ExpressionParams, Identity
+from .drawing import draw_face
 from .plan import (
     CHEAVD_LIKE_WEIGHTS,
     SPLITS,
@@ -148,7 +151,8 @@ MANIFEST_COLUMNS: tuple[str, ...] = ("clip_id", "path", "label", "subject", "spl
 
 
 def render_corpus(out_dir: str | Path, spec: CorpusSpec, seed: int, progress: bool = False) -> dict[str, Path]:
-    """Writes out_dir/clips/<clip_id>.<ext>, out_dir/ground_truth.parquet, out_dir/fer2013.csv, out_dir/manifest.csv (last).
+    """Writes out_dir/clips/<clip_id>.<ext>, out_dir/ground_truth.parquet, out_dir/fer2013.csv,
+    out_dir/manifest.csv (last).
 
     Returns their paths under keys 'clips_dir', 'ground_truth', 'fer_csv', 'manifest'. A
     manifest left by an earlier render is removed first, so a killed render never leaves a

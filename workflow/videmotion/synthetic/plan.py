@@ -13,7 +13,7 @@ import numpy as np
 
 from videmotion.labels import CHEAVD_CLASSES
 
-from .drawing import Identity, _bgr
+from .appearance import Identity, _bgr
 
 # Seed-stream indices: each kind of random choice draws from its own child stream.
 _STREAM_PLAN = 0

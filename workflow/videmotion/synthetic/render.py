@@ -20,7 +20,8 @@ import pandas as pd
 from videmotion.labels import FER2013_CLASSES, FER2013_USAGES
 from videmotion.stores import atomic_output
 
-from .drawing import _SHIFT, Identity, _bgr, _fill, _p, _polyline, _shade, draw_face
+from .appearance import Identity, _bgr, _shade
+from .drawing import _SHIFT, _fill, _p, _polyline, draw_face
 from .plan import (
     _STREAM_CLIP,
     _STREAM_FER,
