@@ -4,8 +4,8 @@ the same clips.
 
     python benchmarks/faces.py --max-clips 40                   # the demo corpus (renders it if absent)
     python benchmarks/faces.py --manifest my.csv                # any manifest (no ground truth: MTCNN is the reference)
-    python benchmarks/faces.py --video ../shared/data/real/single_face.mp4 --loop-frames 3000
-    python benchmarks/faces.py --video ../shared/data/real/single_face.mp4 --rss-lengths 250,1000,4000
+    python benchmarks/faces.py --video path/to/video.mp4 --loop-frames 3000
+    python benchmarks/faces.py --video path/to/video.mp4 --rss-lengths 250,1000,4000
 
 Prints frames per second, recall and precision against the renderer's ground-truth boxes
 (IoU >= 0.5; on footage without ground truth, against MTCNN-every-frame boxes), the
@@ -120,7 +120,7 @@ def warm_up(detector: FaceDetector, path: str, params: dict) -> None:
 
 def stage_in_one_thread(detector: FaceDetector, clip: dict, params: dict) -> float:
     """Seconds the stage takes with its decoding in the same thread as the face work
-    (``VIDEMOTION_DECODE_THREAD=0``): frame by frame, as before the decoding thread."""
+    (``VIDEMOTION_DECODE_THREAD=0``): frame by frame, with no decoding thread."""
     os.environ["VIDEMOTION_DECODE_THREAD"] = "0"
     try:
         t0 = time.perf_counter()
@@ -301,18 +301,28 @@ def summarize(df: pd.DataFrame, reference_name: str, mtcnn_batch: int = 32) -> s
             df["mtcnn_batched_tp"].sum() / df["gt_faces"].sum(),
             df["mtcnn_batched_tp"].sum() / max(df["mtcnn_batched_n"].sum(), 1),
         )
-        batched_row = f"| MTCNN every frame, {mtcnn_batch} frames per batch ({fps_b / fps_ref:.2f}x one at a time) | {fps_b:.1f} | {fps_b / fps_dec:.2f} | {r_b:.3f} | {p_b:.3f} | |"
+        batched_row = (
+            f"| MTCNN every frame, {mtcnn_batch} frames per batch ({fps_b / fps_ref:.2f}x one at a time) "
+            f"| {fps_b:.1f} | {fps_b / fps_dec:.2f} | {r_b:.3f} | {p_b:.3f} | |"
+        )
     lines = [
         f"clips {len(df)}, frames {frames}, reference: {reference_name}, IoU >= {IOU_MIN}",
         "| method | frames/s | x decode only | recall | precision | peak RSS growth per clip (MB, median / max) |",
         "|---|---|---|---|---|---|",
         f"| decode only (FrameStream) | {fps_dec:.1f} | 1.00 | | | |",
-        f"| MTCNN every frame | {fps_ref:.1f} | {fps_ref / fps_dec:.2f} | {r_ref:.3f} | {p_ref:.3f} | {df['mtcnn_rss_mb'].median():.1f} / {df['mtcnn_rss_mb'].max():.1f} |",
+        (
+            f"| MTCNN every frame | {fps_ref:.1f} | {fps_ref / fps_dec:.2f} | {r_ref:.3f} | {p_ref:.3f} "
+            f"| {df['mtcnn_rss_mb'].median():.1f} / {df['mtcnn_rss_mb'].max():.1f} |"
+        ),
         *([] if batched_row is None else [batched_row]),
-        f"| VJ + tracking + MTCNN fallback (+ alignment) | {fps_ours:.1f} | {fps_ours / fps_dec:.2f} | {r_ours:.3f} | {p_ours:.3f} | {df['ours_rss_mb'].median():.1f} / {df['ours_rss_mb'].max():.1f} |",
+        (
+            f"| VJ + tracking + MTCNN fallback (+ alignment) | {fps_ours:.1f} | {fps_ours / fps_dec:.2f} "
+            f"| {r_ours:.3f} | {p_ours:.3f} | {df['ours_rss_mb'].median():.1f} / {df['ours_rss_mb'].max():.1f} |"
+        ),
         f"| the same, decoding in the face work's thread | {fps_one:.1f} | {fps_one / fps_dec:.2f} | | | |",
         (
-            f"throughput ratio (ours / MTCNN every frame): {fps_ours / fps_ref:.1f}x; ours / decode only: {fps_ours / fps_dec:.2f}; "
+            f"throughput ratio (ours / MTCNN every frame): {fps_ours / fps_ref:.1f}x; "
+            f"ours / decode only: {fps_ours / fps_dec:.2f}; "
             f"recall difference: {100 * (r_ours - r_ref):+.1f} points"
         ),
         f"ours / decode only in each of the {len(df['decode_runs'].iloc[0])} alternations (all clips summed): {spread}",
@@ -320,10 +330,12 @@ def summarize(df: pd.DataFrame, reference_name: str, mtcnn_batch: int = 32) -> s
         (
             f"CPU time (every thread of the process: the decoder's, the stage's decoding thread, the face work): "
             f"decode only {df['decode_cpu_s'].sum():.3f} s, ours {df['ours_cpu_s'].sum():.3f} s, "
-            f"decode only / ours {df['decode_cpu_s'].sum() / df['ours_cpu_s'].sum():.2f} (the work, whatever overlaps)"
+            f"decode only / ours {df['decode_cpu_s'].sum() / df['ours_cpu_s'].sum():.2f} "
+            "(the work, whatever overlaps)"
         ),
         f"peak RSS growth vs clip length: {slope:+.2f} MB per 100 frames (flat = streaming)",
-        f"faces kept by detector: vj {df['faces_vj'].sum()}, track {df['faces_track'].sum()}, mtcnn {df['faces_mtcnn'].sum()}; "
+        f"faces kept by detector: vj {df['faces_vj'].sum()}, track {df['faces_track'].sum()}, "
+        f"mtcnn {df['faces_mtcnn'].sum()}; "
         f"aligned {df['faces_aligned'].sum()} ({100 * df['faces_aligned'].sum() / kept:.1f} %)",
     ]
     return "\n".join(lines)
@@ -465,7 +477,8 @@ def main() -> int:
     on = torch.cuda.get_device_name(device) if device.startswith("cuda") else "the CPU"
     print(
         f"machine: {machine_description()}; torch and OpenCV threads {args.threads}; MTCNN and ONet on {on}; "
-        f"stage config: {args.config or 'package defaults'} {' '.join(args.set)}; ONet landmarks in {onet_runtime_for(params['onet_runtime'], device)}"
+        f"stage config: {args.config or 'package defaults'} {' '.join(args.set)}; "
+        f"ONet landmarks in {onet_runtime_for(params['onet_runtime'], device)}"
     )
     print(summarize(df, reference, args.mtcnn_batch))
     if looped is not None:
@@ -473,7 +486,8 @@ def main() -> int:
         print(summarize(looped, "MTCNN every frame (no ground truth)", args.mtcnn_batch))
     if loops is not None:
         print(
-            "| clip length (frames) | peak RSS growth (MB) | kept crops (MB) | decoded frames, if held (MB) | frames/s |"
+            "| clip length (frames) | peak RSS growth (MB) | kept crops (MB) | decoded frames, if held (MB) "
+            "| frames/s |"
         )
         print("|---|---|---|---|---|")
         for r in loops.itertuples():

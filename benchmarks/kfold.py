@@ -1,29 +1,26 @@
-"""Summed job time of a k-fold run, before and after cutting the per-job fixed cost (issue 13).
+"""Summed job time of a k-fold run: the code at a git ref (the baseline) against this checkout.
 
     python benchmarks/kfold.py [--baseline REF] [--folds 10] [--seeds 0 1 2] [--cores 1] [--workdir DIR]
 
 A k-fold run spends much of its time starting small jobs: an interpreter, imports, a read
 of the stores, for a forest or an LSTM that trains in a second or two. This benchmark builds
-such a run and runs the whole workflow twice, once with the code at git ref REF (by default
-the last commit with one job per fold x seed and per fold x shard) and once with this
-checkout, and prints per rule the jobs and the summed job time (Snakemake's `benchmark:`
-files) of both, their ratio, whether `metrics.parquet` is bit-identical (and, where it is
-not, each method's mean ACC and MAP in both runs), and how long `snakemake -n` takes on
-the finished run (goal: at most 3 s).
+such a run and runs the whole workflow twice, once with the code at git ref REF (a tag,
+branch or commit; by default the latest release tag, ``git describe --tags --abbrev=0``)
+and once with this checkout, and prints per rule the jobs and the summed job time
+(Snakemake's `benchmark:` files) of both, their ratio, whether `metrics.parquet` is
+bit-identical (and, where it is not, each method's mean ACC and MAP in both runs), and how
+long `snakemake -n` takes on the finished run (goal: at most 3 s).
 
-The metrics were bit-identical when the job layout changed (commit 266e703's README).
-They are not against 106c2b9 at later commits: the face stage's results changed after it
-by design (edf3417 and 81db801 changed how a live track is verified: a tighter
-Viola-Jones check, and ONet alone on two checks in three), so the two runs train on
-different crops. That the job layout itself changes no result is tested in
-tests/test_determinism.py: a seed or model trained alone, in a fresh process, gives
-bit-identical predictions to the job that trains them together.
+Where the two runs' metrics differ, a stage whose results changed between the two trees by
+design (the face stage's track verification, say) makes them train on different crops.
+That the job layout itself changes no result is tested in tests/test_determinism.py: a
+seed or model trained alone, in a fresh process, gives bit-identical predictions to the
+job that trains them together.
 
 The run: the demo's synthetic corpus (240 clips, rendered once by this checkout's
 workflow) given as a manifest without a split column, so subject-independent k-fold CV;
 the models of `workflow/config/tiny.yaml`; 4 shards; `--folds` folds x `--seeds` seeds; the
-paths that changed after the baseline and have a config key held at the baseline's
-(HELD_AT_BASELINE).
+settings of HELD, so that both runs do the same work on the paths that can be switched.
 Both runs go side by side, `--cores` each, so that whatever else loads the machine loads
 both alike. The two code trees come from `git archive` into the work folder.
 """
@@ -45,20 +42,12 @@ import yaml
 from videmotion.readme import stage_table
 
 REPO = Path(__file__).resolve().parents[1]
-# The last commit with train_temporal and random_forest_baseline per model/method x fold x
-# seed, extract_features per fold x shard, and scikit-learn and matplotlib imported by every
-# job.
-DEFAULT_BASELINE = "106c2b9"
-# Paths that changed after the baseline and have a config key, held at what the baseline
-# computes in both runs (per tree: a key the baseline's schema lacks cannot go into its
-# config), so that the two runs do the same work there: pretraining without augmentation
-# (the baseline augments face by face with torchvision, this checkout the whole batch in one
-# warp; pretraining is then bit-identical), and ONet in torch (this checkout runs it in
-# OpenCV's dnn module on a CPU).
-HELD_AT_BASELINE = {
-    "before": {"convnet": {"pretrain": {"augment": False}}},
-    "after": {"convnet": {"pretrain": {"augment": False}}, "faces": {"onet_runtime": "torch"}},
-}
+# Settings held in both runs, so that the two trees do the same work where a path can be
+# switched: pretraining without augmentation (pretraining is then bit-identical whether the
+# faces are augmented one by one or as a batch), and ONet in torch (rather than in OpenCV's
+# dnn module). A key that a tree's config schema lacks is left out of that tree's config
+# (it would not validate there).
+HELD = {"convnet": {"pretrain": {"augment": False}}, "faces": {"onet_runtime": "torch"}}
 
 
 def git_tree(ref: str | None, dest: Path) -> Path:
@@ -133,11 +122,42 @@ def run_config(manifest: Path, fer: Path, folds: int, seeds: list[int]) -> dict:
     }
 
 
-def tree_configs(tree: Path, name: str, config: Path) -> list[str]:
+def latest_release() -> str:
+    """The latest release tag reachable from this checkout (``git describe --tags --abbrev=0``)."""
+    done = subprocess.run(["git", "-C", str(REPO), "describe", "--tags", "--abbrev=0"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(
+            "no release tag to compare with (git describe --tags --abbrev=0 found none): "
+            "name the baseline with --baseline REF (a tag, branch or commit)"
+        )
+    return done.stdout.strip()
+
+
+def held_settings(tree: Path, held: dict = HELD) -> dict:
+    """The part of `held` whose keys the tree's config schema has."""
+
+    def keep(settings: dict, schema: dict) -> dict:
+        kept = {}
+        for key, value in settings.items():
+            node = schema.get("properties", {}).get(key)
+            if node is None:
+                continue
+            if isinstance(value, dict):
+                value = keep(value, node)
+                if not value:
+                    continue
+            kept[key] = value
+        return kept
+
+    schema = yaml.safe_load((tree / "workflow/schemas/config.schema.yaml").read_text())
+    return keep(held, schema)
+
+
+def tree_configs(tree: Path, config: Path) -> list[str]:
     """The --configfile list of a tree's run: tiny.yaml, the run's config, then the tree's own
-    file of :data:`HELD_AT_BASELINE` (written here; the last file wins)."""
-    held = tree / "held_at_baseline.yaml"
-    held.write_text(yaml.safe_dump(HELD_AT_BASELINE[name]))
+    file of :data:`HELD` settings (written here; the last file wins)."""
+    held = tree / "held.yaml"
+    held.write_text(yaml.safe_dump(held_settings(tree)))
     return ["--configfile", "workflow/config/tiny.yaml", str(config), str(held)]
 
 
@@ -148,7 +168,7 @@ def run_both(trees: dict[str, Path], config: Path, cores: int) -> dict[str, floa
 
     def one(name: str, tree: Path) -> None:
         start = time.perf_counter()
-        done = snakemake(tree, *tree_configs(tree, name, config), cores=cores)
+        done = snakemake(tree, *tree_configs(tree, config), cores=cores)
         walls[name] = time.perf_counter() - start
         if done.returncode != 0:
             failures.append(f"{name} run failed:\n{done.stderr[-3000:]}")
@@ -184,11 +204,11 @@ def metrics_comparison(before: Path, after: Path) -> str:
     return f"{verdict}; mean over runs per method:\n{(100 * means).to_markdown(floatfmt='.2f')}"
 
 
-def dry_run_seconds(tree: Path, name: str, config: Path) -> tuple[float, bool]:
+def dry_run_seconds(tree: Path, config: Path) -> tuple[float, bool]:
     best, nothing = float("inf"), False
     for _ in range(3):
         start = time.perf_counter()
-        done = snakemake(tree, "-n", *tree_configs(tree, name, config), cores=1)
+        done = snakemake(tree, "-n", *tree_configs(tree, config), cores=1)
         best = min(best, time.perf_counter() - start)
         nothing = "Nothing to be done" in done.stdout + done.stderr
     return best, nothing
@@ -197,13 +217,16 @@ def dry_run_seconds(tree: Path, name: str, config: Path) -> tuple[float, bool]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--baseline", default=DEFAULT_BASELINE, help="git ref of the code to compare with (default: %(default)s)"
+        "--baseline",
+        metavar="REF",
+        help="git ref (tag, branch or commit) of the code to compare with (default: the latest release tag)",
     )
     parser.add_argument("--folds", type=int, default=10)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cores", type=int, default=1, help="cores of each of the two side-by-side runs")
     parser.add_argument("--workdir", type=Path, help="keep the runs here (default: a temporary folder, removed)")
     args = parser.parse_args()
+    baseline = args.baseline or latest_release()
     work = args.workdir or Path(tempfile.mkdtemp(prefix="kfold-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     try:
@@ -212,13 +235,13 @@ def main() -> int:
         config.write_text(yaml.safe_dump(run_config(manifest, fer, args.folds, args.seeds)))
         for name in ("before", "after"):
             shutil.rmtree(work / name, ignore_errors=True)
-        trees = {"before": git_tree(args.baseline, work / "before"), "after": git_tree(None, work / "after")}
+        trees = {"before": git_tree(baseline, work / "before"), "after": git_tree(None, work / "after")}
         clips = len(pd.read_csv(manifest))
         print(
             f"k-fold run: {clips} clips, {args.folds} folds x seeds {args.seeds}, tiny models, 4 shards; "
-            f"before = {args.baseline}, after = this checkout; side by side, {args.cores} core(s) each"
+            f"before = {baseline}, after = this checkout; side by side, {args.cores} core(s) each"
         )
-        print(f"held at the baseline's results in both runs: {HELD_AT_BASELINE}")
+        print("held in both runs:", {name: held_settings(tree) for name, tree in trees.items()})
         walls = run_both(trees, config, args.cores)
         tables = {name: stage_table(tree / "results") for name, tree in trees.items()}
         table = pd.concat({name: t[["jobs", "total_s"]] for name, t in tables.items()}, axis=1).fillna(0)
@@ -236,7 +259,7 @@ def main() -> int:
             "metrics.parquet bit-identical:",
             metrics_comparison(trees["before"] / "results/metrics.parquet", trees["after"] / "results/metrics.parquet"),
         )
-        seconds, nothing = dry_run_seconds(trees["after"], "after", config)
+        seconds, nothing = dry_run_seconds(trees["after"], config)
         print(f"snakemake -n on the finished run: {seconds:.2f} s (nothing to do: {nothing}; goal: at most 3 s)")
     finally:
         if args.workdir is None:

@@ -9,8 +9,8 @@
   load time once cached, each in a fresh process.
 * ConvNet feature extraction: frames/s at the demo width (16) and the paper width (64).
 * Pretraining's augmentation: ms per batch of 64 faces (100x100), the whole batch warped at
-  once on the device (``videmotion.convnet.augment_batch``) against the way it was done
-  before, face by face with torchvision's v2 transforms on the CPU (kept here as the baseline).
+  once on the device (``videmotion.convnet.augment_batch``) against face by face with
+  torchvision's v2 transforms on the CPU (the baseline).
 * ConvNet pretraining: seconds per epoch on 3,500 FER-format images at the demo width.
 """
 
@@ -71,7 +71,11 @@ def benchmark_peephole_vs_nn_lstm(
     lengths = torch.full((batch,), steps, dtype=torch.int64)
     peephole = PeepholeLSTM(input_size, hidden, kernel=kernel).to(torch_device)
     reference = nn.LSTM(input_size, hidden, batch_first=True).to(torch_device)
-    peephole_call: Callable[[], torch.Tensor] = lambda: peephole(x, lengths)[0]
+    runner: Callable[..., Any] = peephole  # the compiled module when `compile` (set below)
+
+    def peephole_call() -> torch.Tensor:
+        return runner(x, lengths)[0]
+
     result: dict[str, Any] = {
         "batch": batch,
         "steps": steps,
@@ -84,8 +88,7 @@ def benchmark_peephole_vs_nn_lstm(
         "kernel": resolve_kernel(kernel),
     }
     if compile:
-        compiled = torch.compile(peephole)
-        peephole_call = lambda: compiled(x, lengths)[0]
+        runner = torch.compile(peephole)
         started = time.perf_counter()
         peephole_call().sum().backward()
         result["compile_s"] = time.perf_counter() - started
@@ -104,7 +107,9 @@ def benchmark_peephole_vs_nn_lstm(
 
         return run
 
-    reference_call: Callable[[], torch.Tensor] = lambda: reference(x)[0]
+    def reference_call() -> torch.Tensor:
+        return reference(x)[0]
+
     for name, call, module in (("peephole", peephole_call, peephole), ("nn_lstm", reference_call, reference)):
         for label, fn in (("forward", forward_only(call)), ("fwd_bwd", forward_backward(call, module))):
             time_ms(fn, 2, torch_device)
@@ -149,7 +154,7 @@ def feature_fps(width: int, fc: tuple[int, int], device: str, n: int = 1024) -> 
 
 def augmentation_ms(device: str, batch: int = 64, repeats: int = 20) -> tuple[float, float]:
     """(batched on `device`, face by face with torchvision v2 on the CPU): median ms per batch."""
-    from torchvision.transforms import v2  # the baseline only: the package no longer uses torchvision here
+    from torchvision.transforms import v2  # the baseline only: the package augments without torchvision
 
     faces_per_face = v2.Compose(
         [
@@ -211,23 +216,28 @@ def main() -> int:
                 name = f"{r['kernel']} kernel" + (" (default)" if kernel == "auto" else "")
                 print(f"  {name}:")
                 print(
-                    f"    forward          peephole {r['peephole_forward_ms']:.1f} ms  nn.LSTM {r['nn_lstm_forward_ms']:.1f} ms  ratio {r['ratio_forward']:.2f}x"
+                    f"    forward          peephole {r['peephole_forward_ms']:.1f} ms  "
+                    f"nn.LSTM {r['nn_lstm_forward_ms']:.1f} ms  ratio {r['ratio_forward']:.2f}x"
                 )
                 print(
-                    f"    forward+backward peephole {r['peephole_fwd_bwd_ms']:.1f} ms  nn.LSTM {r['nn_lstm_fwd_bwd_ms']:.1f} ms  ratio {r['ratio_fwd_bwd']:.2f}x"
+                    f"    forward+backward peephole {r['peephole_fwd_bwd_ms']:.1f} ms  "
+                    f"nn.LSTM {r['nn_lstm_fwd_bwd_ms']:.1f} ms  ratio {r['ratio_fwd_bwd']:.2f}x"
                 )
             for width, fc in ((16, (256, 128)), (64, (1024, 512))):
                 print(
-                    f"  ConvNet width {width}: {feature_fps(width, fc, device):.0f} frames/s feature extraction (batch 256)"
+                    f"  ConvNet width {width}: {feature_fps(width, fc, device):.0f} frames/s "
+                    "feature extraction (batch 256)"
                 )
             batched, one_by_one = augmentation_ms(device)
             print(
-                f"  pretraining's augmentation, batch of 64: batched {batched:.1f} ms  face by face (torchvision v2, CPU) "
+                f"  pretraining's augmentation, batch of 64: batched {batched:.1f} ms  "
+                "face by face (torchvision v2, CPU) "
                 f"{one_by_one:.1f} ms  ratio {batched / one_by_one:.2f}x"
             )
             if not args.skip_pretrain:
                 print(
-                    f"  ConvNet width 16 pretraining: {pretrain_epoch_seconds(device):.1f} s per epoch on 3,300 training images"
+                    f"  ConvNet width 16 pretraining: {pretrain_epoch_seconds(device):.1f} s per epoch "
+                    "on 3,300 training images"
                 )
     return 0
 

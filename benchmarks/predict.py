@@ -2,7 +2,7 @@
 alone, and peak memory against video length, on real footage.
 
     python benchmarks/predict.py --model results/temporal/attention_lstm/fold_0/seed_0/model.pt \\
-        --video ../shared/data/real/single_face.mp4 --frames 3000 --minutes 1,10,30
+        --video path/to/video.mp4 --frames 3000 --minutes 1,10,30
 
 1. **Throughput**: the clip is looped (forwards, then backwards, so that the face moves
    smoothly) into a temporary MP4 of ``--frames`` frames, read once to warm the file cache,
@@ -18,7 +18,7 @@ alone, and peak memory against video length, on real footage.
    stream does not keep flat. (The process's lifetime peak, ``ru_maxrss``, is no use here:
    importing torch and loading the models peak above the analysis.)
 
-Prints a Markdown table for the README. Nothing is written outside a temporary folder.
+Prints a Markdown table (docs/predict.md, "Speed and memory"). Nothing is written outside a temporary folder.
 """
 
 from __future__ import annotations
@@ -142,14 +142,14 @@ def throughput(args: argparse.Namespace, tmp: Path) -> dict[str, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="results/temporal/attention_lstm/fold_0/seed_0/model.pt")
-    parser.add_argument(
-        "--video", default=str(Path(__file__).resolve().parents[2] / "shared/data/real/single_face.mp4")
-    )
+    parser.add_argument("--video", help="the footage to loop (required): a video with a face in it, e.g. real footage")
     parser.add_argument("--frames", type=int, default=3000, help="length of the looped clip for the throughput figures")
     parser.add_argument("--minutes", default="1,10,30", help="video lengths for the memory figures ('' = skip)")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if not args.child and not args.video:
+        parser.error("--video is required: the footage to loop, e.g. --video path/to/video.mp4")
     if args.child:
         child(args)
         return
@@ -190,7 +190,8 @@ def main() -> None:
             video.unlink()
         print("\nPeak RSS against video length (640x360, 30 fps; a fresh process each):\n")
         print(
-            "| video | frames | frames/s | RSS after loading (MB) | peak RSS while analysing (MB) | peak growth over the shortest (MB) |"
+            "| video | frames | frames/s | RSS after loading (MB) | peak RSS while analysing (MB) "
+            "| peak growth over the shortest (MB) |"
         )
         print("|---|---|---|---|---|---|")
         base = rows[0][1]["peak_mb"]

@@ -61,7 +61,8 @@ def main() -> int:
         base, _ = timed(snakemake, Path(tmp))
     nothing = "Nothing to be done" in out
     print(
-        f"snakemake -n on the finished run: {ours:.2f} s (nothing to do: {nothing}); one-rule workflow: {base:.2f} s; ratio {ours / base:.1f}x"
+        f"snakemake -n on the finished run: {ours:.2f} s (nothing to do: {nothing}); "
+        f"one-rule workflow: {base:.2f} s; ratio {ours / base:.1f}x"
     )
     return 0
 

@@ -10,9 +10,22 @@ import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_REAL = REPO.parent / "shared" / "data" / "real"
+# The real development data: a folder holding real/ (single_face.mp4, face_noface.mov,
+# labels.csv) and fer2013/ (fer2013.csv.gz); the tests that need it skip when it is not set.
+DEV_DATA_VARIABLE = "VIDEMOTION_DEV_DATA"
 
 os.environ.setdefault("MPLBACKEND", "Agg")
+
+
+def dev_data(relpath: str) -> Path:
+    """The file `relpath` (e.g. "real/single_face.mp4") of the real development data, or a skip
+    that says how to provide it."""
+    root = os.environ.get(DEV_DATA_VARIABLE)
+    path = Path(root) / relpath if root else None
+    if path is None or not path.is_file():
+        where = f"{path} is absent" if path else f"set {DEV_DATA_VARIABLE} to a folder holding {relpath}"
+        pytest.skip(f"real footage not available: {where} (see docs/testing.md)")
+    return path
 
 
 def drawn_face_frame(
@@ -57,10 +70,7 @@ def blank_video(tmp_path: Path) -> Path:
 
 @pytest.fixture
 def real_video() -> Path:
-    path = SHARED_REAL / "single_face.mp4"
-    if not path.is_file():
-        pytest.skip(f"real footage not available ({path} is absent: ../shared is not beside this clone)")
-    return path
+    return dev_data("real/single_face.mp4")
 
 
 @pytest.fixture(scope="session")

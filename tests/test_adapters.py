@@ -328,11 +328,13 @@ def test_identical_media_of_two_subjects_in_different_folds_stops_assign_folds(t
     [
         (
             [("c1", "a.avi", "happy", "s1", "train"), ("c 2", "b.avi", "happy", "s2", "test")],
-            r"m\.csv row 3: column 'clip_id': 'c 2' does not match .*\(rule properties/clip_id/pattern of clips\.schema\.yaml\)",
+            r"m\.csv row 3: column 'clip_id': 'c 2' does not match "
+            r".*\(rule properties/clip_id/pattern of clips\.schema\.yaml\)",
         ),
         (
             [("c1", "a.avi", "happy", "s1", "train"), ("c2", "b.avi", "happy", "s2", "tset")],
-            r"m\.csv row 3: column 'split': 'tset' is not one of \['train', 'val', 'test'\] \(rule properties/split/enum",
+            r"m\.csv row 3: column 'split': 'tset' is not one of \['train', 'val', 'test'\] "
+            r"\(rule properties/split/enum",
         ),
         ([("c1", "", "happy", "s1", "train")], r"m\.csv row 2: column 'path': '' should be non-empty .*minLength"),
     ],

@@ -150,7 +150,7 @@ def make_bad_clips(folder: Path, *, with_unreadable: bool) -> dict[str, tuple[Pa
         writer.write(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY))
     writer.release()
     add("grayscale", gray, "used", "")
-    # frames smaller than MTCNN's smallest face (40 px) used to crash it; now they are refused before detection
+    # frames smaller than MTCNN's smallest face (40 px) crash MTCNN itself: they are refused before detection
     add(
         "frame_24x24",
         write_video(folder / "tiny_24x24.avi", _face_frames(3, 24, 24)),
@@ -680,7 +680,8 @@ def test_predict_command_refuses_in_a_subprocess_too(tmp_path, face_video):
 
 # ---------------------------------------------------------------- no shell
 def test_no_shell_true_anywhere_in_the_package_or_scripts():
-    """No subprocess runs through a shell (no shell=True, os.system or os.popen): user strings cannot become commands."""
+    """No subprocess runs through a shell (no shell=True, os.system or os.popen): user strings cannot
+    become commands."""
     pattern = re.compile(r"shell\s*=\s*True|os\.system\(|os\.popen\(|subprocess\.getoutput|subprocess\.getstatusoutput")
     files = [
         *(REPO / "workflow/videmotion").rglob("*.py"),
@@ -696,7 +697,7 @@ def test_no_shell_true_anywhere_in_the_package_or_scripts():
         if pattern.search(line)
     ]
     assert offenders == []
-    rules = [*(REPO / "workflow/rules").glob("*.smk"), REPO / "Snakefile"]
+    rules = [*(REPO / "workflow/rules").glob("*.smk"), REPO / "Snakefile", REPO / "workflow/Snakefile"]
     assert not [
         r.name for r in rules if re.search(r"^\s*(shell|run):", r.read_text(), re.MULTILINE)
     ]  # every rule is a script:
@@ -808,14 +809,15 @@ def test_excluded_test_clips_count_against_the_scores(mixed_run):
         assert run.acc == pytest.approx((preds["predicted"] == preds["label"]).sum() / n_test)
     table = (workdir / "results/table.md").read_text()
     assert (
-        f"Test split: {n_test} clips, {n_test - 2} reached the models, 2 excluded by the face stage (no_face: 1, too_few_faces: 1)"
-        in table
+        f"Test split: {n_test} clips, {n_test - 2} reached the models, "
+        "2 excluded by the face stage (no_face: 1, too_few_faces: 1)" in table
     )
 
 
 @pytest.mark.slow
 def test_corrupt_store_in_a_finished_run_fails_clearly_then_rebuilds(mixed_run):
-    """A corrupt store with an up-to-date mtime looks finished to Snakemake: its consumer must say which file and what to do."""
+    """A corrupt store with an up-to-date mtime looks finished to Snakemake: its consumer must say
+    which file and what to do."""
     workdir, _, _ = mixed_run
     store = workdir / "results/lbptop/shard_0.h5"
     stat = store.stat()

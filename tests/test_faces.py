@@ -269,7 +269,7 @@ def _never(*args, **kwargs):
     ids=["24px_with_mtcnn", "20px_viola_jones_only", "24px_viola_jones_only"],
 )
 def test_frames_smaller_than_the_detectors_take_are_quarantined_before_detection(tmp_path, side, mtcnn, reason, need):
-    """24x24 frames used to crash MTCNN (`torch.cat(): expected a non-empty list`); now the size is checked first."""
+    """24x24 frames crash MTCNN itself (`torch.cat(): expected a non-empty list`): the size is checked first."""
     path = write_video(tmp_path / "tiny.avi", [np.full((side, side, 3), 120, np.uint8)] * 3)
     params = face_params({"mtcnn_fallback": mtcnn, "min_faces": 1})
     detector = FaceDetector(params)
@@ -327,9 +327,10 @@ def test_a_library_exception_propagates_naming_the_clip(face_video, tmp_path, mo
 
 
 def test_every_quarantine_reason_raised_is_documented():
-    """The reasons the face stage can give (video.py and faces.py) are the documented ones, and vice versa."""
+    """The reasons the face stage can give (video.py and the faces package) are the documented ones, and vice versa."""
     package = Path(__file__).resolve().parents[1] / "workflow/videmotion"
-    source = (package / "video.py").read_text() + (package / "faces.py").read_text()
+    files = [package / "video.py", *sorted((package / "faces").glob("*.py"))]
+    source = "".join(f.read_text() for f in files)
     raised = set(re.findall(r'ClipReadError\("(\w+)"', source)) | set(re.findall(r'"(no_face|too_few_faces)"', source))
     assert raised == set(QUARANTINE_REASONS)
 

@@ -1,4 +1,4 @@
-"""The face stage's cheaper paths (issue 13): each gives the answer of the path it replaces,
+"""The face stage's cheaper paths: each gives the answer of the slower path it stands for,
 or one within a stated tolerance, and the stage stays deterministic."""
 
 from __future__ import annotations
@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import videmotion.faces as faces_mod
+import videmotion.faces.clip as faces_clip
 from conftest import drawn_face_frame, write_video
 from videmotion.faces import (
     TRACK_LOCAL_SHIFT,
@@ -33,7 +34,7 @@ def test_onet_forward_is_bit_identical_to_onet():
     onet = FaceDetector(face_params()).mtcnn.onet
     rng = np.random.default_rng(0)
     with torch.inference_mode():
-        for i in range(20):
+        for _ in range(20):
             rgb = rng.integers(0, 256, (48, 48, 3), dtype=np.uint8)
             tensor = (
                 torch.from_numpy(rgb).permute(2, 0, 1)[None].float() - 127.5
@@ -162,7 +163,7 @@ def test_a_live_track_is_verified_in_the_tight_window(tmp_path, monkeypatch):
         calls["tight"] += window == VERIFY_WINDOW
         return near(self, gray, previous, window)
 
-    monkeypatch.setattr(faces_mod, "detect_frame", counting_detect_frame)
+    monkeypatch.setattr(faces_clip, "detect_frame", counting_detect_frame)  # where FaceFollower looks it up
     monkeypatch.setattr(FaceDetector, "viola_jones_near", counting_near)
     faces, qc = extract_clip(FaceDetector(params), _clip(_moving_face_video(tmp_path)), params)
     assert qc.faces_kept == 23

@@ -28,16 +28,21 @@ def snakemake(
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
 
 
-def planned_jobs(output: str) -> set[str]:
-    """Rule names from the 'Job stats' table of a dry run."""
+def planned_job_counts(output: str) -> dict[str, int]:
+    """Jobs per rule from the 'Job stats' table of a dry run (rows 'all' and 'total' included)."""
     lines = output.splitlines()
     start = next((i for i, line in enumerate(lines) if line.startswith("Job stats")), None)
     if start is None:
-        return set()
-    jobs = set()
+        return {}
+    counts = {}
     for line in lines[start + 3 :]:
         parts = line.split()
         if len(parts) != 2 or not parts[1].isdigit():
             break
-        jobs.add(parts[0])
-    return jobs - {"all", "total"}
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+def planned_jobs(output: str) -> set[str]:
+    """Rule names from the 'Job stats' table of a dry run."""
+    return set(planned_job_counts(output)) - {"all", "total"}
