@@ -26,11 +26,12 @@ demo: install
 		echo $$(( $$(date +%s) - start )) > results/demo_wall_seconds.txt
 	@cat results/table.md
 
-## After a fresh `make demo`: paste results/table.md and the run's facts into README.md.
+## After a fresh `make demo`: paste results/table.md, the findings and the run's facts into README.md,
+## and the per-stage times into docs/performance.md.
 readme: install
 	$(BIN)/videmotion readme
 
-## Fail when the README's demo table differs from results/table.md (CI runs it after the demo).
+## Fail when the README's demo table or findings differ from the run's (CI runs it after the demo).
 check-readme: install
 	$(BIN)/videmotion readme --check
 

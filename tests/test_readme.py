@@ -10,7 +10,8 @@ from videmotion.readme import ReadmeError, findings_block, main, read_block, rep
 
 REPO = Path(__file__).resolve().parents[1]
 README = (
-    "intro\n<!-- BEGIN demo-table -->\nold table\n<!-- END demo-table -->\nprose\n<!-- BEGIN demo-run -->\nold\n<!-- END demo-run -->\n"
+    "intro\n<!-- BEGIN demo-table -->\nold table\n<!-- END demo-table -->\nprose\n"
+    "<!-- BEGIN demo-run -->\nold\n<!-- END demo-run -->\n"
     "<!-- BEGIN demo-findings -->\nold findings\n<!-- END demo-findings -->\n"
 )
 
@@ -82,6 +83,87 @@ def test_the_project_readme_has_the_generated_blocks() -> None:
     assert "| Baseline-1 |" in read_block(text, "demo-table")
     assert "Wall time of `make demo`" in read_block(text, "demo-run")
     assert "paired runs by MAP" in read_block(text, "demo-findings")
+    # the per-stage table lives in the performance page, not in the README
+    assert "| rule | jobs |" in read_block((REPO / "docs" / "performance.md").read_text(), "demo-stages")
+    assert "BEGIN demo-stages" not in text
+
+
+def _demo_results(results: Path) -> None:
+    """The outputs of a (very small) demo run that `videmotion readme` reads."""
+    import os
+    import time
+
+    (results / "data").mkdir(parents=True)
+    (results / "qc").mkdir()
+    pd.DataFrame({"clip_id": ["a", "b"], "subject": ["s1", "s2"], "label": ["happy", "sad"]}).to_csv(
+        results / "data" / "clips.csv", index=False
+    )
+    pd.DataFrame({"clip_id": ["a", "b"], "cv_fold": [0, 1], "protocol": ["kfold", "kfold"]}).to_csv(
+        results / "data" / "folds.csv", index=False
+    )
+    pd.DataFrame({"status": ["used", "used"], "frames_processed": [30, 40]}).to_parquet(
+        results / "qc" / "faces.parquet"
+    )
+    runs = pd.DataFrame({"method": ["lstm", "lstm"], "seed": [0, 0], "fold": [0, 1]})
+    pd.concat([runs, pd.DataFrame([_difference(0.01, 0.07)])], ignore_index=True).to_parquet(
+        results / "metrics.parquet"
+    )
+    (results / "table.md").write_text("| Baseline-1 | 26.67 |\n")
+    for rule, seconds in (("train_temporal", 12.5), ("evaluate", 1.0)):
+        (results / "benchmarks" / rule).mkdir(parents=True)
+        (results / "benchmarks" / rule / "fold_0.tsv").write_text(f"s\tmax_rss\n{seconds}\t300.0\n")
+    wall = results / "demo_wall_seconds.txt"
+    wall.write_text("95\n")
+    later = time.time() + 30  # written when the run ends (95 s after it started), after its jobs' files
+    os.utime(wall, (later, later))
+
+
+def test_readme_writes_the_readme_blocks_and_the_stages_block_into_the_docs(
+    tmp_path: Path, capsys, monkeypatch
+) -> None:
+    import videmotion.readme as readme_mod
+
+    monkeypatch.setattr(readme_mod, "machine_description", lambda: "AMD EPYC (AVX2), 2 CPU cores, no GPU")
+    results = tmp_path / "results"
+    _demo_results(results)
+    readme = tmp_path / "README.md"
+    readme.write_text(README)
+    performance = tmp_path / "docs" / "performance.md"
+    performance.parent.mkdir()
+    page = "# Performance\nprose\n<!-- BEGIN demo-stages -->\nold stages\n<!-- END demo-stages -->\nmore prose\n"
+    performance.write_text(page)
+
+    assert main(["--readme", str(readme), "--results", str(results)]) == 0  # --docs: docs/ beside the README
+    out = capsys.readouterr().out
+    assert "updated demo-run, demo-table, demo-findings" in out and f"{performance}: updated demo-stages" in out
+    text = readme.read_text()
+    assert read_block(text, "demo-table") == "| Baseline-1 | 26.67 |\n"
+    assert "on this project's machine (AMD EPYC (AVX2), 2 CPU cores, no GPU): 1 min 35 s" in read_block(
+        text, "demo-run"
+    )
+    assert "ConvNet+Attention LSTM won 9 of 15" in read_block(text, "demo-findings")
+    assert text.startswith("intro\n") and "\nprose\n" in text
+    stages = read_block(performance.read_text(), "demo-stages")
+    assert stages.splitlines()[:3] == [
+        "| rule | jobs | total s | longest s | peak RSS MB |",
+        "|---|---|---|---|---|",
+        "| train_temporal | 1 | 12.5 | 12.5 | 300 |",
+    ]
+    assert performance.read_text().startswith("# Performance\nprose\n") and "more prose" in performance.read_text()
+    assert main(["--check", "--readme", str(readme), "--results", str(results)]) == 0
+
+    # --docs names another folder; a page without the block fails naming it, and no file is written
+    other = tmp_path / "other_docs"
+    other.mkdir()
+    (other / "performance.md").write_text("# Performance\nno block\n")
+    readme.write_text(README)
+    assert main(["--readme", str(readme), "--results", str(results), "--docs", str(other)]) == 2
+    err = capsys.readouterr().err
+    assert f"{other / 'performance.md'} has no '<!-- BEGIN demo-stages -->'" in err
+    assert readme.read_text() == README
+    (other / "performance.md").unlink()
+    assert main(["--readme", str(readme), "--results", str(results), "--docs", str(other)]) == 2
+    assert f"{other / 'performance.md'} is missing; it holds the demo-stages block" in capsys.readouterr().err
 
 
 def test_check_names_the_machines_when_the_readme_ran_on_another(tmp_path: Path, capsys, monkeypatch) -> None:

@@ -110,7 +110,7 @@ def _settings(args: argparse.Namespace) -> dict:
     try:
         return predict_settings({k: v for k, v in given.items() if v is not None})
     except ValueError as err:
-        raise PredictError(f'{err} (see README, "Apply a trained model to a new video")') from None
+        raise PredictError(f"{err} (see docs/predict.md)") from None
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
         "predict",
         help="emotion of videos over time with a trained temporal model",
         description="Without --out: the one-shot prediction of each whole video, printed. With --out: "
-        "per-frame and per-window analysis written to DIR (see README).",
+        "per-frame and per-window analysis written to DIR (see docs/predict.md).",
     )
     p.add_argument(
         "video",

@@ -1,10 +1,13 @@
-"""Paste what a run printed into the README, between marker comments, or check that it is there.
+"""Paste what a run printed into the README and the docs, between marker comments, or check that it is there.
 
-    videmotion readme            # after `make demo`: update the README's generated blocks
-    videmotion readme --check    # exit 1 when the README's demo table differs from the run's
+    videmotion readme            # after `make demo`: update the generated blocks of README.md and docs/
+    videmotion readme --check    # exit 1 when the README's demo table or findings differ from the run's
 
 A generated block sits between ``<!-- BEGIN <name> -->`` and ``<!-- END <name> -->``
-lines; everything outside the markers is prose and is never touched. Blocks:
+lines; everything outside the markers is prose and is never touched. The README holds
+``demo-run``, ``demo-table`` and ``demo-findings``; ``docs/performance.md`` (``--docs``: the
+folder of the docs pages, by default ``docs/`` beside the README) holds ``demo-stages``.
+Blocks:
 
 * ``demo-table``: ``results/table.md`` word for word (checked by ``--check`` and in CI);
 * ``demo-findings``: one sentence per paired comparison of ``results/metrics.parquet``,
@@ -27,6 +30,9 @@ from pathlib import Path
 import pandas as pd
 
 CHECKED_BLOCKS = ("demo-table", "demo-findings")
+README_BLOCKS = ("demo-run", "demo-table", "demo-findings")
+# generated blocks that live in a docs page: block name -> the page, relative to the docs folder
+DOCS_BLOCKS = {"demo-stages": "performance.md"}
 
 
 class ReadmeError(Exception):
@@ -37,17 +43,17 @@ def _pattern(name: str) -> re.Pattern:
     return re.compile(rf"(<!-- BEGIN {re.escape(name)} -->\n)(.*?)(<!-- END {re.escape(name)} -->)", re.S)
 
 
-def read_block(text: str, name: str) -> str:
-    """The text between one block's markers."""
+def read_block(text: str, name: str, where: str = "the README") -> str:
+    """The text between one block's markers (`where` names the file in the error)."""
     found = _pattern(name).search(text)
     if found is None:
-        raise ReadmeError(f"the README has no '<!-- BEGIN {name} -->' ... '<!-- END {name} -->' block")
+        raise ReadmeError(f"{where} has no '<!-- BEGIN {name} -->' ... '<!-- END {name} -->' block")
     return found.group(2)
 
 
-def replace_block(text: str, name: str, body: str) -> str:
+def replace_block(text: str, name: str, body: str, where: str = "the README") -> str:
     """`text` with one block's content replaced by `body` (a trailing newline is added)."""
-    read_block(text, name)  # raises when the markers are missing
+    read_block(text, name, where)  # raises when the markers are missing
     body = body if body.endswith("\n") else body + "\n"
     return _pattern(name).sub(lambda m: m.group(1) + body + m.group(3), text, count=1)
 
@@ -143,12 +149,14 @@ def demo_run_block(results: Path) -> str:
     )
     wall, started = demo_wall(results)
     job_seconds = float(stage_table(results, since=started)["total_s"].sum())
+    used = int((qc["status"] == "used").sum())
     return (
         f"The corpus has {len(clips):,} clips of {clips['subject'].nunique()} subjects and "
-        f"{int(qc['frames_processed'].sum()):,} frames; the face stage used {int((qc['status'] == 'used').sum())} clips. "
+        f"{int(qc['frames_processed'].sum()):,} frames; the face stage used {used} clips. "
         f"Protocol: {protocol}, seeds {', '.join(map(str, seeds))}, so every method has "
         f"{n_folds * len(seeds)} runs and every clip is scored once per seed. "
-        f"Wall time of `make demo` on this project's machine ({machine_description()}): {wall // 60} min {wall % 60:02d} s; "
+        f"Wall time of `make demo` on this project's machine ({machine_description()}): "
+        f"{wall // 60} min {wall % 60:02d} s; "
         f"summed job time {job_seconds / 60:.1f} min.\n"
     )
 
@@ -192,14 +200,30 @@ def generated_blocks(results: Path, names: tuple[str, ...] | None = None) -> dic
     return {name: make() for name, make in makers.items() if names is None or name in names}
 
 
+def _paste(path: Path, blocks: dict[str, str]) -> str:
+    """`path`'s text with `blocks` pasted between their markers (the file is not written here)."""
+    if not path.is_file():
+        raise ReadmeError(f"{path} is missing; it holds the {', '.join(blocks)} block(s)")
+    text = path.read_text()
+    for name, body in blocks.items():
+        text = replace_block(text, name, body, str(path))
+    return text
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="videmotion readme", description=__doc__.split("\n\n")[0])
     parser.add_argument("--results", default="results", type=Path)
     parser.add_argument("--readme", default="README.md", type=Path)
+    parser.add_argument(
+        "--docs", type=Path, help="the docs folder whose pages hold the other blocks (default: docs/ beside the README)"
+    )
     parser.add_argument("--check", action="store_true", help="compare instead of writing; exit 1 on a difference")
     args = parser.parse_args(argv)
-    text = args.readme.read_text()
+    docs = args.docs if args.docs is not None else args.readme.parent / "docs"
     try:
+        if not args.readme.is_file():
+            raise ReadmeError(f"{args.readme} is missing; pass the README with --readme")
+        text = args.readme.read_text()
         if args.check:
             fresh = generated_blocks(args.results, CHECKED_BLOCKS)
             stale = [name for name, body in fresh.items() if read_block(text, name) != body]
@@ -230,13 +254,17 @@ def main(argv: list[str] | None = None) -> int:
             print(f"README.md: {', '.join(CHECKED_BLOCKS)} match {args.results}")
             return 0
         blocks = generated_blocks(args.results)
-        for name, body in blocks.items():
-            text = replace_block(text, name, body)
+        # every file's new text first, then the writes: a missing block or page leaves every file as it was
+        pages: dict[Path, dict[str, str]] = {args.readme: {name: blocks[name] for name in README_BLOCKS}}
+        for name, page in DOCS_BLOCKS.items():
+            pages.setdefault(docs / page, {})[name] = blocks[name]
+        new_texts = {path: _paste(path, page_blocks) for path, page_blocks in pages.items()}
     except ReadmeError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    args.readme.write_text(text)
-    print(f"{args.readme}: updated {', '.join(blocks)}")
+    for path, new_text in new_texts.items():
+        path.write_text(new_text)
+    print("; ".join(f"{path}: updated {', '.join(page_blocks)}" for path, page_blocks in pages.items()))
     return 0
 
 
