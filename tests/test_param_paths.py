@@ -63,7 +63,8 @@ FEEDS: dict[str, frozenset[str]] = {
     "shards": frozenset({CLIPS, FACES}),
     "cluster.gpu_gres": frozenset(),  # a `resources:` entry only
     # -- dataset: prepare_clips gets the section without `synthetic` (common.smk get_dataset_params)
-    "dataset.adapter": frozenset({CLIPS}),  # input function (get_dataset_input) and params
+    # input function (get_dataset_input) and params; fine-tuning records it in the model file
+    "dataset.adapter": frozenset({CLIPS, FINETUNE}),
     # the clip adapters check labels against the classes; the heads, forests, metrics and
     # plots are indexed by them (pretraining keeps FER's own seven)
     "dataset.classes": frozenset({CLIPS, FINETUNE, FOREST, TEMPORAL, EVALUATE, ATTENTION}),
@@ -78,9 +79,11 @@ FEEDS: dict[str, frozenset[str]] = {
     "dataset.cheavd": frozenset(),
     # -- pretrain_data: prepare_fer gets the whole section
     # the change below reads the tiny run's own rendered CSV as fer2013_csv: the same input
-    # read the same way (prepare_fer's params are the format only), so nothing is redone;
-    # another file would change the rule's input like any input
-    "pretrain_data.adapter": frozenset(),
+    # read the same way, but the FER store records its adapter (and that it is no longer
+    # synthetic), so prepare_fer reruns
+    "pretrain_data.adapter": frozenset({FER}),
+    # marks a FER source as synthetic; the synthetic adapter's images are synthetic either way
+    "pretrain_data.synthetic": frozenset(),
     # read only with the fer2013_csv / fer2013_folders adapters (the synthetic corpus's CSV is
     # the rule's input): nothing here
     "pretrain_data.path": frozenset(),

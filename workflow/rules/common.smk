@@ -100,12 +100,18 @@ def get_fer_input(wildcards):
 
 
 def get_fer_params():
-    """What prepare_fer reads besides its input: the format, and for image folders the
+    """What prepare_fer reads besides its input: the adapter and whether its images are
+    synthetic (for the models' training-data record), the format, and for image folders the
     validation draw (the CSV has its own PublicTest rows)."""
     pretrain = config["pretrain_data"]
+    source = {
+        "adapter": pretrain["adapter"],
+        "synthetic": pretrain["adapter"] == "synthetic" or pretrain["synthetic"],
+    }
     if pretrain["adapter"] != "fer2013_folders":
-        return {"fer_format": "csv"}
+        return {**source, "fer_format": "csv"}
     return {
+        **source,
         "fer_format": "folders",
         "val_fraction": pretrain["val_fraction"],
         "val_seed": pretrain["val_seed"],
@@ -127,6 +133,14 @@ def get_dataset_params(wildcards):
         "cheavd": ["classes", "label_map", "cheavd"],
     }[dataset["adapter"]]
     return {"adapter": dataset["adapter"], **{k: dataset[k] for k in keys}}
+
+
+def get_video_data_params(wildcards):
+    """The clip adapter and whether its clips are synthetic, for the models' training-data record."""
+    return {
+        "adapter": config["dataset"]["adapter"],
+        "synthetic": config["dataset"]["adapter"] == "synthetic",
+    }
 
 
 def get_face_params(wildcards):

@@ -69,6 +69,7 @@ rule finetune_convnet:
         faces=get_face_params,
         classes=config["dataset"]["classes"],
         fer_to_target=config["pretrain_data"]["fer_to_target"],
+        video_data=get_video_data_params,
         device=config["device"],
         checkpoints=get_finetune_checkpoints,
     script:

@@ -25,6 +25,7 @@ import numpy as np
 
 from .config import defaults_for
 from .predict import PredictError, load_model, predict_clip, predict_video  # noqa: F401  (predict_video: the library API)
+from .training_data import describe
 
 
 def top_attention(result: dict, k: int) -> list[tuple[int, float, float]]:
@@ -79,6 +80,7 @@ def _print_one_shot(result: dict, args: argparse.Namespace) -> None:
     print(f"video:  {result['video']}")
     print(f"faces:  {result['frames_with_face']} of {result['frames_read']} frames")
     print(f"label:  {result['label']}  ({result['model']})")
+    print(f"model:  {describe(result['training_data'])}")
     print("probabilities:")
     for cls, p in sorted(result["probabilities"].items(), key=lambda kv: -kv[1]):
         print(f"  {cls:<10} {p:6.3f}")
@@ -144,6 +146,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     if not videos:
         return 2
     model = load_model(args.model, args.convnet, args.device)
+    if model.training_warning:
+        print(model.training_warning, file=sys.stderr)
     failed = bool(problems)
     if not args.out:
         results = []

@@ -45,7 +45,8 @@ LBP-TOP store (``results/lbptop/shard_<k>.h5``), layout ``videmotion.lbptop_stor
 
 FER image store (``results/data/fer2013.h5``), layout ``videmotion.fer_images`` v1::
 
-    /                       attrs: layout, layout_version
+    /                       attrs: layout, layout_version, training_data (JSON: the
+                            pretraining part of videmotion.training_data's record)
         images       uint8   (n, 48, 48)
         labels       int64   (n,)        FER2013 class codes
         usage        S12     (n,)        Training / PublicTest / PrivateTest
@@ -423,11 +424,20 @@ def read_lbptop_stores(paths: list[str | os.PathLike], lbptop: dict | None = Non
     return out
 
 
-def write_fer_store(path: str | os.PathLike, images: np.ndarray, labels: np.ndarray, usage: np.ndarray) -> None:
-    """FER2013-format images, their FER class codes and usage (layout in the module docstring)."""
+def write_fer_store(
+    path: str | os.PathLike,
+    images: np.ndarray,
+    labels: np.ndarray,
+    usage: np.ndarray,
+    training_data: dict | None = None,
+) -> None:
+    """FER2013-format images, their FER class codes and usage, and where they came from
+    (`training_data`, layout in the module docstring)."""
     with atomic_h5(path) as fh:
         fh.attrs["layout"] = FER_IMAGES_LAYOUT
         fh.attrs["layout_version"] = FER_IMAGES_VERSION
+        if training_data is not None:
+            fh.attrs["training_data"] = json.dumps(training_data, sort_keys=True)
         fh.create_dataset("images", data=images, compression="gzip", chunks=(min(len(images), 512), 48, 48))
         fh.create_dataset("labels", data=labels.astype(np.int64))
         fh.create_dataset("usage", data=np.array(usage, dtype="S12"))
@@ -437,3 +447,10 @@ def read_fer_store(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, np.
     """(images, labels, usage) of a FER image store."""
     with open_store(path, FER_IMAGES_LAYOUT, FER_IMAGES_VERSION) as fh, damaged_store_errors(path):
         return fh["images"][()], fh["labels"][()], fh["usage"][()].astype(str).astype(object)
+
+
+def read_fer_training_data(path: str | os.PathLike) -> dict | None:
+    """Where a FER image store's images came from (None for a store written without it)."""
+    with open_store(path, FER_IMAGES_LAYOUT, FER_IMAGES_VERSION) as fh, damaged_store_errors(path):
+        found = fh.attrs.get("training_data")
+    return None if found is None else json.loads(found)

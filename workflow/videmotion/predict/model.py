@@ -46,6 +46,19 @@ class PredictModel:
     def max_frames(self) -> int | None:
         return self.meta["params"]["max_frames"]
 
+    @property
+    def training_data(self) -> dict[str, Any] | None:
+        """What the model learned from (:mod:`videmotion.training_data`); None for a file written
+        before models recorded it."""
+        return self.meta.get("training_data")
+
+    @property
+    def training_warning(self) -> str:
+        """The warning to show once before this model labels videos ('' when it learned from real faces)."""
+        from ..training_data import synthetic_warning
+
+        return synthetic_warning(self.training_data, self.model_path)
+
 
 def _load_trusted(loader: Callable[..., tuple], path: str | Path, what: str, device: str) -> tuple:
     """Load a checkpoint with `loader` (weights_only underneath); a refused or foreign file becomes a PredictError."""

@@ -297,6 +297,7 @@ def predict_clip(video: str | Path, model: PredictModel) -> dict[str, Any]:
     return {
         "video": video,
         "model": model.kind,
+        "training_data": model.training_data,
         "label": classes[int(window.probabilities.argmax())],
         "probabilities": {c: float(p) for c, p in zip(classes, window.probabilities)},
         "frames_read": stream.frames_read,

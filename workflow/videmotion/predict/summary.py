@@ -80,6 +80,7 @@ def _summary(
         "convnet": str(model.convnet_path),
         "model_kind": model.kind,
         "classes": classes,
+        "training_data": model.training_data,
         "fps": fps,
         "duration_s": duration,
         "frames_decoded": counts["decoded"],

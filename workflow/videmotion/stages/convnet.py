@@ -18,9 +18,11 @@ from ..stores import (
     file_sha256,
     read_face_store,
     read_fer_store,
+    read_fer_training_data,
     store_face_params,
     write_feature_store,
 )
+from ..training_data import video_record
 from ..video import evenly_spaced
 
 log = logging.getLogger("videmotion")
@@ -64,6 +66,7 @@ def pretrain_convnet(
         "fer_test_acc": float(trace.attrs["test_acc"]),
         "params": params,
         "seed": seed,
+        "training_data": {"pretraining": read_fer_training_data(fer)},
     }
     convnet.save_checkpoint(model, net, meta)
     atomic_csv(trace.assign(fer_test_acc=meta["fer_test_acc"], fer_test_n=int(trace.attrs["test_n"])), history)
@@ -106,11 +109,13 @@ def finetune_convnet(
     faces: dict,
     classes: list[str],
     fer_to_target: dict,
+    video_data: dict,
     device: str,
     checkpoints: str,
 ) -> None:
     """Fine-tune with frozen convs on fold `fold`'s training clips; resume a killed run from
-    `checkpoints` and clear it when done."""
+    `checkpoints` and clear it when done. `video_data` (adapter, synthetic) goes into the
+    model's training-data record."""
     from .. import convnet, training_state
     from ..report import plot_history
 
@@ -151,6 +156,10 @@ def finetune_convnet(
         "fer_to_target": fer_to_target,
         "pretrained_sha256": file_sha256(pretrained),
         "seed": seed,
+        "training_data": {
+            "pretraining": (pre_meta.get("training_data") or {}).get("pretraining"),
+            "video": video_record(**video_data, table=table, clip_table=clips, fold=fold, classes=classes),
+        },
     }
     convnet.save_checkpoint(model, tuned, meta)
     atomic_csv(

@@ -13,7 +13,8 @@ import pandas as pd
 
 from .. import adapters
 from ..config import with_defaults
-from ..stores import atomic_csv, write_fer_store
+from ..stores import atomic_csv, file_sha256, write_fer_store
+from ..training_data import array_sha256, fer_record
 
 log = logging.getLogger("videmotion")
 
@@ -72,16 +73,26 @@ def prepare_clips(*, manifest: str | list, clips: str, dataset: dict, shards: in
 
 
 def prepare_fer(
-    *, source: str, fer: str, fer_format: str, val_fraction: float | None = None, val_seed: int | None = None
+    *,
+    source: str,
+    fer: str,
+    adapter: str,
+    synthetic: bool,
+    fer_format: str,
+    val_fraction: float | None = None,
+    val_seed: int | None = None,
 ) -> None:
-    """FER2013 into one FER image store (images, FER codes, usage): `source` is the CSV
-    (`fer_format` csv) or the image-folder root (folders, whose validation split is drawn
-    with `val_fraction` and `val_seed`)."""
+    """FER2013 into one FER image store (images, FER codes, usage, and the record of where
+    they came from): `source` is the CSV (`fer_format` csv) or the image-folder root
+    (folders, whose validation split is drawn with `val_fraction` and `val_seed`)."""
     if fer_format == "csv":
         images = adapters.load_fer_csv(source)
+        sha256, sha256_of = file_sha256(source), "file"
     else:
         images = adapters.load_fer_folders(source, seed=val_seed, val_fraction=val_fraction)
-    write_fer_store(fer, images.images, images.labels, images.usage)
+        sha256, sha256_of = array_sha256(images.images, images.labels), "images"
+    record = fer_record(adapter=adapter, synthetic=synthetic, usage=images.usage, sha256=sha256, sha256_of=sha256_of)
+    write_fer_store(fer, images.images, images.labels, images.usage, training_data=record)
     for usage in ("Training", "PublicTest", "PrivateTest"):
         log.info("FER %s: %d images", usage, int((images.usage == usage).sum()))
 

@@ -27,6 +27,8 @@ def predict_video(
     settings = predict_settings(predict)
     loaded = load_model(model, None, device)
     log.info("model %s with ConvNet %s on %s", model, loaded.convnet_path, video)
+    if loaded.training_warning:
+        log.warning("%s", loaded.training_warning)
     result = analyse_video(
         video, loaded, settings, frames=frames, windows=windows, summary=summary, timeline=timeline, name=name
     )

@@ -41,7 +41,7 @@ def train_temporal(
     Each run starts from its own seed_everything, so it is the run a job of that model and
     seed alone would give (tests/test_determinism.py)."""
     from .. import temporal as models_
-    from ..torch_utils import seed_everything
+    from ..torch_utils import load_state, seed_everything
 
     unknown = set(temporal_models) - {"lstm", "attention_lstm"}
     if unknown:
@@ -64,7 +64,10 @@ def train_temporal(
     # relative to the model's folder (convnet_relpath: a results folder moved or copied whole
     # keeps working) and, as older files do, as the workflow saw it (convnet_path); its
     # checksum lets the predict command refuse another ConvNet.
+    # The training-data record is the ConvNet's: the same FER images, clip table and fold.
+    _, convnet_meta = load_state(convnet)
     provenance = {
+        "training_data": convnet_meta.get("training_data"),
         "face_params": store_face_params(features[0]),
         "feature_layer": layer,
         "convnet_path": str(convnet),
