@@ -12,10 +12,12 @@ its `fer2013.csv`)::
     .test/data/videos/clips/<clip_id>.mp4
     .test/data/fer2013.csv                     emotion,pixels,Usage (every fifth row of the corpus's dropped)
     .test/data/fer2013_folders/train|test/<class>/<n>.png|jpg   the image-folder release's layout
+    .test/data/fer2013_real.csv                the first rows of each Usage of the real FER2013
+                                               CSV, when one is given (REAL_FER_ROWS)
 
 `tests/test_config_matrix.py` builds it once per session; by hand, after a tiny run::
 
-    python tests/matrix_data.py results/corpus .test/data
+    python tests/matrix_data.py results/corpus .test/data [path/to/fer2013.csv.gz]
 """
 
 from __future__ import annotations
@@ -33,6 +35,8 @@ from videmotion.labels import FER2013_CLASSES
 # At most this many clips per manifest keeps every run of the matrix near 1.5 minutes on 2 cores.
 FRAMES_CLIPS = 24
 VIDEO_CLIPS_PER_SPLIT = {"train": 12, "val": 6, "test": 6}
+# Real FER2013 images per Usage for the real-faces configuration: pretraining takes seconds.
+REAL_FER_ROWS = {"Training": 2000, "PublicTest": 500, "PrivateTest": 500}
 
 
 @dataclass
@@ -45,6 +49,7 @@ class MatrixData:
     videos_manifest: pd.DataFrame
     fer_csv_usage: dict[str, int]  # Usage -> rows of fer2013.csv
     fer_folder_images: dict[str, int] = field(default_factory=dict)  # train|test -> images
+    real_fer_usage: dict[str, int] | None = None  # Usage -> rows of fer2013_real.csv (None: not written)
 
 
 def _round_robin(clips: pd.DataFrame, n: int) -> pd.DataFrame:
@@ -138,8 +143,20 @@ def build_fer_folders(source: Path, dest: Path) -> dict[str, int]:
     return counts
 
 
-def build_matrix_data(corpus: Path, dest: Path, qc: pd.DataFrame | None = None) -> MatrixData:
-    """Write all of `.test/data` into `dest` from the rendered corpus in `corpus`."""
+def build_real_fer_csv(source: Path, dest: Path) -> dict[str, int]:
+    """The first REAL_FER_ROWS rows of each Usage of a FER2013 CSV (`.csv` or `.csv.gz`); rows per Usage."""
+    fer = pd.read_csv(source, dtype=str)
+    parts = [fer[fer["Usage"] == usage].head(n) for usage, n in REAL_FER_ROWS.items()]
+    subset = pd.concat(parts).sort_index()
+    subset.to_csv(dest, index=False)
+    return subset["Usage"].value_counts().to_dict()
+
+
+def build_matrix_data(
+    corpus: Path, dest: Path, qc: pd.DataFrame | None = None, real_fer: Path | None = None
+) -> MatrixData:
+    """Write all of `.test/data` into `dest` from the rendered corpus in `corpus` (and, given
+    `real_fer`, a subset of the real FER2013 CSV)."""
     manifest = pd.read_csv(corpus / "manifest.csv", dtype=str)
     frame_clips, video_clips = pick_clips(manifest, qc)
     dest.mkdir(parents=True, exist_ok=True)
@@ -147,6 +164,7 @@ def build_matrix_data(corpus: Path, dest: Path, qc: pd.DataFrame | None = None) 
     build_videos(corpus, dest / "videos", video_clips)
     fer_usage = build_fer_csv(corpus / "fer2013.csv", dest / "fer2013.csv")
     fer_folders = build_fer_folders(corpus / "fer2013.csv", dest / "fer2013_folders")
+    real_usage = build_real_fer_csv(real_fer, dest / "fer2013_real.csv") if real_fer is not None else None
     return MatrixData(
         root=dest,
         frames_manifest=pd.read_csv(dest / "frames/manifest.csv", dtype=str),
@@ -154,17 +172,24 @@ def build_matrix_data(corpus: Path, dest: Path, qc: pd.DataFrame | None = None) 
         videos_manifest=pd.read_csv(dest / "videos/manifest.csv", dtype=str),
         fer_csv_usage=fer_usage,
         fer_folder_images=fer_folders,
+        real_fer_usage=real_usage,
     )
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 3:
+    if len(sys.argv) not in (3, 4):
         sys.exit(
-            "usage: python tests/matrix_data.py <rendered corpus, e.g. results/corpus> <destination, e.g. .test/data>"
+            "usage: python tests/matrix_data.py <rendered corpus, e.g. results/corpus> <destination, e.g. .test/data> "
+            "[real FER2013 CSV]"
         )
     corpus_dir = Path(sys.argv[1])
     qc_path = corpus_dir.parent / "qc/faces.parquet"
-    data = build_matrix_data(corpus_dir, Path(sys.argv[2]), pd.read_parquet(qc_path) if qc_path.is_file() else None)
+    data = build_matrix_data(
+        corpus_dir,
+        Path(sys.argv[2]),
+        pd.read_parquet(qc_path) if qc_path.is_file() else None,
+        Path(sys.argv[3]) if len(sys.argv) == 4 else None,
+    )
     print(
         f"wrote {data.root}: {len(data.frames_manifest)} frame folders, {len(data.videos_manifest)} videos, "
         f"fer2013.csv {data.fer_csv_usage}, FER folders {data.fer_folder_images}"

@@ -9,7 +9,9 @@ promises is a small config file layered over `workflow/config/tiny.yaml`:
   that `protocol: auto` picks subject-independent k-fold (3 folds);
 * ``config_videos_fer_csv``: a manifest of video files with a split column, the ConvNet
   pretrained on a FER2013-format CSV;
-* ``config_videos_fer_folders``: the same videos, FER2013 from image folders.
+* ``config_videos_fer_folders``: the same videos, FER2013 from image folders;
+* ``config_real_fer``: the tiny synthetic corpus, the ConvNet pretrained on 3,000 images of
+  the real FER2013 CSV (run where ``VIDEMOTION_DEV_DATA`` holds it, skipped elsewhere).
 
 Their data lies under `.test/data` (relative to the workflow's folder), written from the
 tiny run's corpus by `tests/matrix_data.py`; nothing is committed. Each run must account
@@ -20,6 +22,7 @@ A new `.test/config_*/config.yaml` joins the matrix by being there.
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -30,13 +33,16 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
+from conftest import DEV_DATA_VARIABLE
 from matrix_data import MatrixData, build_matrix_data
 from snakemake.utils import update_config, validate
+from videmotion.torch_utils import load_state
 from workflow_runs import REPO, copy_workflow, snakemake
 
 TEST_CONFIGS = REPO / ".test"
 MATRIX = sorted(p.parent.name for p in TEST_CONFIGS.glob("config_*/config.yaml"))
 TINY = "workflow/config/tiny.yaml"
+REAL_FER = "fer2013/fer2013.csv.gz"  # under VIDEMOTION_DEV_DATA
 METHODS = ("baseline1", "baseline2", "rf_convnet_mean", "lstm", "attention_lstm")
 PAPER_METHODS = ("Baseline-1", "Baseline-2", "ConvNet+LSTM", "ConvNet+Attention LSTM")
 
@@ -85,11 +91,21 @@ class MatrixRun:
 def matrix_data(tiny_run: Path, tmp_path_factory) -> MatrixData:
     """`.test/data`, written once from the tiny run's corpus (only clips whose faces it used)."""
     qc = pd.read_parquet(tiny_run / "results/qc/faces.parquet")
-    return build_matrix_data(tiny_run / "results/corpus", tmp_path_factory.mktemp("matrix_data"), qc)
+    real_fer = Path(os.environ.get(DEV_DATA_VARIABLE, "/nonexistent")) / REAL_FER
+    return build_matrix_data(
+        tiny_run / "results/corpus",
+        tmp_path_factory.mktemp("matrix_data"),
+        qc,
+        real_fer if real_fer.is_file() else None,
+    )
 
 
 def run_test_config(name: str, data: MatrixData, base: Path) -> MatrixRun:
-    """Run `.test/<name>/config.yaml` in a fresh copy of the workflow whose `.test/data` is `data`."""
+    """Run `.test/<name>/config.yaml` in a fresh copy of the workflow whose `.test/data` is `data`
+    (skipped when the config reads the real FER2013 subset and it could not be written)."""
+    config = resolved_config(REPO, TINY, f".test/{name}/config.yaml")
+    if config["pretrain_data"]["path"].endswith("fer2013_real.csv") and data.real_fer_usage is None:
+        pytest.skip(f"{name} pretrains on real FER2013: set {DEV_DATA_VARIABLE} to a folder holding {REAL_FER}")
     workdir = copy_workflow(base)
     shutil.copytree(TEST_CONFIGS / name, workdir / ".test" / name)
     (workdir / ".test/data").symlink_to(data.root, target_is_directory=True)
@@ -99,7 +115,9 @@ def run_test_config(name: str, data: MatrixData, base: Path) -> MatrixRun:
     seconds = time.perf_counter() - start
     assert result.returncode == 0, failure_report(workdir, result)
     config = resolved_config(workdir, TINY, override)
-    manifest = pd.read_csv(workdir / config["dataset"]["manifest"]["path"], dtype=str)
+    synthetic = config["dataset"]["adapter"] == "synthetic"
+    manifest_path = "results/corpus/manifest.csv" if synthetic else config["dataset"]["manifest"]["path"]
+    manifest = pd.read_csv(workdir / manifest_path, dtype=str)
     print(f"{name}: {seconds:.0f} s")
     return MatrixRun(name, workdir, config, manifest, seconds)
 
@@ -121,17 +139,16 @@ def matrix_run(request, tiny_run: Path, tmp_path_factory) -> MatrixRun:
 def test_configs_are_small_overrides_of_tiny_with_their_data_under_dot_test():
     """Each config validates over tiny.yaml, leaves the tiny sizes and the sharding alone, and
     names its data by a `.test/data` path (written by the tests, never committed)."""
-    assert {"config_frames_kfold", "config_videos_fer_csv", "config_videos_fer_folders"} <= set(MATRIX)
+    expected = {"config_frames_kfold", "config_videos_fer_csv", "config_videos_fer_folders", "config_real_fer"}
+    assert expected <= set(MATRIX)
     for name in MATRIX:
         override = yaml.safe_load((TEST_CONFIGS / name / "config.yaml").read_text())
         assert set(override) <= {"dataset", "pretrain_data", "evaluation"}, (name, sorted(override))
         config = resolved_config(REPO, TINY, f".test/{name}/config.yaml")
         assert len(config["evaluation"]["seeds"]) == 1, name
-        paths = [
-            config["dataset"]["manifest"]["path"],
-            config["dataset"]["manifest"]["data_root"],
-            config["pretrain_data"]["path"],
-        ]
+        paths = [config["pretrain_data"]["path"]]
+        if config["dataset"]["adapter"] == "manifest":
+            paths += [config["dataset"]["manifest"]["path"], config["dataset"]["manifest"]["data_root"]]
         assert all(p.startswith(".test/data/") for p in paths), (name, paths)
     assert "data/" in (TEST_CONFIGS / ".gitignore").read_text().split()
 
@@ -254,6 +271,16 @@ def test_what_is_particular_to_each_configuration(matrix_run: MatrixRun, request
         data: MatrixData = request.getfixturevalue("matrix_data")
         assert qc["frames_read"].to_dict() == data.frames_per_clip
         assert (qc["fps_reported"] == 0).all() and (qc["decode_errors"] == 0).all()
+    elif matrix_run.name == "config_real_fer":
+        # real faces for pretraining, recorded as such in every model; the clips stay synthetic
+        pretrained = load_state(matrix_run.results("convnet/pretrained.pt"))[1]["training_data"]
+        assert pretrained["pretraining"]["adapter"] == "fer2013_csv"
+        assert pretrained["pretraining"]["synthetic"] is False
+        model = next(matrix_run.workdir.glob("results/temporal/attention_lstm/fold_0/seed_*/model.pt"))
+        record = load_state(model)[1]["training_data"]
+        assert record["pretraining"] == pretrained["pretraining"] and record["video"]["synthetic"] is True
+        data: MatrixData = request.getfixturevalue("matrix_data")
+        assert pretrained["pretraining"]["images_per_usage"] == data.real_fer_usage
     elif matrix_run.name.startswith("config_videos"):
         # the manifest's own split, as the paper's CHEAVD protocol
         assert set(folds["protocol"]) == {"fixed"} and set(folds["cv_fold"]) == {0}

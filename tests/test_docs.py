@@ -14,6 +14,7 @@ PAGES = (
     "data.md",
     "configuration.md",
     "predict.md",
+    "fer2013.md",
     "cluster.md",
     "paper-differences.md",
     "performance.md",

@@ -130,22 +130,32 @@ class ConvNet(nn.Module):
         fc_sizes: Sequence[int] | None = None,
         batch_norm: bool | None = None,
         dropout: float | None = None,
+        input_size: int | None = None,
     ) -> None:
         super().__init__()
-        given = {"width": width, "fc_sizes": fc_sizes, "batch_norm": batch_norm, "dropout": dropout}
+        given = {
+            "width": width,
+            "fc_sizes": fc_sizes,
+            "batch_norm": batch_norm,
+            "dropout": dropout,
+            "input_size": input_size,
+        }
         arch = merge_params(ARCHITECTURE_DEFAULTS, {key: value for key, value in given.items() if value is not None})
         width, fc_sizes, batch_norm, dropout = arch["width"], arch["fc_sizes"], arch["batch_norm"], arch["dropout"]
         if n_classes < 1 or width < 1 or any(size < 1 for size in fc_sizes):
             raise ValueError("n_classes, width and fc_sizes must be positive")
+        if arch["input_size"] < 16:
+            raise ValueError(f"input_size must be at least 16 (four 2x2 pools), got {arch['input_size']}")
         self.config: dict[str, Any] = {
             "n_classes": int(n_classes),
             "width": int(width),
             "fc_sizes": [int(size) for size in fc_sizes],
             "batch_norm": bool(batch_norm),
             "dropout": float(dropout),
+            "input_size": int(arch["input_size"]),
         }
         blocks: list[nn.Module] = []
-        in_channels, side = 1, FACE_SIZE
+        in_channels, side = 1, self.config["input_size"]
         for multiplier, pool in zip(_CHANNEL_MULTIPLIERS, _POOL_AFTER, strict=True):
             out_channels = width * multiplier
             layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=not batch_norm)]
@@ -173,8 +183,18 @@ class ConvNet(nn.Module):
         """Number of outputs of the last FC layer."""
         return self.head.out_features
 
+    @property
+    def input_size(self) -> int:
+        """Side of the square image the convolutions see (the paper's 100)."""
+        return self.config["input_size"]
+
     def trunk(self, x: torch.Tensor) -> torch.Tensor:
-        """Convolution trunk: (B, 1, 100, 100) in [0, 1] -> flattened map (B, trunk_dim)."""
+        """Convolution trunk: (B, 1, H, W) in [0, 1] -> flattened map (B, trunk_dim). Faces of
+        another size than :attr:`input_size` (100x100 crops for a ConvNet pretrained at FER's
+        48x48) are resized to it first, bilinearly with antialiasing."""
+        side = self.input_size
+        if x.shape[-2:] != (side, side):
+            x = F.interpolate(x, size=(side, side), mode="bilinear", antialias=True, align_corners=False)
         x = ((x - 0.5) / 0.5).contiguous(memory_format=torch.channels_last)
         for block in self.conv_blocks:
             x = block(x)
@@ -243,12 +263,13 @@ class ConvNet(nn.Module):
 
 def layer_table(model: ConvNet) -> list[tuple[str, str, int]]:
     """Rows (layer, output shape per sample, parameter count) for `model`, by a dry forward pass."""
-    rows: list[tuple[str, str, int]] = [("input", f"1x{FACE_SIZE}x{FACE_SIZE}", 0)]
+    side = model.input_size
+    rows: list[tuple[str, str, int]] = [("input", f"1x{side}x{side}", 0)]
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
     with torch.no_grad():
-        x = torch.zeros(1, 1, FACE_SIZE, FACE_SIZE, device=device)
+        x = torch.zeros(1, 1, side, side, device=device)
         for index, block in enumerate(model.conv_blocks, start=1):
             x = block(x)
             shape = "x".join(str(n) for n in x.shape[1:])
@@ -313,12 +334,12 @@ def pretrain_convnet(
 ) -> tuple[ConvNet, pd.DataFrame]:
     """Pretrain a ConvNet on FER2013-format faces (uint8 (N, 48, 48), labels, usage strings).
 
-    Faces are upsampled to 100x100 (bilinear); "Training" rows train, "PublicTest" rows
-    select the best epoch, "PrivateTest" rows give ``history.attrs["test_acc"]`` (and
-    ``test_n``, their count). `params` overrides :data:`PRETRAIN_DEFAULTS` (the schema's). With
-    `checkpoint_dir`, every epoch is checkpointed there and a killed run resumes (see
-    :func:`~videmotion.convnet_training.fit`). Returns the model (best epoch's weights, eval mode, on `device`) and
-    the per-epoch history.
+    Faces are resized to the network's input_size (bilinear; the paper's 100x100);
+    "Training" rows train, "PublicTest" rows select the best epoch, "PrivateTest" rows give
+    ``history.attrs["test_acc"]`` (and ``test_n``, their count). `params` overrides
+    :data:`PRETRAIN_DEFAULTS` (the schema's). With `checkpoint_dir`, every epoch is
+    checkpointed there and a killed run resumes (see :func:`~videmotion.convnet_training.fit`).
+    Returns the model (best epoch's weights, eval mode, on `device`) and the per-epoch history.
     """
     params = pretrain_params(params)
     labels = _check_labels(labels, n_classes)
@@ -330,14 +351,15 @@ def pretrain_convnet(
         raise ValueError("pretraining needs 'Training' rows and 'PublicTest' rows (validation)")
     torch_device = resolve_device(device)
     seed_everything(seed)
-    faces = torch.from_numpy(upsample_faces(images))
     model = ConvNet(
         n_classes,
         width=params["width"],
         fc_sizes=params["fc_sizes"],
         batch_norm=params["batch_norm"],
         dropout=params["dropout"],
+        input_size=params["input_size"],
     ).to(torch_device)
+    faces = torch.from_numpy(upsample_faces(images, size=model.input_size))
     prepare = _image_prepare(torch_device, params["augment"])
     train = (faces[torch.from_numpy(is_train)], labels[is_train])
     val = (faces[torch.from_numpy(is_val)], labels[is_val])

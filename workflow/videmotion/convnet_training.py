@@ -124,7 +124,7 @@ def fit(
         weight = torch.tensor(inverse_frequency_weights(train_y_np, n_classes), dtype=torch.float32, device=device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = _make_optimizer(trainable, params)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
+    scheduler = _make_scheduler(optimizer, params)
     batch_size = int(params["batch_size"])
     precision = MixedPrecision(params["mixed_precision"], device)
     forward = precision.wrap(forward)
@@ -193,6 +193,7 @@ def fit(
             grad_clip=None,
             steps=steps,
             max_iterations=max_iterations,
+            label_smoothing=params["label_smoothing"],
             precision=precision,
         )
         scheduler.step()
@@ -250,6 +251,17 @@ def fit(
     history.attrs["stop_reason"] = stop_reason or "epochs"
     history.attrs["mixed_precision"] = precision.setting
     return history
+
+
+def _make_scheduler(optimizer: torch.optim.Optimizer, params: dict[str, Any]) -> torch.optim.lr_scheduler.LRScheduler:
+    """The per-epoch learning-rate schedule: ``exponential`` (times ``lr_decay`` after every
+    epoch) or ``cosine`` (from ``lr`` down to 0 over ``epochs``; ``lr_decay`` unused)."""
+    schedule = params["lr_schedule"]
+    if schedule == "exponential":
+        return torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=params["lr_decay"])
+    if schedule == "cosine":
+        return torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=int(params["epochs"]))
+    raise ValueError(f"lr_schedule must be 'exponential' or 'cosine', got {schedule!r}")
 
 
 def _stop_reason(params: dict[str, Any], *, epoch: int, best_epoch: int, steps: int, has_val: bool) -> str | None:

@@ -346,6 +346,7 @@ def train_temporal(
             grad_clip=params["grad_clip"],
             steps=steps,
             max_iterations=params["max_iterations"],
+            label_smoothing=0.0,  # the paper's plain cross-entropy
         )
         scheduler.step()
         model.eval()

@@ -88,17 +88,19 @@ def train_epoch(
     grad_clip: float | None,
     steps: int,
     max_iterations: int | None,
+    label_smoothing: float,
     precision: MixedPrecision | None = None,
 ) -> tuple[int, EpochTally]:
     """One training epoch over the samples in `order`, `batch_size` at a time, in train mode.
 
     ``batch(index)`` runs the model on the samples at `index` (a slice of `order`) and returns
     (logits, targets). Each batch takes one optimizer step on cross-entropy (class `weight`
-    optional) plus ``l1`` times :func:`l1_penalty`, with the gradient norm clipped to
-    `grad_clip` when it is set. The epoch ends early once `steps` (optimizer steps so far)
-    reaches `max_iterations` (None: no cap). With `precision` (:class:`MixedPrecision`) the
-    step goes through its loss scaling (its autocast is the caller's: see :meth:`MixedPrecision.wrap`).
-    Returns the step count after the epoch and the epoch's :class:`EpochTally`.
+    optional; targets smoothed by `label_smoothing`, 0 = none) plus ``l1`` times
+    :func:`l1_penalty`, with the gradient norm clipped to `grad_clip` when it is set. The
+    epoch ends early once `steps` (optimizer steps so far) reaches `max_iterations` (None: no
+    cap). With `precision` (:class:`MixedPrecision`) the step goes through its loss scaling
+    (its autocast is the caller's: see :meth:`MixedPrecision.wrap`). Returns the step count
+    after the epoch and the epoch's :class:`EpochTally`.
     """
     model.train()
     tally = EpochTally()
@@ -106,7 +108,7 @@ def train_epoch(
         if max_iterations is not None and steps >= max_iterations:
             break
         logits, target = batch(order[start : start + batch_size])
-        loss = F.cross_entropy(logits, target, weight=weight)
+        loss = F.cross_entropy(logits, target, weight=weight, label_smoothing=label_smoothing)
         if l1:
             loss = loss + l1 * l1_penalty(model)
         optimizer.zero_grad(set_to_none=True)

@@ -31,8 +31,9 @@ from .labels import FER2013_CLASSES
 
 # Where a user is told to look for training on real faces.
 REAL_FACES_HELP = (
-    "to train on real faces, point pretrain_data at a FER2013 copy and dataset at your clips "
-    "(docs/data.md), then run `snakemake --cores all`"
+    "to train on real faces, point pretrain_data at a FER2013 copy (and dataset at your clips) and run "
+    "`snakemake --cores all --configfile config.yaml workflow/config/fer2013.yaml yours.yaml` "
+    "(docs/fer2013.md, docs/data.md); `snakemake fer_model` builds a per-frame model from FER2013 alone"
 )
 
 

@@ -53,14 +53,16 @@ Modules: :mod:`.inputs` (videos named by files, folders, globs and manifests; ou
 the settings), :mod:`.model` (the model and its ConvNet, loaded and checked),
 :mod:`.windows` (the window clock and the per-track scheduler), :mod:`.sinks` (the Parquet
 schemas and writers), :mod:`.stream` (the analysis of one video), :mod:`.summary`
-(summary.json), :mod:`.timeline` (timeline.png) and :mod:`.batch` (many videos).
+(summary.json), :mod:`.timeline` (timeline.png), :mod:`.batch` (many videos) and
+:mod:`.annotation` (a run scored against hand-annotated frame ranges).
 """
 
 from __future__ import annotations
 
+from .annotation import frame_agreement, read_annotation
 from .batch import VideoOutcome, predict_many
 from .inputs import PREDICT_INPUT_KEYS, VIDEO_SUFFIXES, expand_videos, output_names, predict_settings
-from .model import PredictError, PredictModel, convnet_candidates, load_model
+from .model import PER_FRAME_KIND, PredictError, PredictModel, convnet_candidates, load_model
 from .sinks import FRAME_ROW_GROUP, WINDOW_ROW_GROUP, combine_parquet, frames_schema, windows_schema
 from .stream import VideoAnalysis, analyse_stream, analyse_video, predict_clip, predict_video
 from .timeline import TIMELINE_MAX_TRACKS, plot_timeline
@@ -68,6 +70,7 @@ from .windows import TIME_EPS, Window, WindowScheduler, window_seconds
 
 __all__ = [
     "FRAME_ROW_GROUP",
+    "PER_FRAME_KIND",
     "PREDICT_INPUT_KEYS",
     "TIMELINE_MAX_TRACKS",
     "TIME_EPS",
@@ -84,6 +87,7 @@ __all__ = [
     "combine_parquet",
     "convnet_candidates",
     "expand_videos",
+    "frame_agreement",
     "frames_schema",
     "load_model",
     "output_names",
@@ -92,6 +96,7 @@ __all__ = [
     "predict_many",
     "predict_settings",
     "predict_video",
+    "read_annotation",
     "window_seconds",
     "windows_schema",
 ]

@@ -1,5 +1,6 @@
-"""The model a predict run applies: a temporal model with its fine-tuned ConvNet, loaded with
-weights_only and refused (:class:`PredictError`) when the two do not belong together."""
+"""The model a predict run applies, loaded with weights_only: a temporal model with its
+fine-tuned ConvNet, refused (:class:`PredictError`) when the two do not belong together, or a
+ConvNet alone (FER-pretrained or fine-tuned) as a per-frame model."""
 
 from __future__ import annotations
 
@@ -18,9 +19,14 @@ class PredictError(Exception):
     """A model or a video the analysis cannot run on; the message says why (and the fix)."""
 
 
+# The ConvNet's own classes: a per-frame model (a ConvNet file alone) has kind "convnet".
+PER_FRAME_KIND = "convnet"
+
+
 @dataclass
 class PredictModel:
-    """A temporal model with its fine-tuned ConvNet, checked to belong together."""
+    """A temporal model with its fine-tuned ConvNet, checked to belong together; or, as a
+    per-frame model, a ConvNet alone (``temporal`` None, kind ``convnet``)."""
 
     temporal: Any
     convnet: Any
@@ -45,6 +51,11 @@ class PredictModel:
     @property
     def max_frames(self) -> int | None:
         return self.meta["params"]["max_frames"]
+
+    @property
+    def per_frame(self) -> bool:
+        """A ConvNet alone: windows are the mean of their frames' probabilities."""
+        return self.temporal is None
 
     @property
     def training_data(self) -> dict[str, Any] | None:
@@ -89,16 +100,71 @@ def convnet_candidates(model_path: str | Path, meta: dict[str, Any]) -> list[Pat
     return out
 
 
+def _is_convnet_file(model_path: str | Path) -> bool:
+    """Whether `model_path` holds a ConvNet (its meta has a stage and the network's config)
+    rather than a temporal model; a file that is neither is left to the temporal loader's error."""
+    from ..torch_utils import load_state
+
+    try:
+        _, meta = _load_trusted(lambda path, device: load_state(path), model_path, "model", "cpu")
+    except PredictError:
+        return False
+    return "model_config" in meta and "stage" in meta and "kind" not in meta
+
+
+def _face_params_of(meta: dict[str, Any]) -> dict[str, Any]:
+    """The face parameters a model was trained under (the schema's defaults where the file has
+    none, e.g. a FER-pretrained ConvNet), for one face per frame and track."""
+    from ..config import face_params
+    from ..faces import DEFAULT_FACE_PARAMS
+
+    # face parameters of an older file may hold keys since retired (n_shards): only known keys are used
+    params = face_params({k: v for k, v in (meta.get("face_params") or {}).items() if k in DEFAULT_FACE_PARAMS})
+    params["min_faces"] = 1
+    return params
+
+
+def load_per_frame_model(model_path: str | Path, device: str = "auto") -> PredictModel:
+    """A ConvNet file alone (``results/convnet/pretrained.pt``, FER2013's seven classes, or a
+    fold's ``finetuned.pt``, the corpus's classes) as a per-frame model: each face's class
+    probabilities, windows as their mean."""
+    from .. import convnet
+    from ..torch_utils import resolve_device
+
+    net, stored = _load_trusted(convnet.load_checkpoint, model_path, "ConvNet", device)
+    if len(stored.get("classes") or []) != net.n_classes:
+        raise PredictError(
+            f"{model_path}: the ConvNet file names {len(stored.get('classes') or [])} classes for its "
+            f"{net.n_classes} outputs; use a ConvNet written by this workflow"
+        )
+    meta = {
+        "kind": PER_FRAME_KIND,
+        "classes": list(stored["classes"]),
+        "feature_layer": "logits",
+        "params": {"max_frames": None},
+        "stage": stored["stage"],
+        "training_data": stored.get("training_data"),
+    }
+    return PredictModel(
+        None, net, meta, Path(model_path), Path(model_path), _face_params_of(stored), resolve_device(device)
+    )
+
+
 def load_model(model_path: str | Path, convnet_path: str | Path | None = None, device: str = "auto") -> PredictModel:
     """The temporal model and its fine-tuned ConvNet (``--convnet``, or the one the model file
     names), refused with a PredictError when they do not belong together: the ConvNet's
-    checksum differs from the one stored at training, or its features do not fit the model."""
+    checksum differs from the one stored at training, or its features do not fit the model.
+    A ConvNet file alone is a per-frame model (:func:`load_per_frame_model`)."""
 
     from .. import convnet, temporal
-    from ..config import face_params
-    from ..faces import DEFAULT_FACE_PARAMS
     from ..torch_utils import resolve_device
 
+    if Path(model_path).is_file() and _is_convnet_file(model_path):
+        if convnet_path is not None:
+            raise PredictError(
+                f"{model_path} is a ConvNet, a per-frame model of its own; --convnet goes with a temporal model"
+            )
+        return load_per_frame_model(model_path, device)
     torch_device = resolve_device(device)
     model, meta = _load_trusted(temporal.load_temporal_checkpoint, model_path, "temporal model", device)
     for key in ("classes", "kind", "feature_layer", "face_params", "params"):
@@ -141,7 +207,4 @@ def load_model(model_path: str | Path, convnet_path: str | Path | None = None, d
             f"ConvNet {convnet_file} has {net.n_classes} outputs, but model {model_path} has "
             f"{len(meta['classes'])} classes; pass the ConvNet the model was trained on"
         )
-    # face parameters of an older file may hold keys since retired (n_shards): only known keys are used
-    params = face_params({k: v for k, v in meta["face_params"].items() if k in DEFAULT_FACE_PARAMS})
-    params["min_faces"] = 1
-    return PredictModel(model, net, meta, Path(model_path), convnet_file, params, torch_device)
+    return PredictModel(model, net, meta, Path(model_path), convnet_file, _face_params_of(meta), torch_device)

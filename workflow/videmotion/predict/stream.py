@@ -64,6 +64,10 @@ def _score_windows(model: PredictModel, windows: list[Window]) -> None:
 
     if not windows:
         return
+    if model.per_frame:  # a ConvNet alone: the mean of the window's per-frame probabilities
+        for window in windows:
+            window.probabilities = _softmax(np.stack([f.feature for f in window.faces])).mean(axis=0)
+        return
     seqs = temporal.SequenceSet(
         [np.stack([f.feature for f in w.faces]) for w in windows], np.zeros(len(windows), np.int64)
     )

@@ -18,13 +18,18 @@ if TYPE_CHECKING:
 
 # Window edges are compared with this tolerance (seconds), so that k * stride hits frame times.
 TIME_EPS = 1e-6
+# Default window of a per-frame model (a ConvNet alone), which has no training length of its own.
+PER_FRAME_WINDOW_S = 1.0
 
 
 def window_seconds(settings: dict[str, Any], model: PredictModel, fps: float) -> tuple[float, float, str]:
     """(window, stride, where the window came from) in seconds; window 0 = the whole video."""
     window, stride = settings["window"], settings["stride"]
     step = model.face_params["frame_step"]
-    if window is None:
+    if window is None and model.per_frame:
+        window = PER_FRAME_WINDOW_S
+        source = f"a per-frame model: {PER_FRAME_WINDOW_S:g} s windows unless given (the mean of their frames)"
+    elif window is None:
         if model.max_frames is None:
             window, source = (
                 0.0,

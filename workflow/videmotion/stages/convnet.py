@@ -156,6 +156,7 @@ def finetune_convnet(
         "fer_to_target": fer_to_target,
         "pretrained_sha256": file_sha256(pretrained),
         "seed": seed,
+        "face_params": dict(faces),  # what a per-frame predict run detects faces with
         "training_data": {
             "pretraining": (pre_meta.get("training_data") or {}).get("pretraining"),
             "video": video_record(**video_data, table=table, clip_table=clips, fold=fold, classes=classes),
