@@ -5,9 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import cv2
-import numpy as np
-import pytest
+from videmotion import cpu_kernels
+
+# The tests run on the workflow's default kernels, pinned before anything imports torch, cv2 or numpy.
+cpu_kernels.pin("portable")
+
+import cv2  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 # The real development data: a folder holding real/ (single_face.mp4, face_noface.mov,

@@ -402,7 +402,7 @@ def test_fer_row_with_wrong_pixel_count_stops_prepare_fer(tmp_path):
     with pytest.raises(
         DatasetError, match=r"fer2013\.csv row 3: expected 2304 pixel values in 0\.\.255, got 2303; fix or drop the row"
     ):
-        corpus.prepare_fer(source=str(csv), fer=str(out), fer_format="csv")
+        corpus.prepare_fer(source=str(csv), fer=str(out), adapter="fer2013_csv", synthetic=False, fer_format="csv")
     assert not out.exists()
 
 
@@ -669,7 +669,7 @@ def test_predict_command_refuses_in_a_subprocess_too(tmp_path, face_video):
     marker = tmp_path / "pwned"
     evil = _evil_checkpoint(tmp_path / "model.pt", marker)
     result = subprocess.run(
-        [sys.executable, "-m", "videmotion.cli", "predict", str(face_video), "--model", str(evil), "--device", "cpu"],
+        [sys.executable, "-m", "videmotion", "predict", str(face_video), "--model", str(evil), "--device", "cpu"],
         capture_output=True,
         text=True,
         timeout=120,

@@ -58,6 +58,25 @@ ATTENTION = "plot_attention"
 FEEDS: dict[str, frozenset[str]] = {
     # extract_faces runs MTCNN on it; the trainings and feature extraction run torch on it
     "device": frozenset({FACES, PRETRAIN, FINETUNE, FEATURES, TEMPORAL}),
+    # every job checks and logs its kernels (runlog.run_stage), and their figures depend on them
+    "cpu_kernels": frozenset(
+        {
+            RENDER,
+            CLIPS,
+            FER,
+            FOLDS,
+            FACES,
+            FACE_QC,
+            PRETRAIN,
+            FINETUNE,
+            FEATURES,
+            LBPTOP,
+            FOREST,
+            TEMPORAL,
+            EVALUATE,
+            ATTENTION,
+        }
+    ),
     "training_threads": frozenset(),  # `threads:` only: Snakemake does not rerun for it
     # every shard's job changes (the clip table deals clips into shards; face stores record n_shards)
     "shards": frozenset({CLIPS, FACES}),

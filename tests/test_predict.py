@@ -28,9 +28,11 @@ from videmotion.faces import FaceDetector, extract_clip
 from videmotion.predict import (
     WindowScheduler,
     expand_videos,
+    frame_agreement,
     output_names,
     predict_settings,
     predict_video,
+    read_annotation,
 )
 from videmotion.predict.windows import _Face
 from videmotion.stores import file_sha256
@@ -334,6 +336,74 @@ def test_a_moved_model_folder_still_predicts(tmp_path, face_video):
     assert result["label"] in CLASSES
 
 
+# ---------------------------------------------------------------- a ConvNet alone: the per-frame model
+
+
+def _save_per_frame_model(path: Path, stage: str = "pretrained") -> Path:
+    torch.manual_seed(4)
+    net = convnet.ConvNet(len(CLASSES), width=4, fc_sizes=[16], batch_norm=True, dropout=0.0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    convnet.save_checkpoint(path, net.eval(), {"stage": stage, "classes": CLASSES})
+    return path
+
+
+def test_a_convnet_alone_predicts_per_frame_and_windows_are_their_mean(face_video, tmp_path):
+    model = _save_per_frame_model(tmp_path / "pretrained.pt")
+    out = tmp_path / "out"
+    assert _predict(face_video, "--model", model, "--out", out) == 0
+    frames = pd.read_parquet(out / "face/frames.parquet").set_index("frame")
+    windows = pd.read_parquet(out / "face/windows.parquet")
+    summary = json.loads((out / "face/summary.json").read_text())
+    assert summary["model_kind"] == "convnet" and summary["classes"] == CLASSES and summary["window_s"] == 1.0
+    assert "per-frame model" in summary["window_source"]
+    p_cols = [f"p_{c}" for c in CLASSES]
+    assert len(windows) >= 2 and windows["attention"].isna().all()
+    for _, window in windows.iterrows():
+        mean = frames.loc[list(window["frame_index"]), p_cols].to_numpy().mean(axis=0)
+        assert np.allclose(window[p_cols].to_numpy(float), mean, atol=1e-6)
+        assert window["label"] == CLASSES[int(mean.argmax())]
+
+
+def test_the_one_shot_label_of_a_per_frame_model_is_the_mean_over_the_video(face_video, tmp_path):
+    model = _save_per_frame_model(tmp_path / "finetuned.pt", stage="finetuned")
+    result = predict_video(face_video, model, device="cpu")
+    out = tmp_path / "out"
+    assert _predict(face_video, "--model", model, "--out", out, "--window", "0") == 0
+    frames = pd.read_parquet(out / "face/frames.parquet")
+    mean = frames[frames["face"]][[f"p_{c}" for c in CLASSES]].to_numpy().mean(axis=0)
+    assert result["model"] == "convnet" and result["attention"] is None
+    assert np.allclose([result["probabilities"][c] for c in CLASSES], mean, atol=1e-6)
+
+
+def test_a_per_frame_model_with_convnet_is_an_error_line(face_video, tmp_path, capsys):
+    model = _save_per_frame_model(tmp_path / "pretrained.pt")
+    assert _predict(face_video, "--model", model, "--convnet", model) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "per-frame model" in err and "Traceback" not in err
+
+
+def test_frame_agreement_counts_annotated_frames_with_a_face(tmp_path):
+    # frames 0-5: neutral predicted on 0-2, happy on 3-5; frame 4 has no face
+    p = np.array([[0.9, 0.1, 0.0]] * 3 + [[0.1, 0.8, 0.1]] * 3, np.float32)
+    frames = pd.DataFrame({"frame": range(6), "face": [True] * 4 + [False, True]})
+    for i, c in enumerate(CLASSES):
+        frames[f"p_{c}"] = p[:, i]
+    path = tmp_path / "labels.csv"
+    path.write_text("video,first_frame,last_frame,label\nclip.mp4,0,1,neutral\nclip.mp4,2,5,happy\n")
+    scored = frame_agreement(frames, read_annotation(path), "clip.mp4")
+    # annotated 6; with a face 5 (0,1,2,3,5); agree: 0,1 (neutral), 3,5 (happy); frame 2 is wrong
+    assert scored["annotated_frames"] == 6 and scored["frames_with_face"] == 5 and scored["agree"] == 4
+    assert scored["per_label"] == {"happy": {"frames": 3, "agree": 2}, "neutral": {"frames": 2, "agree": 2}}
+    with pytest.raises(ValueError, match="no range for 'other.mp4'"):
+        frame_agreement(frames, read_annotation(path), "other.mp4")
+    path.write_text("video,first_frame,last_frame,label\nclip.mp4,0,1,angry\n")
+    with pytest.raises(ValueError, match="not among the model's classes"):
+        frame_agreement(frames, read_annotation(path), "clip.mp4")
+    path.write_text("video,start,label\nclip.mp4,0,happy\n")
+    with pytest.raises(ValueError, match="lacks the columns"):
+        read_annotation(path)
+
+
 # ---------------------------------------------------------------- with the tiny run's trained models (slow)
 
 
@@ -386,7 +456,7 @@ def test_a_moved_results_folder_of_the_tiny_run_still_predicts(tiny_run, tmp_pat
         [
             sys.executable,
             "-m",
-            "videmotion.cli",
+            "videmotion",
             "predict",
             str(clip),
             "--model",

@@ -66,6 +66,16 @@ def test_every_clip_is_accounted_for(tiny_run):
     assert (qc.loc[qc["status"] == "excluded", "reason"] != "").all()
 
 
+def test_every_job_ran_on_the_pinned_kernels(tiny_run):
+    """The workflow sets cpu_kernels' variables for its jobs (the run's shell had none of them),
+    and each job logs the kernels its libraries used: none wider than AVX2."""
+    logs = sorted((tiny_run / "results/logs").rglob("*.log"))
+    assert len(logs) > 20
+    for log in logs:
+        lines = [line for line in log.read_text().splitlines() if "cpu kernels: " in line]
+        assert len(lines) == 1 and "cpu kernels: portable (" in lines[0] and "512" not in lines[0], (log, lines)
+
+
 def test_attention_weights_are_saved_and_sum_to_one(tiny_run):
     att = pd.read_parquet(tiny_run / "results/temporal/attention_lstm/fold_0/seed_0/attention.parquet")
     sums = att.groupby("clip_id")["alpha"].sum()
@@ -154,7 +164,7 @@ def test_report_builds_with_table_and_plots(tiny_run):
 
 def _predict(workdir: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "videmotion.cli", "predict", *args],
+        [sys.executable, "-m", "videmotion", "predict", *args],
         cwd=workdir,
         capture_output=True,
         text=True,

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+from videmotion import cpu_kernels
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = ["--configfile", "workflow/config/tiny.yaml"]
+CPU_KERNEL_VARIABLES = {*cpu_kernels.PORTABLE_ENVIRONMENT, cpu_kernels.OPENCV_VARIABLE}
 
 
 def copy_workflow(dest: Path) -> Path:
@@ -24,7 +28,11 @@ def copy_workflow(dest: Path) -> Path:
 def snakemake(
     workdir: Path, *args: str, cores: int | None = 2, timeout: int = 900, env: dict | None = None
 ) -> subprocess.CompletedProcess:
+    """Run the workflow in `workdir` as a user's shell would: without the CPU-kernel variables
+    that the tests' own process carries (the workflow sets them for its jobs)."""
     cmd = [*SNAKEMAKE, *(["--cores", str(cores)] if cores else []), *TINY, *args]
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if k not in CPU_KERNEL_VARIABLES}
     return subprocess.run(cmd, cwd=workdir, capture_output=True, text=True, timeout=timeout, env=env)
 
 

@@ -20,6 +20,7 @@ rule lbptop_features:
         mem_mb=2000,
         runtime=60,
     params:
+        cpu_kernels=config["cpu_kernels"],
         lbptop=config["baselines"]["lbptop"],
         faces=get_face_params,
     script:
@@ -52,6 +53,7 @@ rule random_forest_baseline:
         mem_mb=4000,
         runtime=60 * len(SEEDS),
     params:
+        cpu_kernels=config["cpu_kernels"],
         seeds=SEEDS,
         classes=config["dataset"]["classes"],
         random_forest=config["baselines"]["random_forest"],

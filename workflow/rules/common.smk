@@ -3,9 +3,11 @@
 # that `snakemake -n` stays fast.
 
 import functools
+import os
 
 from snakemake.utils import validate
 
+from videmotion import cpu_kernels
 from videmotion.config import face_params
 from videmotion.labels import check_fer_to_target
 
@@ -14,6 +16,10 @@ check_fer_to_target(
     config["pretrain_data"]["fer_to_target"], config["dataset"]["classes"]
 )
 
+
+# Every job inherits the CPU-kernel variables from this process (and a SLURM job, which
+# reads this file again, from its own): set before any job imports torch, cv2 or numpy.
+os.environ.update(cpu_kernels.environment(config["cpu_kernels"]))
 
 RESULTS = "results"
 SHARDS = list(range(config["shards"]))

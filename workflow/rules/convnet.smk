@@ -29,6 +29,7 @@ rule pretrain_convnet:
         runtime=240,
         gres=get_gpu_request,
     params:
+        cpu_kernels=config["cpu_kernels"],
         architecture=config["convnet"]["architecture"],
         seed=config["convnet"]["seed"],
         pretrain=config["convnet"]["pretrain"],
@@ -64,6 +65,7 @@ rule finetune_convnet:
         runtime=120,
         gres=get_gpu_request,
     params:
+        cpu_kernels=config["cpu_kernels"],
         seed=config["convnet"]["seed"],
         finetune=config["convnet"]["finetune"],
         faces=get_face_params,
@@ -98,6 +100,7 @@ rule extract_features:
         runtime=60 * len(FOLDS),
         gres=get_gpu_request,
     params:
+        cpu_kernels=config["cpu_kernels"],
         fold_ids=FOLDS,
         batch_size=config["features"]["batch_size"],
         faces=get_face_params,

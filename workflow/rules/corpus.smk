@@ -19,6 +19,7 @@ rule render_synthetic_corpus:
         mem_mb=2000,
         runtime=30,
     params:
+        cpu_kernels=config["cpu_kernels"],
         synthetic=config["dataset"]["synthetic"],
     script:
         "../scripts/render_synthetic_corpus.py"
@@ -40,6 +41,7 @@ rule prepare_clips:
         mem_mb=1000,
         runtime=10,
     params:
+        cpu_kernels=config["cpu_kernels"],
         dataset=get_dataset_params,
         shards=config["shards"],
     script:
@@ -63,6 +65,7 @@ rule prepare_fer:
         runtime=10,
     params:
         **get_fer_params(),
+        cpu_kernels=config["cpu_kernels"],
     script:
         "../scripts/prepare_fer.py"
 
@@ -83,6 +86,7 @@ rule assign_folds:
         mem_mb=1000,
         runtime=10,
     params:
+        cpu_kernels=config["cpu_kernels"],
         protocol=PROTOCOL,
         n_folds=kfold_setting("folds"),
         fold_seed=kfold_setting("fold_seed"),

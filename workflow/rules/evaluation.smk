@@ -43,6 +43,7 @@ rule evaluate:
         mem_mb=2000,
         runtime=10,
     params:
+        cpu_kernels=config["cpu_kernels"],
         classes=config["dataset"]["classes"],
         methods=METHODS,
         baseline2_per_class=config["baselines"]["baseline2_per_class"],
@@ -77,6 +78,7 @@ rule plot_attention:
         mem_mb=2000,
         runtime=10,
     params:
+        cpu_kernels=config["cpu_kernels"],
         faces=get_face_params,
         classes=config["dataset"]["classes"],
         per_class=1,

@@ -19,6 +19,7 @@ rule extract_faces:
         mem_mb=2000,
         runtime=120,
     params:
+        cpu_kernels=config["cpu_kernels"],
         shards=config["shards"],
         faces=get_face_params,
         device=config["device"],
@@ -48,6 +49,7 @@ rule face_qc:
         mem_mb=1000,
         runtime=10,
     params:
+        cpu_kernels=config["cpu_kernels"],
         max_excluded_fraction=config["faces"]["max_excluded_fraction"],
     script:
         "../scripts/face_qc.py"

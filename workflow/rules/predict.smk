@@ -26,6 +26,7 @@ rule predict_video:
         runtime=60,
         gres=get_gpu_request,
     params:
+        cpu_kernels=config["cpu_kernels"],
         predict=get_predict_params,
         device=config["device"],
     script:
@@ -49,5 +50,7 @@ rule predict:
     resources:
         mem_mb=1000,
         runtime=10,
+    params:
+        cpu_kernels=config["cpu_kernels"],
     script:
         "../scripts/predict.py"

@@ -35,6 +35,7 @@ rule train_temporal:
         runtime=240 * len(TEMPORAL_MODELS) * len(SEEDS),
         gres=get_gpu_request,
     params:
+        cpu_kernels=config["cpu_kernels"],
         temporal_models=TEMPORAL_MODELS,
         seeds=SEEDS,
         temporal=config["temporal"],

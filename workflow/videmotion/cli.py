@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import cpu_kernels
 from .config import defaults_for
 from .predict import PredictError, load_model, predict_clip, predict_video  # noqa: F401  (predict_video: the library API)
 from .training_data import describe
@@ -145,6 +146,10 @@ def _cmd_predict(args: argparse.Namespace) -> int:
             )
     if not videos:
         return 2
+    try:
+        cpu_kernels.check_environment(args.cpu_kernels)
+    except RuntimeError as err:
+        raise PredictError(f"{err}: run the videmotion command (or python -m videmotion), which sets them") from None
     model = load_model(args.model, args.convnet, args.device)
     if model.training_warning:
         print(model.training_warning, file=sys.stderr)
@@ -195,7 +200,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="video files, folders of videos, globs, manifest CSVs (a path column), or a folder of frame images",
     )
     p.add_argument(
-        "--model", required=True, help="a temporal model, e.g. results/temporal/attention_lstm/fold_0/seed_0/model.pt"
+        "--model",
+        required=True,
+        help="a temporal model, e.g. results/temporal/attention_lstm/fold_0/seed_0/model.pt, or a ConvNet alone "
+        "as a per-frame model: results/convnet/pretrained.pt (FER2013's classes) or a fold's finetuned.pt",
     )
     p.add_argument(
         "--convnet", help="the fine-tuned ConvNet (default: the one named in the model file, found relative to it)"
@@ -228,6 +236,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
+        "--cpu-kernels",
+        default="portable",
+        choices=cpu_kernels.MODES,
+        help="portable (default): the libraries' CPU kernels capped at AVX2, as the workflow's jobs run them, so "
+        "that any x86 machine gives the same figures; native: the CPU's widest vector units",
+    )
+    p.add_argument(
         "--top-k",
         type=int,
         help=f"top-attention frames to list, or faces per track in timeline.png (default {d['timeline_faces']})",
@@ -259,7 +274,3 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as err:
         _error(str(err))
         return 2
-
-
-if __name__ == "__main__":
-    sys.exit(main())

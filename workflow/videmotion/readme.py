@@ -14,7 +14,8 @@ Blocks:
   quoting its interval and saying "not distinguishable" when the interval covers 0
   (checked too);
 * ``demo-run``: what the run was: corpus size, protocol and folds x seeds, wall time of
-  the last ``make demo`` (``results/demo_wall_seconds.txt``) and summed job time. Wall
+  the last ``make demo`` (``results/demo_wall_seconds.txt``), summed job time and the CPU
+  kernels its jobs logged. Wall
   time depends on the machine's load, so ``--check`` does not compare this block;
 * ``demo-stages``: time and memory per rule, from every job's ``benchmark:`` file (not
   compared either, for the same reason).
@@ -134,6 +135,23 @@ def other_machine_hint(text: str) -> str:
     )
 
 
+def run_kernels(results: Path) -> str:
+    """The CPU kernels the run's jobs logged (:mod:`videmotion.cpu_kernels`): the mode and the
+    widest kernels per library over all jobs, as a sentence ('' when no job logged them)."""
+    modes, levels = set(), {}
+    for log in sorted((results / "logs").rglob("*.log")):
+        for found in re.finditer(r"cpu kernels: (\w+) \(([^)]*)\)", log.read_text(errors="replace")):
+            modes.add(found.group(1))
+            for item in found.group(2).split(", "):
+                lib, _, level = item.partition(" ")
+                if level:
+                    levels.setdefault(lib, set()).add(level)
+    if not modes:
+        return ""
+    kernels = ", ".join(f"{lib} {'/'.join(sorted(found))}" for lib, found in sorted(levels.items()))
+    return f"Every job ran on {'/'.join(sorted(modes))} CPU kernels ({kernels}). "
+
+
 def demo_run_block(results: Path) -> str:
     """The run's facts, read from its own outputs."""
     clips = pd.read_csv(results / "data" / "clips.csv", dtype=str)
@@ -157,7 +175,8 @@ def demo_run_block(results: Path) -> str:
         f"{n_folds * len(seeds)} runs and every clip is scored once per seed. "
         f"Wall time of `make demo` on this project's machine ({machine_description()}): "
         f"{wall // 60} min {wall % 60:02d} s; "
-        f"summed job time {job_seconds / 60:.1f} min.\n"
+        f"summed job time {job_seconds / 60:.1f} min. {run_kernels(results)}".rstrip()
+        + "\n"
     )
 
 

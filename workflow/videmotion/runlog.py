@@ -7,6 +7,8 @@ import logging
 from collections.abc import Iterator
 from pathlib import Path
 
+from . import cpu_kernels
+
 
 @contextlib.contextmanager
 def script_logging(log_path: str | None) -> Iterator[logging.Logger]:
@@ -59,10 +61,20 @@ def stage_arguments(smk) -> dict:
 
 def run_stage(smk, stage, *, torch_threads: bool = False) -> None:
     """Run a stage function for a Snakemake job: its log gets everything the job prints, and
-    with `torch_threads` torch uses the job's threads (results stay thread-count stable)."""
-    with script_logging(smk.log[0]):
+    with `torch_threads` torch uses the job's threads (results stay thread-count stable).
+
+    Every rule passes ``params.cpu_kernels``: the job checks, before and after the stage, that
+    its environment and the libraries it loaded run on those kernels, and logs which they are
+    (:mod:`videmotion.cpu_kernels`)."""
+    kwargs = stage_arguments(smk)
+    if "cpu_kernels" not in kwargs:
+        raise TypeError(f"rule {smk.rule} lacks params.cpu_kernels (every rule passes config['cpu_kernels'])")
+    mode = kwargs.pop("cpu_kernels")
+    with script_logging(smk.log[0]) as logger:
+        cpu_kernels.check_environment(mode)
         if torch_threads:
             import torch
 
             torch.set_num_threads(smk.threads)
-        stage(**stage_arguments(smk))
+        stage(**kwargs)
+        logger.info(cpu_kernels.check_pins(mode))

@@ -1,0 +1,78 @@
+"""cpu_kernels: portable pins every library at AVX2 before it loads, in every job and in
+`videmotion predict`; native leaves them alone."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from videmotion import cpu_kernels
+from videmotion.command import cpu_kernels_mode
+
+SKX = {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl"}
+PROBE = (
+    "import json, cv2, numpy, torch; from videmotion import cpu_kernels; "
+    "print(json.dumps(cpu_kernels.loaded_kernels()))"
+)
+
+
+def unpinned_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in {*cpu_kernels.PORTABLE_ENVIRONMENT, "OPENCV_CPU_DISABLE"}}
+
+
+def test_portable_caps_each_library_at_avx2_with_its_own_variable() -> None:
+    env = cpu_kernels.environment("portable", flags=SKX | {"avx2"})
+    assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
+    assert env["MKL_CBWR"] == "AVX2" and env["OPENBLAS_CORETYPE"] == "Haswell"
+    assert env["NPY_DISABLE_CPU_FEATURES"] == "X86_V4 AVX512_ICL AVX512_SPR"
+    # OpenCV warns on a level the CPU lacks: only the ones this CPU has are named (with OpenCV's hyphens)
+    assert env["OPENCV_CPU_DISABLE"] == "AVX512F,AVX512-COMMON,AVX512-SKX"
+    assert "OPENCV_CPU_DISABLE" not in cpu_kernels.environment("portable", flags={"avx2", "fma"})
+    assert cpu_kernels.environment("native") == {}
+    with pytest.raises(ValueError, match="cpu_kernels must be one of portable, native, got 'avx512'"):
+        cpu_kernels.environment("avx512")
+
+
+def test_pinning_after_the_libraries_loaded_fails(monkeypatch) -> None:
+    monkeypatch.delenv("ATEN_CPU_CAPABILITY")  # numpy and cv2 are loaded in this process
+    with pytest.raises(RuntimeError, match=r"needs \['ATEN_CPU_CAPABILITY'\] set before"):
+        cpu_kernels.pin("portable")
+    with pytest.raises(RuntimeError, match="the environment lacks ATEN_CPU_CAPABILITY=avx2"):
+        cpu_kernels.check_environment("portable")
+
+
+def test_a_pinned_process_runs_no_library_wider_than_avx2() -> None:
+    env = {**unpinned_environment(), **cpu_kernels.environment("portable")}
+    pinned = json.loads(subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True).stdout)
+    assert set(pinned) == {"torch", "numpy", "opencv"}
+    assert not [level for level in pinned.values() if "512" in level], pinned
+    if SKX <= cpu_kernels.cpu_flags():  # on an AVX-512 machine the pins change what runs
+        native = subprocess.run([sys.executable, "-c", PROBE], env=unpinned_environment(), capture_output=True)
+        assert "512" in json.loads(native.stdout)["torch"]
+
+
+def test_check_pins_names_a_library_that_runs_wider(monkeypatch) -> None:
+    monkeypatch.setattr(cpu_kernels, "loaded_kernels", lambda: {"torch": "AVX512", "numpy": "AVX2"})
+    with pytest.raises(RuntimeError, match="cpu_kernels: portable, but torch runs AVX512"):
+        cpu_kernels.check_pins("portable")
+    assert cpu_kernels.check_pins("native") == "cpu kernels: native (torch AVX512, numpy AVX2)"
+
+
+def test_the_command_reads_its_mode_before_it_imports_anything() -> None:
+    assert cpu_kernels_mode(["predict", "v.mp4", "--model", "m.pt"]) == "portable"
+    assert cpu_kernels_mode(["predict", "v.mp4", "--cpu-kernels", "native"]) == "native"
+    assert cpu_kernels_mode(["predict", "--cpu-kernels=native", "v.mp4"]) == "native"
+    # the command module imports none of the libraries it pins
+    code = "import sys, videmotion.command; print(sorted({'torch', 'numpy', 'cv2'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], env=unpinned_environment(), capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
+    bad = subprocess.run(
+        [sys.executable, "-m", "videmotion", "predict", "v.mp4", "--model", "m.pt", "--cpu-kernels", "avx512"],
+        env=unpinned_environment(),
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "invalid choice: 'avx512'" in bad.stderr
