@@ -109,6 +109,7 @@ RUNTIME_KEYS = {"baselines.rf_params": {"n_jobs"}, "convnet.ConvNet": {"n_classe
 WORKFLOW_READ = {
     "device": "every rule's device argument",
     "training_threads": "rules' threads",
+    "cpu_kernels": "common.smk (the jobs' environment); every rule's params -> runlog.run_stage",
     "cluster": "the rules' gres resource",
     "dataset.adapter": "common.smk; stages.prepare_clips",
     "dataset.classes": "every stage that maps labels",
@@ -357,6 +358,7 @@ def test_paper_config_puts_every_model_on_the_papers_protocol(paper_dry_run) -> 
         "fc_sizes": [1024, 512],
         "batch_norm": True,
         "dropout": 0.5,
+        "input_size": 100,  # the paper's 100x100 input
     }
     assert config["baselines"]["baseline2_per_class"] == 100  # the paper's draw, not the demo's 10
     # the stages' entries take the resolved sections as they are (no unknown key)
