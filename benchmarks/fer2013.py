@@ -51,7 +51,7 @@ def _merge(base: dict, over: dict) -> dict:
 
 def load_config(files: list[str], overrides: list[str]) -> dict:
     """The config files layered in order, then each ``--set dotted.key=value``, then the schema's defaults."""
-    from videmotion.config import with_defaults
+    from videmotion.config import schema_defaults, with_defaults
 
     config: dict = {}
     for name in files:
@@ -66,10 +66,11 @@ def load_config(files: list[str], overrides: list[str]) -> dict:
         for part in parents:
             node = node.setdefault(part, {})
         node[leaf] = yaml.safe_load(value)
+    defaults = schema_defaults()
     return {
         "convnet": with_defaults("convnet", config.get("convnet")),
-        "device": config.get("device", "auto"),
-        "cpu_kernels": config.get("cpu_kernels", "portable"),
+        "device": config.get("device", defaults["device"]),
+        "cpu_kernels": config.get("cpu_kernels", defaults["cpu_kernels"]),
     }
 
 

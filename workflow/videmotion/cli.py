@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from . import cpu_kernels
-from .config import defaults_for
+from .config import defaults_for, schema_defaults
 from .predict import PredictError, load_model, predict_clip, predict_video  # noqa: F401  (predict_video: the library API)
 from .training_data import describe
 
@@ -237,7 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument(
         "--cpu-kernels",
-        default="portable",
+        default=schema_defaults()["cpu_kernels"],
         choices=cpu_kernels.MODES,
         help="portable (default): the libraries' CPU kernels capped at AVX2, as the workflow's jobs run them, so "
         "that any x86 machine gives the same figures; native: the CPU's widest vector units",

@@ -7,16 +7,17 @@ from __future__ import annotations
 import sys
 
 from . import cpu_kernels
+from .config import schema_defaults
 
 
 def cpu_kernels_mode(argv: list[str]) -> str:
-    """The ``--cpu-kernels`` value in `argv` (portable when absent)."""
+    """The ``--cpu-kernels`` value in `argv` (the config schema's default when absent)."""
     for index, arg in enumerate(argv):
         if arg == "--cpu-kernels" and index + 1 < len(argv):
             return argv[index + 1]
         if arg.startswith("--cpu-kernels="):
             return arg.split("=", 1)[1]
-    return "portable"
+    return schema_defaults()["cpu_kernels"]
 
 
 def main(argv: list[str] | None = None) -> int:

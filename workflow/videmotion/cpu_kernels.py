@@ -68,11 +68,16 @@ def environment(mode: str, flags: set[str] | None = None) -> dict[str, str]:
     return {**PORTABLE_ENVIRONMENT, **({OPENCV_VARIABLE: ",".join(opencv)} if opencv else {})}
 
 
+def _unset(mode: str) -> dict[str, str]:
+    """`mode`'s variables that this process's environment does not hold with their value."""
+    return {k: v for k, v in environment(mode).items() if os.environ.get(k) != v}
+
+
 def pin(mode: str) -> dict[str, str]:
     """Put `mode`'s variables into this process's environment, for itself and every process it
     starts. Fails when a library has already loaded without them: it would not read them."""
     wanted = environment(mode)
-    missing = {k: v for k, v in wanted.items() if os.environ.get(k) != v}
+    missing = _unset(mode)
     loaded = [name for name in _LIBRARIES if name in sys.modules]
     if missing and loaded:
         raise RuntimeError(
@@ -107,7 +112,7 @@ def loaded_kernels() -> dict[str, str]:
 def check_environment(mode: str) -> None:
     """Fail when `mode`'s variables are not in this process's environment: a bug, since the
     workflow and `videmotion predict` set them before the process starts or imports anything."""
-    missing = [f"{k}={v}" for k, v in environment(mode).items() if os.environ.get(k) != v]
+    missing = [f"{k}={v}" for k, v in _unset(mode).items()]
     if missing:
         raise RuntimeError(f"cpu_kernels: {mode}, but the environment lacks {', '.join(missing)}")
 
