@@ -7,6 +7,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from videmotion import cpu_kernels
@@ -20,7 +21,7 @@ PROBE = (
 
 
 def unpinned_environment() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k not in {*cpu_kernels.PORTABLE_ENVIRONMENT, "OPENCV_CPU_DISABLE"}}
+    return {k: v for k, v in os.environ.items() if k not in cpu_kernels.VARIABLES}
 
 
 def test_portable_caps_each_library_at_avx2_with_its_own_variable() -> None:
@@ -31,6 +32,9 @@ def test_portable_caps_each_library_at_avx2_with_its_own_variable() -> None:
     # OpenCV warns on a level the CPU lacks: only the ones this CPU has are named (with OpenCV's hyphens)
     assert env["OPENCV_CPU_DISABLE"] == "AVX512F,AVX512-COMMON,AVX512-SKX"
     assert "OPENCV_CPU_DISABLE" not in cpu_kernels.environment("portable", flags={"avx2", "fma"})
+    # the Intel IPP inside OpenCV dispatches on its own; it refuses a level the CPU lacks
+    assert env["OPENCV_IPP"] == "avx2"
+    assert "OPENCV_IPP" not in cpu_kernels.environment("portable", flags={"sse4_2"})
     assert cpu_kernels.environment("native") == {}
     with pytest.raises(ValueError, match="cpu_kernels must be one of portable, native, got 'avx512'"):
         cpu_kernels.environment("avx512")
@@ -47,11 +51,54 @@ def test_pinning_after_the_libraries_loaded_fails(monkeypatch) -> None:
 def test_a_pinned_process_runs_no_library_wider_than_avx2() -> None:
     env = {**unpinned_environment(), **cpu_kernels.environment("portable")}
     pinned = json.loads(subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True).stdout)
-    assert set(pinned) == {"torch", "numpy", "opencv"}
+    assert {"torch", "numpy", "opencv"} <= set(pinned) <= {"torch", "numpy", "opencv", "ipp"}
     assert not [level for level in pinned.values() if "512" in level], pinned
     if SKX <= cpu_kernels.cpu_flags():  # on an AVX-512 machine the pins change what runs
         native = subprocess.run([sys.executable, "-c", PROBE], env=unpinned_environment(), capture_output=True)
-        assert "512" in json.loads(native.stdout)["torch"]
+        native_kernels = json.loads(native.stdout)
+        assert "512" in native_kernels["torch"] and "512" in native_kernels.get("ipp", "AVX512")
+
+
+# FFmpeg (OpenCV's video decoder) has no variable that caps its kernels. The probe forces its
+# CPU flags through libavutil (as `ffmpeg -cpuflags` does) before it decodes a clip.
+DECODE_PROBE = """
+import ctypes, hashlib, pathlib, sys
+import cv2
+libs = pathlib.Path(cv2.__file__).parents[1] / "opencv_python_headless.libs"
+avutil = ctypes.CDLL(str(next(libs.glob("libavutil-*.so*"))))
+AVX512, AVX512ICL = 0x100000, 0x200000  # AV_CPU_FLAG_AVX512, AV_CPU_FLAG_AVX512ICL
+flags = {"all": -1, "avx2": avutil.av_get_cpu_flags() & ~(AVX512 | AVX512ICL), "none": 0}[sys.argv[1]]
+avutil.av_force_cpu_flags(flags)
+cap, digest = cv2.VideoCapture(sys.argv[2]), hashlib.sha256()
+while (frame := cap.read())[0]:
+    digest.update(frame[1].tobytes())
+print(digest.hexdigest())
+"""
+
+
+def test_video_decoding_does_not_depend_on_avx512(tmp_path) -> None:
+    if not SKX <= cpu_kernels.cpu_flags():
+        pytest.skip("needs an AVX-512 CPU: compares FFmpeg's decoding with its AVX-512 paths on and off")
+    import cv2
+    import numpy as np
+
+    if not list((Path(cv2.__file__).parents[1] / "opencv_python_headless.libs").glob("libavutil-*.so*")):
+        pytest.skip("this OpenCV does not carry its own FFmpeg (opencv_python_headless.libs)")
+    clip = tmp_path / "clip.mp4"  # the demo corpus's codec (MPEG-4 part 2), textured frames
+    writer = cv2.VideoWriter(str(clip), cv2.VideoWriter_fourcc(*"mp4v"), 25, (176, 144))
+    rng = np.random.default_rng(0)
+    base = cv2.GaussianBlur(rng.integers(0, 256, (144, 176, 3), dtype=np.uint8), (7, 7), 0)
+    for t in range(12):
+        writer.write(np.roll(base, 3 * t, axis=1))
+    writer.release()
+    digests = {
+        mode: subprocess.run(
+            [sys.executable, "-c", DECODE_PROBE, mode, str(clip)], capture_output=True, text=True, check=True
+        ).stdout
+        for mode in ("all", "avx2", "none")
+    }
+    assert digests["all"] == digests["avx2"]  # AVX-512 on or off: the same frames
+    assert digests["none"] != digests["all"]  # the forced flags do reach the decoder (plain C rounds otherwise)
 
 
 def test_check_pins_names_a_library_that_runs_wider(monkeypatch) -> None:

@@ -13,7 +13,7 @@ from videmotion import cpu_kernels
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TINY = ["--configfile", "workflow/config/tiny.yaml"]
-CPU_KERNEL_VARIABLES = {*cpu_kernels.PORTABLE_ENVIRONMENT, cpu_kernels.OPENCV_VARIABLE}
+CPU_KERNEL_VARIABLES = set(cpu_kernels.VARIABLES)
 
 
 def copy_workflow(dest: Path) -> Path:

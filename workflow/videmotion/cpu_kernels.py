@@ -1,6 +1,6 @@
 """Which vector units the float kernels use: the same table on every x86 machine.
 
-Torch, oneDNN, MKL, OpenBLAS, OpenCV and NumPy each pick their kernels by the CPU they
+Torch, oneDNN, MKL, OpenBLAS, OpenCV, the Intel IPP inside OpenCV and NumPy each pick their kernels by the CPU they
 start on, so an AVX-512 machine and an AVX2 one round differently and a run's figures move
 with the CPU. ``cpu_kernels: portable`` (the default) caps every one of them at AVX2
 (x86-64-v3), which every x86 server of the last decade has, through the libraries' own
@@ -42,6 +42,11 @@ OPENCV_AVX512 = {
     "AVX512-ICL": {"avx512f", "avx512cd", "avx512bw", "avx512dq", "avx512vl", "avx512_vbmi2", "avx512_bitalg"},
 }
 OPENCV_VARIABLE = "OPENCV_CPU_DISABLE"
+# The Intel IPP that OpenCV's wheels carry (resize, colour conversion, histogram equalisation,
+# template matching) dispatches on its own: OPENCV_CPU_DISABLE does not reach it, OPENCV_IPP
+# does. Set only on a CPU with AVX2 (IPP refuses a level the CPU lacks).
+IPP_VARIABLE = "OPENCV_IPP"
+VARIABLES = (*PORTABLE_ENVIRONMENT, OPENCV_VARIABLE, IPP_VARIABLE)  # every variable a mode may set
 _LIBRARIES = ("torch", "numpy", "cv2")
 
 
@@ -65,7 +70,11 @@ def environment(mode: str, flags: set[str] | None = None) -> dict[str, str]:
         return {}
     flags = cpu_flags() if flags is None else flags
     opencv = [name for name, needs in OPENCV_AVX512.items() if needs <= flags]
-    return {**PORTABLE_ENVIRONMENT, **({OPENCV_VARIABLE: ",".join(opencv)} if opencv else {})}
+    return {
+        **PORTABLE_ENVIRONMENT,
+        **({OPENCV_VARIABLE: ",".join(opencv)} if opencv else {}),
+        **({IPP_VARIABLE: "avx2"} if "avx2" in flags else {}),
+    }
 
 
 def _unset(mode: str) -> dict[str, str]:
@@ -90,7 +99,8 @@ def pin(mode: str) -> dict[str, str]:
 
 def loaded_kernels() -> dict[str, str]:
     """The widest vector units of each of torch, NumPy and OpenCV that this process has loaded:
-    torch's CPU capability, NumPy's widest dispatched target, OpenCV's widest enabled level."""
+    torch's CPU capability, NumPy's widest dispatched target, OpenCV's widest enabled level and
+    the level of its Intel IPP."""
     kernels = {}
     if "torch" in sys.modules:
         kernels["torch"] = sys.modules["torch"].backends.cpu.get_cpu_capability()
@@ -106,6 +116,9 @@ def loaded_kernels() -> dict[str, str]:
         kernels["opencv"] = (
             "AVX512F" if cv2.checkHardwareSupport(13) else "AVX2" if cv2.checkHardwareSupport(11) else "baseline"
         )
+        if cv2.ipp.useIPP():  # "ippIP AVX2 (l9) 2026.0.0 …" or "ippIP AVX-512F/CD/BW/DQ/VL (k0) …"
+            level = cv2.ipp.getIppVersion().split(" (")[0].removeprefix("ippIP ").split("/")[0]
+            kernels["ipp"] = level.replace("AVX-512", "AVX512")
     return kernels
 
 
