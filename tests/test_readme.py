@@ -166,20 +166,48 @@ def test_readme_writes_the_readme_blocks_and_the_stages_block_into_the_docs(
     assert f"{other / 'performance.md'} is missing; it holds the demo-stages block" in capsys.readouterr().err
 
 
-def test_check_names_the_machines_when_the_readme_ran_on_another(tmp_path: Path, capsys, monkeypatch) -> None:
+TABLE = (
+    "| Methods | ACC (%) | MAP (%) | Paper MAP (%) | Runs |\n|---|---|---|---|---|\n"
+    "| Baseline-1 | {acc} ± 4.90 | 10.55 ± 1.55 | 11.46 | 3 seeds × 5 folds |\n\n"
+    "| Comparison | ΔMAP [95 % CI] |\n|---|---|\n| ConvNet+Attention LSTM − ConvNet+LSTM | {delta} [+2.22, +9.03] |\n"
+)
+
+
+def test_check_on_another_machine_passes_within_the_intervals_and_says_so(tmp_path: Path, capsys, monkeypatch) -> None:
     import videmotion.readme as readme_mod
 
-    run = "Wall time of `make demo` on this project's machine (AMD EPYC (AVX-512), 2 CPU cores, no GPU): 5 min 00 s.\n"
-    readme = tmp_path / "README.md"
-    readme.write_text(replace_block(README, "demo-run", run))
+    run = "Wall time of `make demo` on this project's machine (AMD EPYC (AVX2), 2 CPU cores, no GPU): 5 min 00 s.\n"
     results = tmp_path / "results"
     results.mkdir()
-    (results / "table.md").write_text("| Baseline-1 | 26.67 |\n")
+    pd.DataFrame([_difference(0.01, 0.07)]).to_parquet(results / "metrics.parquet")
+    readme = tmp_path / "README.md"
+    text = replace_block(README, "demo-run", run)
+    text = replace_block(text, "demo-findings", findings_block(results))
+    readme.write_text(replace_block(text, "demo-table", TABLE.format(acc="19.10", delta="+5.23")))
+
+    def check(acc: str, delta: str, here: str) -> tuple[int, str]:
+        (results / "table.md").write_text(TABLE.format(acc=acc, delta=delta))
+        monkeypatch.setattr(readme_mod, "machine_description", lambda: here)
+        code = main(["--check", "--readme", str(readme), "--results", str(results)])
+        out = capsys.readouterr()
+        return code, out.out + out.err
+
+    xeon = "Intel Xeon (AVX-512), 2 CPU cores, no GPU"
+    # ACC 19.10 ± 4.90 over 15 runs: t(0.975, 14) * 4.90 / sqrt(15) = 2.71, so [16.39, 21.81]
+    code, said = check("20.50", "+3.00", xeon)
+    assert code == 0, said
+    assert "Baseline-1 / ACC (%): reference 19.10 [16.39, 21.81] (mean ± sd over 15 runs), this run 20.50" in said
+    assert "ran on another kind of machine (AMD EPYC (AVX2), 2 CPU cores, no GPU); this one is Intel Xeon" in said
+    assert "the check passes within the intervals, not exactly" in said
+    code, said = check("22.00", "+3.00", xeon)  # outside [16.39, 21.81]
+    assert code == 1 and "this run 22.00, difference +2.90 OUTSIDE" in said and "the check fails" in said
+    code, said = check("19.10", "+1.00", xeon)  # outside the bootstrap interval [+2.22, +9.03]
+    assert code == 1 and "ConvNet+Attention LSTM - ConvNet+LSTM / ΔMAP [95 % CI]" in said
+    # a comparison read otherwise fails even with every figure inside
     pd.DataFrame([_difference(-0.02, 0.04)]).to_parquet(results / "metrics.parquet")
-    monkeypatch.setattr(readme_mod, "machine_description", lambda: "AMD EPYC (AVX2), 2 CPU cores, no GPU")
-    assert main(["--check", "--readme", str(readme), "--results", str(results)]) == 1
-    err = capsys.readouterr().err
-    assert "ran on AMD EPYC (AVX-512), 2 CPU cores, no GPU; this machine is AMD EPYC (AVX2)" in err
-    monkeypatch.setattr(readme_mod, "machine_description", lambda: "AMD EPYC (AVX-512), 2 CPU cores, no GPU")
-    assert main(["--check", "--readme", str(readme), "--results", str(results)]) == 1
-    assert "this machine is" not in capsys.readouterr().err  # same machine: the difference is the code's
+    code, said = check("19.10", "+5.23", xeon)
+    assert code == 1 and "comparison read otherwise" in said
+    # the README's own kind of machine: exact, as before
+    pd.DataFrame([_difference(0.01, 0.07)]).to_parquet(results / "metrics.parquet")
+    code, said = check("19.20", "+5.23", "AMD EPYC (AVX2), 2 CPU cores, no GPU")
+    assert code == 1 and "differ from this run" in said and "another kind of machine" not in said

@@ -1,0 +1,134 @@
+"""Same table on another CPU? The demo with native CPU kernels against the demo with portable
+ones, on this machine, in one run.
+
+    python benchmarks/reproducibility.py                  # two demos, one after the other (about 30 min on 2 cores)
+    python benchmarks/reproducibility.py --workdir runs/  # keep both runs there; a finished run is reused
+
+Each demo runs from a copy of this checkout's workflow (`snakemake --cores N --config
+cpu_kernels=MODE`, the repository's config.yaml), without the CPU-kernel variables in the
+environment, so the workflow sets what its mode asks for. Prints:
+
+* the machine, and the kernels every job of each run logged;
+* the speed cost of portable kernels: wall time, summed job time and each rule's summed job
+  time of both runs, with the ratio portable / native;
+* how many datasets of the face stores differ between the two runs;
+* every figure of the native run's table against the 95 % interval of the same row of the
+  portable run's (``videmotion.report.agreement``: mean ± t · sd / sqrt(n) for a row of n
+  runs, the bootstrap interval for a paired difference), and the count outside.
+
+Exit status 1 when a figure lies outside its interval.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+from videmotion import cpu_kernels
+from videmotion.readme import machine_description, run_kernels, stage_table
+from videmotion.report.agreement import compare_tables
+
+REPO = Path(__file__).resolve().parents[1]
+MODES = ("native", "portable")
+
+
+def copy_workflow(dest: Path) -> None:
+    dest.mkdir(parents=True, exist_ok=True)
+    for name in ("Snakefile", "config.yaml"):
+        shutil.copy(REPO / name, dest / name)
+    for name in ("workflow", "profiles", "envs"):
+        if not (dest / name).exists():
+            shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+
+
+def run_demo(folder: Path, mode: str, cores: int) -> float:
+    """The demo in `folder` with `mode` kernels; its wall time (s), also written where
+    `videmotion readme --results` reads it. A finished run (results/table.md) is reused."""
+    wall_file = folder / "results" / "demo_wall_seconds.txt"
+    if (folder / "results" / "table.md").is_file() and wall_file.is_file():
+        print(f"{mode}: reusing the finished run in {folder}", flush=True)
+        return float(wall_file.read_text())
+    env = {k: v for k, v in os.environ.items() if k not in cpu_kernels.VARIABLES}
+    command = [sys.executable, "-m", "snakemake", "--cores", str(cores), "--config", f"cpu_kernels={mode}"]
+    print(f"{mode}: {' '.join(command[2:])} in {folder}", flush=True)
+    started = time.time()
+    with open(folder / "snakemake.out", "w") as out:
+        subprocess.run(command, cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT, check=True)
+    wall = time.time() - started
+    wall_file.write_text(f"{round(wall)}\n")
+    return wall
+
+
+def _datasets(store: h5py.File) -> list[str]:
+    names: list[str] = []
+    store.visititems(lambda name, obj: names.append(name) if isinstance(obj, h5py.Dataset) else None)
+    return names
+
+
+def differing_datasets(a: Path, b: Path) -> tuple[int, int]:
+    """(differing, all) datasets over the face stores of two runs."""
+    differ = total = 0
+    for store in sorted((a / "results" / "faces").glob("shard_*.h5")):
+        with h5py.File(store) as fa, h5py.File(b / "results" / "faces" / store.name) as fb:
+            for name in _datasets(fa):
+                total += 1
+                differ += name not in fb or not np.array_equal(fa[name][()], fb[name][()])
+    return differ, total
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--workdir", type=Path, help="where the two runs go (default: a temporary folder)")
+    parser.add_argument("--cores", type=int, default=os.cpu_count())
+    args = parser.parse_args()
+    workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reproducibility-"))
+    print(f"machine: {machine_description()}")
+    for mode in MODES:  # both copies first: the second run gets the same code as the first
+        copy_workflow(workdir / mode)
+    walls = {mode: run_demo(workdir / mode, mode, args.cores) for mode in MODES}
+    results = {mode: workdir / mode / "results" for mode in MODES}
+    for mode in MODES:
+        print(f"{mode}: {run_kernels(results[mode]).strip()}")
+
+    stages = {mode: stage_table(results[mode])["total_s"] for mode in MODES}
+    print("\nSpeed: portable against native kernels (summed job seconds per rule)\n")
+    print("| rule | native s | portable s | portable / native |\n|---|---|---|---|")
+    for rule in stages["native"].sort_values(ascending=False).index:
+        native, portable = stages["native"][rule], stages["portable"].get(rule, float("nan"))
+        print(f"| {rule} | {native:.1f} | {portable:.1f} | {portable / native:.2f} |")
+    native_sum, portable_sum = stages["native"].sum(), stages["portable"].sum()
+    print(f"| all jobs | {native_sum:.1f} | {portable_sum:.1f} | {portable_sum / native_sum:.2f} |")
+    print(
+        f"| wall time of the demo | {walls['native']:.0f} | {walls['portable']:.0f} | "
+        f"{walls['portable'] / walls['native']:.2f} |"
+    )
+
+    differ, total = differing_datasets(workdir / "native", workdir / "portable")
+    print(f"\nFace stores: {differ} of {total} datasets differ between the native and the portable run.")
+
+    agreements = compare_tables(
+        (results["portable"] / "table.md").read_text(), (results["native"] / "table.md").read_text()
+    )
+    checked = [a for a in agreements if a.reference.kind != "single value" or a.run_mean != a.reference.mean]
+    outside = [a for a in agreements if not a.inside]
+    print(
+        "\nTable: each figure of the native run against the 95 % interval of the portable run's row "
+        f"({len(agreements)} figures; the {len(agreements) - len(checked)} equal single values, such as the "
+        "paper's, are not listed)\n"
+    )
+    for agreement in checked:
+        print(f"- {agreement.line()}")
+    print(f"\n{len(outside)} of {len(agreements)} figures outside their interval.")
+    return 1 if outside else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
