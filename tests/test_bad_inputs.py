@@ -537,6 +537,7 @@ def test_face_store_built_under_another_face_config_is_refused_by_its_consumers(
             face_store=str(path),
             stores=[str(tmp_path / "f.h5")],
             layer="logits",
+            convnet_seed=0,
             fold_ids=[0],
             shard=0,
             batch_size=8,
@@ -582,10 +583,11 @@ def test_feature_store_from_another_convnet_is_refused_by_train_temporal(tmp_pat
             clips=str(clips),
             folds=None,
             features=[str(store)],
-            convnet=str(convnet),
+            convnets=[str(convnet)],
             temporal_models=["lstm"],
             fold=0,
             seeds=[0],
+            convnet_seeds=[0],
             temporal={"max_frames": 8, "hidden_size": 4, "dropout": 0.0},
             classes=["happy"],
             layer="logits",
@@ -783,7 +785,7 @@ def test_mixed_manifest_still_produces_the_table(mixed_run):
     for name in ("Baseline-1", "Baseline-2", "ConvNet+LSTM", "ConvNet+Attention LSTM"):
         assert f"| {name} |" in table
     # the used bad clips were trained on; the excluded ones reached no model
-    features = read_feature_stores(sorted((workdir / "results/features/logits/fold_0").glob("shard_*.h5")))
+    features = read_feature_stores(sorted((workdir / "results/features/logits/seed_0/fold_0").glob("shard_*.h5")))
     used_bad = {c for c, e in expected.items() if e.status == "used"}
     excluded = {c for c, e in expected.items() if e.status == "excluded"}
     assert used_bad <= set(features) and not excluded & set(features)

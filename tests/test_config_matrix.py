@@ -245,7 +245,7 @@ def test_pretraining_read_the_configured_fer_source(matrix_run: MatrixRun):
     log = matrix_run.results("logs/prepare_fer.log").read_text()
     logged = {usage: int(n) for usage, n in re.findall(r"FER (\w+): (\d+) images", log)}
     assert logged == expected, (matrix_run.config["pretrain_data"], log[-1500:])
-    history = pd.read_csv(matrix_run.results("convnet/pretrain_history.csv"))
+    history = pd.read_csv(matrix_run.results("convnet/seed_0/pretrain_history.csv"))
     assert (history["fer_test_n"] == expected["PrivateTest"]).all()
     metrics = pd.read_parquet(matrix_run.results("metrics.parquet"))
     assert metrics.loc[metrics["method"] == "convnet_fer", "n"].tolist() == [expected["PrivateTest"]]
@@ -273,7 +273,7 @@ def test_what_is_particular_to_each_configuration(matrix_run: MatrixRun, request
         assert (qc["fps_reported"] == 0).all() and (qc["decode_errors"] == 0).all()
     elif matrix_run.name == "config_real_fer":
         # real faces for pretraining, recorded as such in every model; the clips stay synthetic
-        pretrained = load_state(matrix_run.results("convnet/pretrained.pt"))[1]["training_data"]
+        pretrained = load_state(matrix_run.results("convnet/seed_0/pretrained.pt"))[1]["training_data"]
         assert pretrained["pretraining"]["adapter"] == "fer2013_csv"
         assert pretrained["pretraining"]["synthetic"] is False
         model = next(matrix_run.workdir.glob("results/temporal/attention_lstm/fold_0/seed_*/model.pt"))

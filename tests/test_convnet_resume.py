@@ -325,10 +325,10 @@ def test_killed_snakemake_pretraining_resumes_without_redoing_epochs(tmp_path: P
         "  architecture: {width: 8, fc_sizes: [32, 16], batch_norm: true, dropout: 0.3}\n"
         f"  pretrain: {{epochs: {KILL_EPOCHS}, batch_size: 25, lr: 0.003, augment: true}}\n"
     )
-    target = "results/convnet/pretrained.pt"
+    target = "results/convnet/seed_0/pretrained.pt"
     command = [*SNAKEMAKE, target, "--cores", "1", "--configfile", "workflow/config/tiny.yaml", "kill.yaml"]
-    job_log = workdir / "results/logs/pretrain_convnet.log"
-    checkpoints = workdir / "results/convnet/checkpoints/pretrain"
+    job_log = workdir / "results/logs/pretrain_convnet/seed_0.log"
+    checkpoints = workdir / "results/convnet/checkpoints/seed_0/pretrain"
 
     with open(tmp_path / "first.out", "w") as out:
         # Own session, so the kill takes Snakemake and its job together, like a lost node.
@@ -352,7 +352,7 @@ def test_killed_snakemake_pretraining_resumes_without_redoing_epochs(tmp_path: P
     assert f"resuming after epoch {done} of {KILL_EPOCHS}" in log
     redone = [int(n) for n in re.findall(r"epoch (\d+): train loss", log)]
     assert redone == list(range(done + 1, KILL_EPOCHS + 1))  # finished epochs were not redone
-    history = pd.read_csv(workdir / "results/convnet/pretrain_history.csv")
+    history = pd.read_csv(workdir / "results/convnet/seed_0/pretrain_history.csv")
     assert history["epoch"].tolist() == list(range(1, KILL_EPOCHS + 1))
     # The finished epochs' rows come from the checkpoint, timings included.
     assert history["seconds"].iloc[:done].tolist() == pytest.approx([row["seconds"] for row in saved["history"]])

@@ -42,7 +42,7 @@ def fer_model(tmp_path_factory) -> Path:
         history=str(tmp / "history.csv"),
         curve=str(tmp / "curve.png"),
         architecture=convnet["architecture"],
-        seed=0,
+        convnet_seed=0,
         pretrain=convnet["pretrain"],
         device="cpu",
         checkpoints=str(tmp / "checkpoints"),

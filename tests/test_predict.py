@@ -54,8 +54,8 @@ def _save_convnet(path: Path, n_classes: int, seed: int) -> Path:
 
 
 def _save_model(folder: Path, *, relpath: bool = True, sha: bool = True, max_frames: int = 16) -> Path:
-    """folder/temporal/attention_lstm/fold_0/seed_0/model.pt and folder/convnet/fold_0/finetuned.pt."""
-    net_path = _save_convnet(folder / "convnet/fold_0/finetuned.pt", len(CLASSES), seed=1)
+    """folder/temporal/attention_lstm/fold_0/seed_0/model.pt and folder/convnet/seed_0/fold_0/finetuned.pt."""
+    net_path = _save_convnet(folder / "convnet/seed_0/fold_0/finetuned.pt", len(CLASSES), seed=1)
     model_path = folder / "temporal/attention_lstm/fold_0/seed_0/model.pt"
     torch.manual_seed(2)
     model = temporal.build_temporal_model("attention", input_size=len(CLASSES), hidden_size=8, n_classes=len(CLASSES))
@@ -430,7 +430,7 @@ def test_window_zero_matches_one_shot_prediction_on_a_tiny_clip(tiny_run, tmp_pa
     clip = clips[clips["split"] == "test"].iloc[0]
     video = tiny_run / clip["path"]
     probs, frame_index, alpha = _reference_one_shot(
-        video, tiny_run / TINY_MODEL, tiny_run / "results/convnet/fold_0/finetuned.pt"
+        video, tiny_run / TINY_MODEL, tiny_run / "results/convnet/seed_0/fold_0/finetuned.pt"
     )
     out = tmp_path / "out"
     assert _predict(video, "--model", tiny_run / TINY_MODEL, "--out", out, "--window", "0") == 0
@@ -446,7 +446,7 @@ def test_window_zero_matches_one_shot_prediction_on_a_tiny_clip(tiny_run, tmp_pa
 @pytest.mark.slow
 def test_a_moved_results_folder_of_the_tiny_run_still_predicts(tiny_run, tmp_path):
     moved = tmp_path / "archive/run1"
-    for rel in (TINY_MODEL, "results/convnet/fold_0/finetuned.pt"):
+    for rel in (TINY_MODEL, "results/convnet/seed_0/fold_0/finetuned.pt"):
         (moved / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(tiny_run / rel, moved / rel)
     clip = tiny_run / pd.read_csv(tiny_run / "results/data/clips.csv")["path"].iloc[0]
@@ -475,7 +475,7 @@ def test_a_moved_results_folder_of_the_tiny_run_still_predicts(tiny_run, tmp_pat
     meta = temporal.load_temporal_checkpoint(moved / TINY_MODEL, device="cpu")[1]
     assert (
         not (cwd / meta["convnet_path"]).exists()
-        and meta["convnet_relpath"] == "../../../../convnet/fold_0/finetuned.pt"
+        and meta["convnet_relpath"] == "../../../../convnet/seed_0/fold_0/finetuned.pt"
     )
 
 

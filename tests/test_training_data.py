@@ -97,9 +97,9 @@ def test_every_model_file_of_a_run_records_its_training_data(tiny_run: Path) -> 
     pre = read_fer_training_data(results / "data/fer2013.h5")
     assert pre["adapter"] == "synthetic" and pre["synthetic"] is True
     assert pre["sha256"] == file_sha256(results / "corpus/fer2013.csv")
-    _, pretrained = load_state(results / "convnet/pretrained.pt")
+    _, pretrained = load_state(results / "convnet/seed_0/pretrained.pt")
     assert pretrained["training_data"] == {"pretraining": pre}
-    _, finetuned = load_state(results / "convnet/fold_0/finetuned.pt")
+    _, finetuned = load_state(results / "convnet/seed_0/fold_0/finetuned.pt")
     video = finetuned["training_data"]["video"]
     assert finetuned["training_data"]["pretraining"] == pre
     assert video["adapter"] == "synthetic" and video["synthetic"] is True and video["fold"] == 0

@@ -32,7 +32,7 @@ rule random_forest_baseline:
         clips=f"{RESULTS}/data/clips.csv",
         folds=f"{RESULTS}/data/folds.csv",
         features=get_baseline_features,
-        convnet=get_baseline_convnet,
+        convnets=get_baseline_convnet,
     output:
         predictions=per_seed(
             f"{RESULTS}/predictions/{{method}}/fold_{{fold}}/seed_{{seed}}.parquet"
@@ -55,6 +55,7 @@ rule random_forest_baseline:
     params:
         cpu_kernels=config["cpu_kernels"],
         seeds=SEEDS,
+        convnet_seeds=seeds_convnets(),
         classes=config["dataset"]["classes"],
         random_forest=config["baselines"]["random_forest"],
         per_class=get_baseline2_per_class,

@@ -24,6 +24,9 @@ os.environ.update(cpu_kernels.environment(config["cpu_kernels"]))
 RESULTS = "results"
 SHARDS = list(range(config["shards"]))
 SEEDS = config["evaluation"]["seeds"]
+# The ConvNet each seed's features come from: its own (convnet.per_seed), or one shared.
+PER_SEED_CONVNET = config["convnet"]["per_seed"]
+CONVNET_SEEDS = SEEDS if PER_SEED_CONVNET else [config["convnet"]["seed"]]
 LAYER = config["features"]["layer"]
 BASELINES = ["baseline1", "baseline2"] + (
     ["rf_convnet_mean"] if config["baselines"]["convnet_mean_row"] else []
@@ -59,6 +62,7 @@ METHODS = BASELINES + TEMPORAL_MODELS
 wildcard_constraints:
     shard=r"\d+",
     seed=r"\d+",
+    convnet_seed=r"\d+",
     fold=r"\d+",
     layer=r"logits|penultimate",
 
@@ -170,12 +174,41 @@ def get_run_description(wildcards):
         "unfreeze_last_conv_blocks": config["convnet"]["finetune"][
             "unfreeze_last_conv_blocks"
         ],
+        "convnet_per_seed": PER_SEED_CONVNET,
+        "convnet_seed": config["convnet"]["seed"],
     }
+
+
+def convnet_seed_of(seed):
+    """The seed of the ConvNet whose features the models of evaluation seed `seed` train on."""
+    return seed if PER_SEED_CONVNET else config["convnet"]["seed"]
+
+
+def convnet_file(name, convnet_seed, fold=None):
+    """A file of one ConvNet seed's chain: its pretrained model or one fold's fine-tuned one."""
+    folder = f"{RESULTS}/convnet/seed_{convnet_seed}"
+    return f"{folder}/{name}" if fold is None else f"{folder}/fold_{fold}/{name}"
+
+
+def get_pretrain_checkpoints(wildcards):
+    """Per-epoch checkpoints of one pretraining (not an output: kept only until done)."""
+    return f"{RESULTS}/convnet/checkpoints/seed_{wildcards.convnet_seed}/pretrain"
 
 
 def get_finetune_checkpoints(wildcards):
     """Per-epoch checkpoints of one fold's fine-tuning (not an output: kept only until done)."""
-    return f"{RESULTS}/convnet/checkpoints/finetune_fold_{wildcards.fold}"
+    return f"{RESULTS}/convnet/checkpoints/seed_{wildcards.convnet_seed}/finetune_fold_{wildcards.fold}"
+
+
+def fold_convnets(wildcards):
+    """The fine-tuned ConvNets of the requesting job's fold, one per ConvNet seed."""
+    return [convnet_file("finetuned.pt", c, wildcards.fold) for c in CONVNET_SEEDS]
+
+
+def seeds_convnets():
+    """For each evaluation seed, the ConvNet seed its features come from (params of the jobs
+    that read the feature stores of every ConvNet seed of a fold)."""
+    return [convnet_seed_of(seed) for seed in SEEDS]
 
 
 def per_seed(pattern):
@@ -196,11 +229,13 @@ def face_stores():
     return expand(f"{RESULTS}/faces/shard_{{shard}}.h5", shard=SHARDS)
 
 
-def feature_stores(wildcards=None, layer=LAYER):
-    """The feature stores of one fold (the fold of the requesting job)."""
-    fold = wildcards.fold if wildcards is not None else "{{fold}}"
+def feature_stores(wildcards, layer=LAYER):
+    """The feature stores of the requesting job's fold, every shard of each ConvNet seed in
+    turn (seed-major, the order of CONVNET_SEEDS)."""
     return expand(
-        f"{RESULTS}/features/{layer}/fold_{fold}/shard_{{shard}}.h5", shard=SHARDS
+        f"{RESULTS}/features/{layer}/seed_{{convnet_seed}}/fold_{wildcards.fold}/shard_{{shard}}.h5",
+        convnet_seed=CONVNET_SEEDS,
+        shard=SHARDS,
     )
 
 
@@ -216,9 +251,9 @@ def get_baseline_features(wildcards):
 
 
 def get_baseline_convnet(wildcards):
-    """The fold's ConvNet, whose feature stores the extra row reads (none for LBP-TOP)."""
+    """The fold's ConvNets, whose feature stores the extra row reads (none for LBP-TOP)."""
     if wildcards.method == "rf_convnet_mean":
-        return f"{RESULTS}/convnet/fold_{wildcards.fold}/finetuned.pt"
+        return fold_convnets(wildcards)
     return []
 
 

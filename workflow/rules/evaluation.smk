@@ -16,9 +16,14 @@ rule evaluate:
             fold=FOLDS,
             seed=SEEDS,
         ),
-        pretrain_history=f"{RESULTS}/convnet/pretrain_history.csv",
+        pretrain_histories=expand(
+            f"{RESULTS}/convnet/seed_{{convnet_seed}}/pretrain_history.csv",
+            convnet_seed=CONVNET_SEEDS,
+        ),
         finetune_histories=expand(
-            f"{RESULTS}/convnet/fold_{{fold}}/finetune_history.csv", fold=FOLDS
+            f"{RESULTS}/convnet/seed_{{convnet_seed}}/fold_{{fold}}/finetune_history.csv",
+            convnet_seed=CONVNET_SEEDS,
+            fold=FOLDS,
         ),
     output:
         metrics=f"{RESULTS}/metrics.parquet",
@@ -47,7 +52,7 @@ rule evaluate:
         classes=config["dataset"]["classes"],
         methods=METHODS,
         baseline2_per_class=config["baselines"]["baseline2_per_class"],
-        convnet_seed=config["convnet"]["seed"],
+        convnet_seeds=CONVNET_SEEDS,
         evaluation=get_evaluation_params,
         describe=get_run_description,
     script:

@@ -1,15 +1,16 @@
 # The paper's temporal models over the per-frame ConvNet features: the peephole LSTM
 # (eq. 1) and the attention LSTM (eqs. 2-4). One job per fold trains both models for every
 # seed (they share every parameter, so no caching is lost): one process, the stores read
-# once, outputs per model and seed.
+# once, outputs per model and seed. Each seed trains on the features of its own ConvNet
+# (or of the shared one: convnet.per_seed).
 
 
 rule train_temporal:
     input:
         clips=f"{RESULTS}/data/clips.csv",
         folds=f"{RESULTS}/data/folds.csv",
-        features=feature_stores(),
-        convnet=f"{RESULTS}/convnet/fold_{{fold}}/finetuned.pt",
+        features=feature_stores,
+        convnets=fold_convnets,
     output:
         models=per_model_and_seed(
             f"{RESULTS}/temporal/{{temporal_model}}/fold_{{fold}}/seed_{{seed}}/model.pt"
@@ -38,6 +39,7 @@ rule train_temporal:
         cpu_kernels=config["cpu_kernels"],
         temporal_models=TEMPORAL_MODELS,
         seeds=SEEDS,
+        convnet_seeds=seeds_convnets(),
         temporal=config["temporal"],
         classes=config["dataset"]["classes"],
         layer=LAYER,

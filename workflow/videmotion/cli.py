@@ -203,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--model",
         required=True,
         help="a temporal model, e.g. results/temporal/attention_lstm/fold_0/seed_0/model.pt, or a ConvNet alone "
-        "as a per-frame model: results/convnet/pretrained.pt (FER2013's classes) or a fold's finetuned.pt",
+        "as a per-frame model: results/convnet/seed_0/pretrained.pt (FER2013's classes) or a fold's finetuned.pt",
     )
     p.add_argument(
         "--convnet", help="the fine-tuned ConvNet (default: the one named in the model file, found relative to it)"

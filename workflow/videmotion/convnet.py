@@ -469,7 +469,6 @@ def finetune_convnet(
     return model, history
 
 
-@torch.no_grad()
 def extract_features(
     model: ConvNet,
     frames: np.ndarray,
@@ -482,6 +481,22 @@ def extract_features(
 
     `layer` and `batch_size` left None take the config schema's ``features`` defaults.
     """
+    return extract_features_many([model], frames, layer=layer, batch_size=batch_size, device=device)[0]
+
+
+@torch.no_grad()
+def extract_features_many(
+    models: Sequence[ConvNet],
+    frames: np.ndarray,
+    *,
+    layer: FeatureLayer | None = None,
+    batch_size: int | None = None,
+    device: str = "auto",
+) -> list[np.ndarray]:
+    """:func:`extract_features` of several ConvNets on the same faces. ConvNets with the same
+    conv trunk (the folds' fine-tunings of one pretrained ConvNet, whose conv layers stay
+    frozen) share one trunk pass per batch: the same operations on the same batch, so each
+    result equals its ConvNet's own :func:`extract_features`."""
     defaults = defaults_for("features")
     layer = defaults["layer"] if layer is None else layer
     batch_size = defaults["batch_size"] if batch_size is None else batch_size
@@ -490,15 +505,33 @@ def extract_features(
     if frames.ndim != 3:
         raise ValueError(f"expected frames of shape (N, H, W), got {frames.shape}")
     frames = upsample_faces(frames)
-    was_training = model.training
-    model.to(torch_device).eval()
-    out_dim = model.n_classes if layer == "logits" else (model.config["fc_sizes"] or [model.trunk_dim])[-1]
-    chunks = [np.empty((0, out_dim), dtype=np.float32)]
+    was_training = [model.training for model in models]
+    for model in models:
+        model.to(torch_device).eval()
+    groups: dict[tuple, list[int]] = {}  # trunk identity -> indexes of the ConvNets that share it
+    for i, model in enumerate(models):
+        groups.setdefault(_trunk_identity(model), []).append(i)
+    chunks: list[list[np.ndarray]] = [[np.empty((0, _feature_dim(model, layer)), dtype=np.float32)] for model in models]
     for start in range(0, len(frames), batch_size):
         batch = _frames_to_input(torch.from_numpy(frames[start : start + batch_size]), False, torch_device)
-        chunks.append(model.features(batch, layer).float().cpu().numpy())
-    model.train(was_training)
-    return np.concatenate(chunks)
+        for members in groups.values():
+            flat = models[members[0]].trunk(batch)
+            for i in members:
+                chunks[i].append(models[i].classify(flat, layer).float().cpu().numpy())
+    for model, training in zip(models, was_training):
+        model.train(training)
+    return [np.concatenate(parts) for parts in chunks]
+
+
+def _feature_dim(model: ConvNet, layer: FeatureLayer) -> int:
+    return model.n_classes if layer == "logits" else (model.config["fc_sizes"] or [model.trunk_dim])[-1]
+
+
+def _trunk_identity(model: ConvNet) -> tuple:
+    """What the conv trunk's output depends on: its input size and every tensor of its blocks."""
+    state = model.conv_blocks.state_dict()
+    tensors = ((name, t.dtype, tuple(t.shape), t.cpu().numpy().tobytes()) for name, t in state.items())
+    return (model.input_size, *tensors)
 
 
 def save_checkpoint(path: str | Path, model: ConvNet, meta: dict[str, Any]) -> None:

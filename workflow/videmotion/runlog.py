@@ -38,7 +38,7 @@ def script_logging(log_path: str | None) -> Iterator[logging.Logger]:
 
 
 # Wildcards that name a number (shard, fold, seed) reach the stages as ints.
-INT_WILDCARDS = ("shard", "fold", "seed")
+INT_WILDCARDS = ("shard", "fold", "seed", "convnet_seed")
 
 
 def stage_arguments(smk) -> dict:

@@ -27,7 +27,7 @@ Face store (``results/faces/shard_<k>.h5``), layout ``videmotion.face_store`` v2
 
     v1 (no landmarks, no aligned) is not read: rerun the face stage to rebuild it.
 
-Feature store (``results/features/<layer>/fold_<f>/shard_<k>.h5``), layout
+Feature store (``results/features/<layer>/seed_<s>/fold_<f>/shard_<k>.h5``), layout
 ``videmotion.feature_store`` v1::
 
     /                       attrs: layout, layout_version, config_hash, package_version,
@@ -389,6 +389,28 @@ def read_feature_stores(
             with damaged_store_errors(path, clip_id):
                 out[clip_id] = (group["features"][()], group["frame_index"][()])
     return out
+
+
+def read_seed_feature_stores(
+    features: list[str], convnets: list[str], convnet_seeds: list[int], layer: str
+) -> list[tuple[dict[str, tuple[np.ndarray, np.ndarray]], str]]:
+    """The feature stores of one fold, read once per ConvNet: `features` holds every shard of
+    each ConvNet in turn (the order of `convnets`, one per distinct value of `convnet_seeds`, in
+    order of appearance), and `convnet_seeds[i]` is the ConvNet seed of evaluation seed i (one
+    seed each, or the same seed for all: convnet.per_seed). Returns, per evaluation seed, its
+    sequences and its ConvNet's path; each store must come from that ConvNet."""
+    distinct = list(dict.fromkeys(convnet_seeds))
+    if len(convnets) != len(distinct) or not features or len(features) % len(distinct):
+        raise ValueError(
+            f"{len(features)} feature stores and {len(convnets)} ConvNets for the ConvNet seeds {distinct}: "
+            "expected one ConvNet per distinct seed and the same number of stores for each"
+        )
+    per = len(features) // len(distinct)
+    read = {
+        seed: (read_feature_stores(features[i * per : (i + 1) * per], feature_store_hash(layer, net)), net)
+        for i, (seed, net) in enumerate(zip(distinct, convnets))
+    }
+    return [read[seed] for seed in convnet_seeds]
 
 
 def store_face_params(path: str | os.PathLike) -> dict:

@@ -125,7 +125,7 @@ def _face_params_of(meta: dict[str, Any]) -> dict[str, Any]:
 
 
 def load_per_frame_model(model_path: str | Path, device: str = "auto") -> PredictModel:
-    """A ConvNet file alone (``results/convnet/pretrained.pt``, FER2013's seven classes, or a
+    """A ConvNet file alone (``results/convnet/seed_0/pretrained.pt``, FER2013's seven classes, or a
     fold's ``finetuned.pt``, the corpus's classes) as a per-frame model: each face's class
     probabilities, windows as their mean."""
     from .. import convnet
@@ -192,7 +192,8 @@ def load_model(model_path: str | Path, convnet_path: str | Path | None = None, d
             raise PredictError(
                 f"ConvNet {convnet_file} is not the one model {model_path} was trained on (sha256 {actual[:12]}..., "
                 f"the model file stores {stored[:12]}...); pass --convnet with the fine-tuned ConvNet of the model's "
-                "own run (results/convnet/fold_<f>/finetuned.pt), or retrain the temporal model on this ConvNet"
+                "own run (results/convnet/seed_<s>/fold_<f>/finetuned.pt), or retrain the temporal model on this "
+                "ConvNet"
             )
     net, _ = _load_trusted(convnet.load_checkpoint, convnet_file, "ConvNet", device)
     probe = convnet.extract_features(net, np.zeros((1, 100, 100), np.uint8), layer=meta["feature_layer"], device=device)

@@ -235,7 +235,14 @@ def _runs_label(runs: pd.DataFrame) -> str:
 
 
 def describe_run(
-    *, protocol: str, folds: int, feature_layer: str, unfreeze_last_conv_blocks: int, excluded_clips: str
+    *,
+    protocol: str,
+    folds: int,
+    feature_layer: str,
+    unfreeze_last_conv_blocks: int,
+    excluded_clips: str,
+    convnet_per_seed: bool = True,
+    convnet_seed: int = 0,
 ) -> dict[str, str]:
     """The table's labels, derived from the config that produced the run."""
     if protocol == "kfold":
@@ -259,9 +266,20 @@ def describe_run(
         "majority_class": "are predicted as the fold's majority training class",
         "drop": "are left out of the scores",
     }[excluded_clips]
+    if convnet_per_seed:
+        seeds_text = (
+            "Each seed pretrains and fine-tunes a ConvNet of its own (`convnet.per_seed: true`), so the spread "
+            "over runs and the paired intervals include the ConvNet's pretraining draw."
+        )
+    else:
+        seeds_text = (
+            f"Every seed uses one shared ConvNet (`convnet.per_seed: false`, `convnet.seed: {convnet_seed}`), so the "
+            "spread over runs and the paired intervals leave out the ConvNet's pretraining draw."
+        )
     return {
         "protocol": protocol_text,
         "convnet": convnet,
+        "convnet_seeds": seeds_text,
         "feature_layer": layer,
         "excluded_clips": excluded_clips,
         "excluded_policy": policy,
@@ -396,7 +414,8 @@ def results_table_markdown(
     if describe:
         footnotes += [
             "",
-            f"Per-frame features: {describe['feature_layer']}, of the fine-tuned ConvNet ({describe['convnet']}).",
+            f"Per-frame features: {describe['feature_layer']}, of the fine-tuned ConvNet ({describe['convnet']}). "
+            f"{describe['convnet_seeds']}",
         ]
     footnotes += [
         "",
@@ -420,7 +439,8 @@ def _convnet_table_lines(metrics: pd.DataFrame, describe: dict[str, str] | None 
         return []
     lines = [
         "",
-        "ConvNet: the per-frame feature extractor alone, before any temporal model.",
+        "ConvNet: the per-frame feature extractor alone, before any temporal model; n counts one seed's "
+        "images or frames.",
         "",
         "| ConvNet | Evaluated on | ACC (%) | n |",
         "|---|---|---|---|",
@@ -431,7 +451,9 @@ def _convnet_table_lines(metrics: pd.DataFrame, describe: dict[str, str] | None 
             continue
         if method == "convnet_frames" and describe:
             name = f"Fine-tuned ConvNet ({describe['convnet']})"
-        runs = f" ({mine['fold'].nunique()} folds)" if mine["fold"].nunique() > 1 else ""
-        n = int(mine["n"].sum())
+        seeds, folds = mine["seed"].nunique(), mine["fold"].nunique()
+        parts = [f"{seeds} seeds"] * (seeds > 1) + [f"{folds} folds"] * (folds > 1)
+        runs = f" ({' × '.join(parts)})" if parts else ""
+        n = int(mine.loc[mine["seed"] == mine["seed"].iloc[0], "n"].sum())  # per seed
         lines.append(f"| {name} | {evaluated_on}{runs} | {_mean_std(mine['acc'])} | {n:,} |")
     return lines

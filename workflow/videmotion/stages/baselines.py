@@ -15,10 +15,9 @@ from ..stores import (
     atomic_csv,
     atomic_parquet,
     face_store_hash,
-    feature_store_hash,
     read_face_store,
-    read_feature_stores,
     read_lbptop_stores,
+    read_seed_feature_stores,
     write_lbptop_store,
 )
 
@@ -43,12 +42,13 @@ def random_forest_baseline(
     clips: str,
     folds: str,
     features: list[str],
-    convnet: str | list,
+    convnets: list[str],
     predictions: list[str],
     training_sets: list[str],
     method: str,
     fold: int,
     seeds: list[int],
+    convnet_seeds: list[int],
     classes: list[str],
     random_forest: dict,
     per_class: int | None,
@@ -57,28 +57,31 @@ def random_forest_baseline(
 ) -> None:
     """The random forests of one method and fold, one per seed (outputs in the order of
     `seeds`): on LBP-TOP (Baseline-1 on every training clip, Baseline-2 on `per_class` per
-    class) or on mean-pooled ConvNet features (`rf_convnet_mean`, whose feature stores must
-    come from the fold's ConvNet `convnet`). The stores are read once; each seed's forest
-    and draw depend on its seed only."""
+    class) or on mean-pooled ConvNet features (`rf_convnet_mean`: seed i's forest on the
+    stores of the fold's ConvNet of seed ``convnet_seeds[i]``, see
+    :func:`~videmotion.stores.read_seed_feature_stores`). The stores are read once; each
+    seed's forest and draw depend on its seed (and its ConvNet) only."""
     from ..baselines import mean_pool, predict_proba_full, sample_per_class, sample_summary, train_random_forest
 
-    if not len(seeds) == len(predictions) == len(training_sets):
+    if not len(seeds) == len(convnet_seeds) == len(predictions) == len(training_sets):
         raise ValueError(
-            f"{len(seeds)} seeds but {len(predictions)}/{len(training_sets)} prediction/training-set files"
+            f"{len(seeds)} seeds but {len(convnet_seeds)}/{len(predictions)}/{len(training_sets)} "
+            "ConvNet seeds/prediction/training-set files"
         )
     table = adapters.read_clips(clips, fold, folds)
     if method == "rf_convnet_mean":
-        seqs = read_feature_stores(features, expected_hash=feature_store_hash(layer, convnet))
-        table = table[table["clip_id"].isin(set(seqs))].reset_index(drop=True)
-        X = mean_pool([seqs[c][0] for c in table["clip_id"]])
+        per_seed = read_seed_feature_stores(features, convnets, convnet_seeds, layer)
+        table = table[table["clip_id"].isin(set(per_seed[0][0]))].reset_index(drop=True)
+        pooled = {id(seqs): mean_pool([seqs[c][0] for c in table["clip_id"]]) for seqs, _ in per_seed}
+        inputs = [pooled[id(seqs)] for seqs, _ in per_seed]
     else:
         vectors = read_lbptop_stores(features, lbptop)
         table = table[table["clip_id"].isin(set(vectors))].reset_index(drop=True)
-        X = np.stack([vectors[c] for c in table["clip_id"]])
+        inputs = [np.stack([vectors[c] for c in table["clip_id"]])] * len(seeds)
     y = table["label"].map(class_index(classes)).to_numpy()
     evaluated = table["split"].isin(["val", "test"]).to_numpy()
     rows = table[evaluated]
-    for seed, predictions_file, training_set in zip(seeds, predictions, training_sets):
+    for seed, X, predictions_file, training_set in zip(seeds, inputs, predictions, training_sets):
         train = np.flatnonzero(table["split"].to_numpy() == "train")
         if method == "baseline2":
             train = train[sample_per_class(y[train], per_class, seed)]

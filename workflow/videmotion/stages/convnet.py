@@ -35,12 +35,13 @@ def pretrain_convnet(
     history: str,
     curve: str,
     architecture: dict,
-    seed: int,
+    convnet_seed: int,
     pretrain: dict,
     device: str,
     checkpoints: str,
 ) -> None:
-    """Pretrain on FER2013-format images; resume a killed run from `checkpoints` and clear it when done."""
+    """Pretrain on FER2013-format images with seed `convnet_seed`; resume a killed run from
+    `checkpoints` and clear it when done."""
     from .. import convnet, training_state
     from ..labels import FER2013_CLASSES
     from ..report import plot_history
@@ -53,7 +54,7 @@ def pretrain_convnet(
         usage,
         n_classes=len(FER2013_CLASSES),
         params=params,
-        seed=seed,
+        seed=convnet_seed,
         device=device,
         log=log.info,
         checkpoint_dir=checkpoints,
@@ -65,7 +66,7 @@ def pretrain_convnet(
         "mixed_precision": trace.attrs["mixed_precision"],  # what "auto" resolved to on this device
         "fer_test_acc": float(trace.attrs["test_acc"]),
         "params": params,
-        "seed": seed,
+        "seed": convnet_seed,
         "training_data": {"pretraining": read_fer_training_data(fer)},
     }
     convnet.save_checkpoint(model, net, meta)
@@ -104,7 +105,7 @@ def finetune_convnet(
     history: str,
     curve: str,
     fold: int,
-    seed: int,
+    convnet_seed: int,
     finetune: dict,
     faces: dict,
     classes: list[str],
@@ -113,7 +114,8 @@ def finetune_convnet(
     device: str,
     checkpoints: str,
 ) -> None:
-    """Fine-tune with frozen convs on fold `fold`'s training clips; resume a killed run from
+    """Fine-tune ConvNet seed `convnet_seed`'s pretrained model with frozen convs on fold `fold`'s
+    training clips (seeded with it); resume a killed run from
     `checkpoints` and clear it when done. `video_data` (adapter, synthetic) goes into the
     model's training-data record."""
     from .. import convnet, training_state
@@ -135,7 +137,7 @@ def finetune_convnet(
         split_arr[fit] == "val",
         n_classes=len(classes),
         params={k: v for k, v in finetune.items() if k != "frames_per_clip"},
-        seed=seed,
+        seed=convnet_seed,
         device=device,
         log=log.info,
         head_init=head_init,
@@ -155,7 +157,7 @@ def finetune_convnet(
         "params": dict(finetune),
         "fer_to_target": fer_to_target,
         "pretrained_sha256": file_sha256(pretrained),
-        "seed": seed,
+        "seed": convnet_seed,
         "face_params": dict(faces),  # what a per-frame predict run detects faces with
         "training_data": {
             "pretraining": (pre_meta.get("training_data") or {}).get("pretraining"),
@@ -181,6 +183,7 @@ def extract_features(
     face_store: str,
     stores: list[str],
     layer: str,
+    convnet_seed: int,
     shard: int,
     fold_ids: list[int],
     batch_size: int,
@@ -189,7 +192,8 @@ def extract_features(
 ) -> None:
     """ConvNet features of every face of a face-store shard (built under `faces`), once per
     fold's ConvNet: ``models[i]`` (fold ``fold_ids[i]``) writes ``stores[i]``. The faces are
-    read once; each clip goes through every ConvNet before the next clip is read."""
+    read once; each clip goes through every ConvNet before the next clip is read, the conv
+    trunk once for the ConvNets that share it (:func:`~videmotion.convnet.extract_features_many`)."""
     from .. import convnet
 
     if not len(fold_ids) == len(models) == len(stores):
@@ -198,9 +202,9 @@ def extract_features(
     found: list[dict] = [{} for _ in models]
     for clip in read_face_store(face_store, expected_hash=face_store_hash(faces)):
         attrs = {k: clip.attrs[k] for k in ("label", "subject", "split")}
-        for net, fold_found in zip(nets, found):
-            scores = convnet.extract_features(net, clip.faces, layer=layer, batch_size=batch_size, device=device)
-            fold_found[clip.clip_id] = (scores, clip.frame_index, attrs)
+        scores = convnet.extract_features_many(nets, clip.faces, layer=layer, batch_size=batch_size, device=device)
+        for fold_scores, fold_found in zip(scores, found):
+            fold_found[clip.clip_id] = (fold_scores, clip.frame_index, attrs)
     face_params = json.dumps(store_face_params(face_store), sort_keys=True)
     for fold, model, store, fold_found in zip(fold_ids, models, stores, found):
         write_feature_store(
@@ -212,4 +216,11 @@ def extract_features(
             convnet_sha256=file_sha256(model),
             face_params=face_params,
         )
-        log.info("features (%s, fold %d) of %d clips of shard %d", layer, fold, len(fold_found), shard)
+        log.info(
+            "features (%s, ConvNet seed %d, fold %d) of %d clips of shard %d",
+            layer,
+            convnet_seed,
+            fold,
+            len(fold_found),
+            shard,
+        )

@@ -65,9 +65,9 @@ def evaluate(
     metrics: str,
     table: str,
     confusion: list[str],
-    pretrain_history: str | None = None,
+    pretrain_histories: list[str] | None = None,
     finetune_histories: list[str] | None = None,
-    convnet_seed: int = 0,
+    convnet_seeds: list[int] | None = None,
 ) -> pd.DataFrame:
     """Metrics of every run over every clip of its split, the paired differences between
     methods, and the ConvNet-alone rows when the ConvNet histories are given (one
@@ -101,12 +101,21 @@ def evaluate(
         scored, classes, resamples=bootstrap["resamples"], seed=bootstrap["seed"], confidence=bootstrap["confidence"]
     )
     parts = [table_rows]
-    if pretrain_history is not None and finetune_histories:
-        pretrain = pd.read_csv(pretrain_history)
-        for i, path in enumerate(finetune_histories):
-            rows = convnet_metrics(pretrain, pd.read_csv(path), classes, seed=convnet_seed, fold=_fold_of(path))
-            # FER accuracy does not depend on the fold: one row, from the first fold's pass
-            parts.append(rows if i == 0 else rows[rows["method"] != "convnet_fer"])
+    if pretrain_histories and finetune_histories:
+        # one pretraining per ConvNet seed, its folds' fine-tunings after it (seed-major)
+        seeds = convnet_seeds or [0]
+        if len(pretrain_histories) != len(seeds) or len(finetune_histories) % len(seeds):
+            raise ValueError(
+                f"{len(pretrain_histories)} pretraining and {len(finetune_histories)} fine-tuning histories "
+                f"for the ConvNet seeds {seeds}"
+            )
+        per_seed = len(finetune_histories) // len(seeds)
+        for k, (seed, pretrain_history) in enumerate(zip(seeds, pretrain_histories)):
+            pretrain = pd.read_csv(pretrain_history)
+            for i, path in enumerate(finetune_histories[k * per_seed : (k + 1) * per_seed]):
+                rows = convnet_metrics(pretrain, pd.read_csv(path), classes, seed=seed, fold=_fold_of(path))
+                # FER accuracy does not depend on the fold: one row per seed, from its first fold's pass
+                parts.append(rows if i == 0 else rows[rows["method"] != "convnet_fer"])
     parts.append(differences)
     result = pd.concat(parts, ignore_index=True)
     atomic_parquet(result, metrics)

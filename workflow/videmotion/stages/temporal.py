@@ -12,7 +12,7 @@ import pandas as pd
 
 from .. import adapters
 from ..report import make_predictions_frame
-from ..stores import atomic_csv, atomic_parquet, feature_store_hash, file_sha256, read_feature_stores, store_face_params
+from ..stores import atomic_csv, atomic_parquet, file_sha256, read_seed_feature_stores, store_face_params
 
 log = logging.getLogger("videmotion")
 
@@ -22,7 +22,7 @@ def train_temporal(
     clips: str,
     folds: str,
     features: list[str],
-    convnet: str,
+    convnets: list[str],
     models: list[str],
     histories: list[str],
     attentions: list[str],
@@ -30,6 +30,7 @@ def train_temporal(
     fold: int,
     temporal_models: list[str],
     seeds: list[int],
+    convnet_seeds: list[int],
     temporal: dict,
     classes: list[str],
     layer: str,
@@ -37,45 +38,41 @@ def train_temporal(
 ) -> None:
     """Train every temporal model of `temporal_models` on fold `fold` once per seed; the
     outputs list one file per run, model-major (``temporal_models[0]`` with each seed, then
-    the next model). The feature stores, read once, must come from that fold's ConvNet.
+    the next model). Seed i trains on the features of the fold's ConvNet of seed
+    ``convnet_seeds[i]`` (:func:`~videmotion.stores.read_seed_feature_stores`), read once.
     Each run starts from its own seed_everything, so it is the run a job of that model and
     seed alone would give (tests/test_determinism.py)."""
     from .. import temporal as models_
-    from ..torch_utils import load_state, seed_everything
+    from ..torch_utils import seed_everything
 
     unknown = set(temporal_models) - {"lstm", "attention_lstm"}
     if unknown:
         raise ValueError(f"unknown temporal models {sorted(unknown)}: lstm and attention_lstm are the paper's")
-    runs = [(name, seed) for name in temporal_models for seed in seeds]
+    if len(convnet_seeds) != len(seeds):
+        raise ValueError(f"{len(seeds)} seeds but {len(convnet_seeds)} ConvNet seeds")
+    runs = [(name, i) for name in temporal_models for i in range(len(seeds))]
     if not len(runs) == len(models) == len(histories) == len(attentions) == len(predictions):
         raise ValueError(
             f"{len(runs)} runs (models x seeds) but "
             f"{len(models)}/{len(histories)}/{len(attentions)}/{len(predictions)} "
             "model/history/attention/prediction files"
         )
-    table = adapters.read_clips(clips, fold, folds)
-    seqs = read_feature_stores(features, expected_hash=feature_store_hash(layer, convnet))
-    table = table[table["clip_id"].isin(set(seqs))].reset_index(drop=True)
-    sets = {
-        s: models_.build_sequences(table, seqs, s, classes, temporal["max_frames"]) for s in ("train", "val", "test")
-    }
-    # Everything the predict command needs to run a model on a new video; the face
-    # parameters come from the stores the features were computed on. The ConvNet is named
-    # relative to the model's folder (convnet_relpath: a results folder moved or copied whole
-    # keeps working) and, as older files do, as the workflow saw it (convnet_path); its
-    # checksum lets the predict command refuse another ConvNet.
-    # The training-data record is the ConvNet's: the same FER images, clip table and fold.
-    _, convnet_meta = load_state(convnet)
-    provenance = {
-        "training_data": convnet_meta.get("training_data"),
-        "face_params": store_face_params(features[0]),
-        "feature_layer": layer,
-        "convnet_path": str(convnet),
-        "convnet_sha256": file_sha256(convnet),
-    }
-    for (temporal_model, seed), model, history, attention, predictions_file in zip(
+    clip_table = adapters.read_clips(clips, fold, folds)
+    per_seed = read_seed_feature_stores(features, convnets, convnet_seeds, layer)
+    inputs = {}  # per ConvNet: the clip table of the clips with features, and the sequence sets
+    for seqs, convnet in per_seed:
+        if convnet not in inputs:
+            table = clip_table[clip_table["clip_id"].isin(set(seqs))].reset_index(drop=True)
+            sets = {
+                s: models_.build_sequences(table, seqs, s, classes, temporal["max_frames"])
+                for s in ("train", "val", "test")
+            }
+            inputs[convnet] = (table, sets, _provenance(convnet, features, layer))
+    for (temporal_model, i), model, history, attention, predictions_file in zip(
         runs, models, histories, attentions, predictions
     ):
+        seed, convnet = seeds[i], per_seed[i][1]
+        table, sets, provenance = inputs[convnet]
         seed_everything(seed)
         net, trace = _train_one(models_, sets, temporal_model, temporal, classes, seed, device)
         atomic_csv(trace, history)
@@ -101,6 +98,25 @@ def train_temporal(
             seed,
             float((test["predicted"] == test["label"]).mean()),
         )
+
+
+def _provenance(convnet: str, features: list[str], layer: str) -> dict:
+    """Everything the predict command needs to run a model on a new video; the face
+    parameters come from the stores the features were computed on. The ConvNet is named
+    relative to the model's folder (convnet_relpath, added per model: a results folder moved
+    or copied whole keeps working) and, as older files do, as the workflow saw it
+    (convnet_path); its checksum lets the predict command refuse another ConvNet. The
+    training-data record is the ConvNet's: the same FER images, clip table and fold."""
+    from ..torch_utils import load_state
+
+    _, convnet_meta = load_state(convnet)
+    return {
+        "training_data": convnet_meta.get("training_data"),
+        "face_params": store_face_params(features[0]),
+        "feature_layer": layer,
+        "convnet_path": str(convnet),
+        "convnet_sha256": file_sha256(convnet),
+    }
 
 
 def _train_one(models_, sets: dict, temporal_model: str, temporal: dict, classes: list[str], seed: int, device: str):
