@@ -114,7 +114,11 @@ FEEDS: dict[str, frozenset[str]] = {
     "faces": frozenset({FACES, FINETUNE, FEATURES, LBPTOP, ATTENTION}),
     "faces.max_excluded_fraction": frozenset({FACE_QC}),
     # -- convnet
-    "convnet.seed": frozenset({PRETRAIN, FINETUNE, EVALUATE}),
+    # the shared ConvNet's seed: nothing while each seed has its own (convnet.per_seed, the tiny run's)
+    "convnet.seed": frozenset(),
+    # one shared ConvNet (seed_0's chain, already built) instead of one per seed: the readers of
+    # the features (the extra row's forest, the temporal models) and the table's label
+    "convnet.per_seed": frozenset({FOREST, TEMPORAL, EVALUATE}),
     "convnet.architecture": frozenset({PRETRAIN}),
     "convnet.pretrain": frozenset({PRETRAIN}),
     "convnet.finetune": frozenset({FINETUNE}),
@@ -132,9 +136,10 @@ FEEDS: dict[str, frozenset[str]] = {
     # -- temporal
     "temporal": frozenset({TEMPORAL}),
     # -- evaluation
-    # new seeds are new forest and temporal jobs; the value below also changes the first seed,
+    # new seeds are new forest and temporal jobs, and a new seed's ConvNet chain (pretraining,
+    # fine-tuning, features: convnet.per_seed); the value below also changes the first seed,
     # whose attention_lstm run plot_attention draws
-    "evaluation.seeds": frozenset({FOREST, TEMPORAL, EVALUATE, ATTENTION}),
+    "evaluation.seeds": frozenset({PRETRAIN, FINETUNE, FEATURES, FOREST, TEMPORAL, EVALUATE, ATTENTION}),
     # fixed -> kfold: new fold assignment, and one fold's jobs per fold for every per-fold rule
     "evaluation.protocol": frozenset({FOLDS, FINETUNE, FEATURES, FOREST, TEMPORAL, EVALUATE}),
     "evaluation.folds": frozenset(),  # fixed protocol (tiny): kfold_setting passes None

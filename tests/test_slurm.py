@@ -13,6 +13,7 @@ import os
 import pandas as pd
 import pytest
 import slurm_cluster
+import yaml
 from workflow_runs import copy_workflow, snakemake
 
 pytestmark = pytest.mark.slow
@@ -43,9 +44,11 @@ def test_tiny_workflow_on_slurm_matches_a_local_run(cluster, tiny_run, tmp_path)
         "profiles/slurm",
         "--jobs",
         "4",
+        # the local run's threads (the profile asks for more; a thread count changes float sums' order):
+        # config.yaml's training_threads for pretraining, one for fine-tuning on the cached trunk
         "--set-threads",
-        "pretrain_convnet=2",
-        "finetune_convnet=2",
+        f"pretrain_convnet={yaml.safe_load((workdir / 'config.yaml').read_text())['training_threads']}",
+        "finetune_convnet=1",
         "--default-resources",
         "slurm_partition=debug",
         "slurm_account=videmotion",

@@ -46,13 +46,17 @@ def test_table_and_metrics_hold_all_methods(tiny_run):
     for col in ("acc", "map", "macro_precision", "macro_f1", "n"):
         assert col in metrics
     assert metrics[["acc", "map"]].apply(lambda s: s.between(0, 1)).all().all()
-    # The ConvNet alone: FER PrivateTest accuracy and video test frame accuracy, in their own table.
-    assert sorted(zip(convnet_rows["method"], convnet_rows["split"])) == [
-        ("convnet_fer", "fer_test"),
-        ("convnet_frames", "test"),
+    # The ConvNet alone: FER PrivateTest accuracy and video test frame accuracy, in their own
+    # table, once per seed: each seed has a ConvNet of its own
+    assert sorted(zip(convnet_rows["method"], convnet_rows["split"], convnet_rows["seed"])) == [
+        ("convnet_fer", "fer_test", 0),
+        ("convnet_fer", "fer_test", 1),
+        ("convnet_frames", "test", 0),
+        ("convnet_frames", "test", 1),
     ]
     assert convnet_rows["acc"].between(0, 1).all() and (convnet_rows["n"] > 0).all()
-    assert "| Pretrained ConvNet | FER2013 PrivateTest images |" in table
+    assert "| Pretrained ConvNet | FER2013 PrivateTest images (2 seeds) |" in table
+    assert "Each seed pretrains and fine-tunes a ConvNet of its own (`convnet.per_seed: true`)" in table
     for method in ("baseline1", "lstm", "attention_lstm"):
         assert (tiny_run / f"results/plots/confusion_{method}.png").stat().st_size > 1000
     assert METHOD_NAMES["attention_lstm"] == "ConvNet+Attention LSTM"
@@ -156,7 +160,8 @@ def test_report_builds_with_table_and_plots(tiny_run):
         "table.md",
         "attention_examples.png",
         "confusion_attention_lstm.png",
-        "convnet_pretrain_curve.png",
+        "convnet_pretrain_curve_seed_0.png",
+        "convnet_pretrain_curve_seed_1.png",
         "faces_summary.tsv",
     ):
         assert name in html, name
@@ -214,9 +219,10 @@ def test_kfold_protocol_runs_every_trained_stage_per_fold(tiny_run):
     assert result.returncode == 0, out
     counts = _job_counts(out)
     # one job per fold trains both temporal models, one per method x fold every forest, for every
-    # seed; one job per shard applies every fold's ConvNet
-    assert counts["finetune_convnet"] == 4 and counts["train_temporal"] == 4
-    assert counts["random_forest_baseline"] == 4 * 3 and counts["extract_features"] == 2
+    # seed; each seed's ConvNet is fine-tuned per fold, and one job per seed x shard applies
+    # every fold's ConvNet of that seed
+    assert counts["finetune_convnet"] == 4 * 2 and counts["train_temporal"] == 4
+    assert counts["random_forest_baseline"] == 4 * 3 and counts["extract_features"] == 2 * 2
     assert (
         "pretrain_convnet" not in counts and "extract_faces" not in counts
     )  # FER pretraining and faces do not depend on folds
