@@ -44,10 +44,14 @@ from videmotion.readme import stage_table
 REPO = Path(__file__).resolve().parents[1]
 # Settings held in both runs, so that the two trees do the same work where a path can be
 # switched: pretraining without augmentation (pretraining is then bit-identical whether the
-# faces are augmented one by one or as a batch), and ONet in torch (rather than in OpenCV's
-# dnn module). A key that a tree's config schema lacks is left out of that tree's config
-# (it would not validate there).
-HELD = {"convnet": {"pretrain": {"augment": False}}, "faces": {"onet_runtime": "torch"}}
+# faces are augmented one by one or as a batch), one ConvNet shared by every seed (as in a
+# tree without convnet.per_seed), and ONet in torch (rather than in OpenCV's dnn module). A
+# key that a tree's config schema lacks is left out of that tree's config (it would not
+# validate there).
+HELD = {
+    "convnet": {"per_seed": False, "pretrain": {"augment": False}},
+    "faces": {"onet_runtime": "torch"},
+}
 
 
 def git_tree(ref: str | None, dest: Path) -> Path:

@@ -55,7 +55,7 @@ rule random_forest_baseline:
     params:
         cpu_kernels=config["cpu_kernels"],
         seeds=SEEDS,
-        convnet_seeds=seeds_convnets(),
+        convnet_seeds=get_baseline_convnet_seeds,
         classes=config["dataset"]["classes"],
         random_forest=config["baselines"]["random_forest"],
         per_class=get_baseline2_per_class,

@@ -175,7 +175,7 @@ def get_run_description(wildcards):
             "unfreeze_last_conv_blocks"
         ],
         "convnet_per_seed": PER_SEED_CONVNET,
-        "convnet_seed": config["convnet"]["seed"],
+        "convnet_seed": None if PER_SEED_CONVNET else config["convnet"]["seed"],
     }
 
 
@@ -188,6 +188,16 @@ def convnet_file(name, convnet_seed, fold=None):
     """A file of one ConvNet seed's chain: its pretrained model or one fold's fine-tuned one."""
     folder = f"{RESULTS}/convnet/seed_{convnet_seed}"
     return f"{folder}/{name}" if fold is None else f"{folder}/fold_{fold}/{name}"
+
+
+def get_finetune_threads(wildcards):
+    """Fine-tuning on the frozen trunk's cached outputs (the default) is mostly the job's start
+    and reading its frames: one thread, so that two folds run side by side. A fine-tuning that
+    runs the conv layers at every step (unfrozen blocks, augmentation) gets training_threads."""
+    finetune = config["convnet"]["finetune"]
+    if finetune["unfreeze_last_conv_blocks"] == 0 and not finetune["augment"]:
+        return 1
+    return config["training_threads"]
 
 
 def get_pretrain_checkpoints(wildcards):
@@ -255,6 +265,13 @@ def get_baseline_convnet(wildcards):
     if wildcards.method == "rf_convnet_mean":
         return fold_convnets(wildcards)
     return []
+
+
+def get_baseline_convnet_seeds(wildcards):
+    """Each seed's ConvNet seed, for the extra row (the LBP-TOP forests use no ConvNet)."""
+    if wildcards.method == "rf_convnet_mean":
+        return seeds_convnets()
+    return None
 
 
 def get_baseline2_per_class(wildcards):

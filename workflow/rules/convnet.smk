@@ -60,7 +60,7 @@ rule finetune_convnet:
         f"{RESULTS}/benchmarks/finetune_convnet/seed_{{convnet_seed}}_fold_{{fold}}.tsv"
     conda:
         "../../envs/torch.yaml"
-    threads: config["training_threads"]
+    threads: get_finetune_threads
     resources:
         mem_mb=8000,
         runtime=120,

@@ -242,7 +242,7 @@ def describe_run(
     unfreeze_last_conv_blocks: int,
     excluded_clips: str,
     convnet_per_seed: bool = True,
-    convnet_seed: int = 0,
+    convnet_seed: int | None = None,
 ) -> dict[str, str]:
     """The table's labels, derived from the config that produced the run."""
     if protocol == "kfold":

@@ -48,7 +48,7 @@ def random_forest_baseline(
     method: str,
     fold: int,
     seeds: list[int],
-    convnet_seeds: list[int],
+    convnet_seeds: list[int] | None,
     classes: list[str],
     random_forest: dict,
     per_class: int | None,
@@ -63,13 +63,14 @@ def random_forest_baseline(
     seed's forest and draw depend on its seed (and its ConvNet) only."""
     from ..baselines import mean_pool, predict_proba_full, sample_per_class, sample_summary, train_random_forest
 
-    if not len(seeds) == len(convnet_seeds) == len(predictions) == len(training_sets):
+    if not len(seeds) == len(predictions) == len(training_sets):
         raise ValueError(
-            f"{len(seeds)} seeds but {len(convnet_seeds)}/{len(predictions)}/{len(training_sets)} "
-            "ConvNet seeds/prediction/training-set files"
+            f"{len(seeds)} seeds but {len(predictions)}/{len(training_sets)} prediction/training-set files"
         )
     table = adapters.read_clips(clips, fold, folds)
     if method == "rf_convnet_mean":
+        if convnet_seeds is None or len(convnet_seeds) != len(seeds):
+            raise ValueError(f"{len(seeds)} seeds but ConvNet seeds {convnet_seeds}")
         per_seed = read_seed_feature_stores(features, convnets, convnet_seeds, layer)
         table = table[table["clip_id"].isin(set(per_seed[0][0]))].reset_index(drop=True)
         pooled = {id(seqs): mean_pool([seqs[c][0] for c in table["clip_id"]]) for seqs, _ in per_seed}
