@@ -193,7 +193,8 @@ def convnet_file(name, convnet_seed, fold=None):
 def get_finetune_threads(wildcards):
     """Fine-tuning on the frozen trunk's cached outputs (the default) is mostly the job's start
     and reading its frames: one thread, so that two folds run side by side. A fine-tuning that
-    runs the conv layers at every step (unfrozen blocks, augmentation) gets training_threads."""
+    runs the conv layers at every step (unfrozen blocks, augmentation) gets training_threads.
+    """
     finetune = config["convnet"]["finetune"]
     if finetune["unfreeze_last_conv_blocks"] == 0 and not finetune["augment"]:
         return 1
