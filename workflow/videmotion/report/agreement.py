@@ -95,7 +95,7 @@ class Agreement:
 
     def line(self) -> str:
         ref = self.reference
-        run = "missing" if self.run_mean is None else f"{self.run_mean:+.2f}".lstrip("+")
+        run = "missing" if self.run_mean is None else f"{self.run_mean:.2f}"
         return (
             f"{self.row} / {self.column}: reference {ref.mean:.2f} [{ref.low:.2f}, {ref.high:.2f}] "
             f"({ref.kind}), this run {run}, difference "
