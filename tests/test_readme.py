@@ -169,8 +169,13 @@ def test_readme_writes_the_readme_blocks_and_the_stages_block_into_the_docs(
 TABLE = (
     "| Methods | ACC (%) | MAP (%) | Paper MAP (%) | Runs |\n|---|---|---|---|---|\n"
     "| Baseline-1 | {acc} ± 4.90 | 10.55 ± 1.55 | 11.46 | 3 seeds × 5 folds |\n\n"
-    "| Comparison | ΔMAP [95 % CI] |\n|---|---|\n| ConvNet+Attention LSTM − ConvNet+LSTM | {delta} [+2.22, +9.03] |\n"
+    "| Comparison | ΔMAP [95 % CI] |\n|---|---|\n| ConvNet+Attention LSTM − ConvNet+LSTM | {delta} [{low}, {high}] |\n"
 )
+
+
+def table(acc: str, delta: float) -> str:
+    """The test table with Baseline-1's ACC and a ΔMAP whose interval spans 3.01 below, 3.80 above."""
+    return TABLE.format(acc=acc, delta=f"{delta:+.2f}", low=f"{delta - 3.01:+.2f}", high=f"{delta + 3.80:+.2f}")
 
 
 def test_check_on_another_machine_passes_within_the_intervals_and_says_so(tmp_path: Path, capsys, monkeypatch) -> None:
@@ -183,31 +188,41 @@ def test_check_on_another_machine_passes_within_the_intervals_and_says_so(tmp_pa
     readme = tmp_path / "README.md"
     text = replace_block(README, "demo-run", run)
     text = replace_block(text, "demo-findings", findings_block(results))
-    readme.write_text(replace_block(text, "demo-table", TABLE.format(acc="19.10", delta="+5.23")))
+    readme.write_text(replace_block(text, "demo-table", table("19.10", 5.23)))
 
-    def check(acc: str, delta: str, here: str) -> tuple[int, str]:
-        (results / "table.md").write_text(TABLE.format(acc=acc, delta=delta))
+    def check(acc: str, delta: float, here: str) -> tuple[int, str]:
+        (results / "table.md").write_text(table(acc, delta))
         monkeypatch.setattr(readme_mod, "machine_description", lambda: here)
         code = main(["--check", "--readme", str(readme), "--results", str(results)])
         out = capsys.readouterr()
         return code, out.out + out.err
 
     xeon = "Intel Xeon (AVX-512), 2 CPU cores, no GPU"
-    # ACC 19.10 ± 4.90 over 15 runs: t(0.975, 14) * 4.90 / sqrt(15) = 2.71, so [16.39, 21.81]
-    code, said = check("20.50", "+3.00", xeon)
+    # ACC 19.10 ± 4.90 over 15 runs in both: the README row's own interval is
+    # 19.10 ± t(0.975, 14) * 4.90 / sqrt(15) = [16.39, 21.81]; the difference's (Welch) is
+    # ± t(0.975, 28) * 4.90 * sqrt(2 / 15) = ± 3.67
+    code, said = check("22.00", 5.23, xeon)  # outside the README row's interval, inside the difference's
     assert code == 0, said
-    assert "Baseline-1 / ACC (%): reference 19.10 [16.39, 21.81] (mean ± sd over 15 runs), this run 20.50" in said
+    assert (
+        "Baseline-1 / ACC (%): reference 19.10 [16.39, 21.81] (mean ± sd over 15 runs), this run 22.00, "
+        "difference +2.90 [-0.77, +6.57] inside" in said
+    )
     assert "ran on another kind of machine (AMD EPYC (AVX2), 2 CPU cores, no GPU); this one is Intel Xeon" in said
     assert "the check passes within the intervals, not exactly" in said
-    code, said = check("22.00", "+3.00", xeon)  # outside [16.39, 21.81]
-    assert code == 1 and "this run 22.00, difference +2.90 OUTSIDE" in said and "the check fails" in said
-    code, said = check("19.10", "+1.00", xeon)  # outside the bootstrap interval [+2.22, +9.03]
+    code, said = check("23.00", 5.23, xeon)
+    assert code == 1 and "this run 23.00, difference +3.90 [+0.23, +7.57] OUTSIDE" in said and "the check fails" in said
+    # ΔMAP: half-widths 3.01 below and 3.80 above in both runs, so the difference's interval
+    # is ± hypot(3.01, 3.80) = ± 4.85
+    code, said = check("19.10", 3.00, xeon)
+    assert code == 0 and "difference -2.23 [-7.08, +2.62] inside" in said, said
+    code, said = check("19.10", 0.30, xeon)
     assert code == 1 and "ConvNet+Attention LSTM - ConvNet+LSTM / ΔMAP [95 % CI]" in said
+    assert "difference -4.93 [-9.78, -0.08] OUTSIDE" in said
     # a comparison read otherwise fails even with every figure inside
     pd.DataFrame([_difference(-0.02, 0.04)]).to_parquet(results / "metrics.parquet")
-    code, said = check("19.10", "+5.23", xeon)
+    code, said = check("19.10", 5.23, xeon)
     assert code == 1 and "comparison read otherwise" in said
     # the README's own kind of machine: exact, as before
     pd.DataFrame([_difference(0.01, 0.07)]).to_parquet(results / "metrics.parquet")
-    code, said = check("19.20", "+5.23", "AMD EPYC (AVX2), 2 CPU cores, no GPU")
+    code, said = check("19.20", 5.23, "AMD EPYC (AVX2), 2 CPU cores, no GPU")
     assert code == 1 and "differ from this run" in said and "another kind of machine" not in said

@@ -4,9 +4,9 @@
     videmotion readme --check    # exit 1 when the README's demo table or findings differ from the run's
 
 ``--check`` is exact on the kind of machine the README's demo ran on (its demo-run block
-names it). On another kind it passes when every figure of the run's table lies inside the
-95 % interval of the README's row and every comparison reads the same
-(:mod:`videmotion.report.agreement`), and says so.
+names it). On another kind it passes when every figure of the run's table agrees with the
+README's (the 95 % interval of their difference covers 0) and every comparison reads the
+same (:mod:`videmotion.report.agreement`), and says so.
 
 A generated block sits between ``<!-- BEGIN <name> -->`` and ``<!-- END <name> -->``
 lines; everything outside the markers is prose and is never touched. The README holds
@@ -131,23 +131,27 @@ def readme_machine(text: str) -> str | None:
     return found.group(1) if found else None
 
 
+def readings_otherwise(reference: str, run: str) -> list[tuple[str, str]]:
+    """The paired comparisons that two demo-findings blocks read differently ("So the interval
+    covers 0: ..." against "So the interval lies above 0: ..."), as (reference, run) pairs."""
+    return [
+        (old, new)
+        for old, new in zip(re.findall(r"So (.*)\.$", reference, re.M), re.findall(r"So (.*)\.$", run, re.M))
+        if old != new
+    ]
+
+
 def within_intervals(text: str, fresh: dict[str, str]) -> tuple[bool, list[str]]:
-    """The check on another kind of machine: every figure of this run's table inside the 95 %
-    interval of the README's row (:mod:`videmotion.report.agreement`), and every paired
-    comparison read the same way (above 0, below 0, not distinguishable). Returns whether both
-    hold and one line per figure that differs, then per comparison read otherwise."""
+    """The check on another kind of machine: every figure of this run's table agrees with the
+    README's, the 95 % interval of their difference covering 0 (:mod:`videmotion.report.agreement`),
+    and every paired comparison reads the same way (above 0, below 0, not distinguishable).
+    Returns whether both hold and one line per figure that differs, then per comparison read
+    otherwise."""
     from .report.agreement import compare_tables
 
     agreements = compare_tables(read_block(text, "demo-table"), fresh["demo-table"])
-    lines = [a.line() for a in agreements if a.run_mean is None or a.run_mean != a.reference.mean]
-    readings = [
-        (old, new)
-        for old, new in zip(
-            re.findall(r"So (.*)\.$", read_block(text, "demo-findings"), re.M),
-            re.findall(r"So (.*)\.$", fresh["demo-findings"], re.M),
-        )
-        if old != new
-    ]
+    lines = [a.line() for a in agreements if a.differs]
+    readings = readings_otherwise(read_block(text, "demo-findings"), fresh["demo-findings"])
     lines += [f"comparison read otherwise: README '{old}', this run '{new}'" for old, new in readings]
     return all(a.inside for a in agreements) and not readings, lines
 
@@ -270,11 +274,12 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"the README's demo ran on another kind of machine ({theirs}); this one is {here}. "
                     + (
-                        "Every figure of this run lies inside the 95 % interval of the README's row and every "
-                        "comparison reads the same: the check passes within the intervals, not exactly."
+                        "Every figure of this run agrees with the README's within the 95 % interval of their "
+                        "difference, and every comparison reads the same: the check passes within the intervals, "
+                        "not exactly."
                         if agree
-                        else "Figures outside the README's 95 % intervals, or comparisons read otherwise (above): "
-                        "the check fails."
+                        else "Figures whose difference from the README's lies outside its 95 % interval, or "
+                        "comparisons read otherwise (above): the check fails."
                     ),
                     file=sys.stderr,
                 )
