@@ -27,7 +27,7 @@ def unpinned_environment() -> dict[str, str]:
 def test_portable_caps_each_library_at_avx2_with_its_own_variable() -> None:
     env = cpu_kernels.environment("portable", flags=SKX | {"avx2"})
     assert env["ATEN_CPU_CAPABILITY"] == "avx2" and env["ONEDNN_MAX_CPU_ISA"] == "AVX2"
-    assert env["MKL_CBWR"] == "AVX2" and env["OPENBLAS_CORETYPE"] == "Haswell"
+    assert env["MKL_CBWR"] == "COMPATIBLE" and env["OPENBLAS_CORETYPE"] == "Haswell"
     assert env["NPY_DISABLE_CPU_FEATURES"] == "X86_V4 AVX512_ICL AVX512_SPR"
     # OpenCV warns on a level the CPU lacks: only the ones this CPU has are named (with OpenCV's hyphens)
     assert env["OPENCV_CPU_DISABLE"] == "AVX512F,AVX512-COMMON,AVX512-SKX"
@@ -123,3 +123,97 @@ def test_the_command_reads_its_mode_before_it_imports_anything() -> None:
         text=True,
     )
     assert bad.returncode == 2 and "invalid choice: 'avx512'" in bad.stderr
+
+
+# Every stage's float work, in small, as sha256 digests: the face detector on a drawn frame
+# (the cascade, MTCNN's P-Net and R-Net in torch, ONet landmarks, the aligned crop), a training
+# step of a ConvNet with the demo's layers on 48x48 inputs (oneDNN convolutions, MKL products;
+# small, because emulation is slow), a training step of both temporal models (oneDNN linear,
+# the peephole kernel), and NumPy's OpenBLAS product.
+KERNEL_PROBE = """
+import hashlib, json, sys
+import cv2, numpy as np, torch
+torch.set_num_threads(1)
+cv2.setNumThreads(1)
+from videmotion.config import face_params
+from videmotion.convnet import ConvNet
+from videmotion.faces import FaceDetector
+from videmotion.faces.align import face_crop
+from videmotion.temporal import build_temporal_model
+
+out = {}
+def put(name, *arrays):
+    out[name] = hashlib.sha256(b"".join(np.ascontiguousarray(a).tobytes() for a in arrays)).hexdigest()
+
+frame = np.load(sys.argv[1])
+gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+params = face_params({"mtcnn_fallback": True, "align": True})
+detector = FaceDetector(params, device="cpu")
+put("viola_jones", np.array([d.box for d in detector.viola_jones(gray)]))
+found = detector.mtcnn_detect(frame)
+put("mtcnn", *[np.r_[d.box, d.score] for d in found])
+face = found[0]
+face.landmarks = detector.landmarks(frame, face.box)
+put("onet_landmarks", face.landmarks)
+put("aligned_crop", face_crop(gray, face, params)[0])
+
+generator = torch.Generator().manual_seed(0)
+torch.manual_seed(0)
+convnet = ConvNet(7, width=16, fc_sizes=[256, 128], batch_norm=True, dropout=0.0, input_size=48)
+optimizer = torch.optim.SGD(convnet.parameters(), lr=0.05)
+x, y = torch.rand(4, 1, 48, 48, generator=generator), torch.randint(0, 7, (4,), generator=generator)
+torch.nn.functional.cross_entropy(convnet(x), y).backward()
+optimizer.step()
+put("convnet_step", *[p.detach().numpy() for p in convnet.state_dict().values()])
+for kind in ("lstm", "attention"):
+    model = build_temporal_model(kind, 7, 16, 7, dropout=0.0)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    seq, lengths = torch.randn(3, 12, 7, generator=generator), torch.tensor([12, 9, 5])
+    logits = model(seq, lengths)
+    logits = logits[0] if isinstance(logits, tuple) else logits
+    torch.nn.functional.cross_entropy(logits, torch.tensor([0, 3, 6])).backward()
+    optimizer.step()
+    put(f"{kind}_step", *[p.detach().numpy() for p in model.parameters()])
+a = np.random.default_rng(0).standard_normal((64, 300)).astype(np.float32)
+put("numpy_dot", a @ a.T)
+print(json.dumps(out))
+"""
+# QEMU's names of two AVX2 CPUs without AVX-512, one of each vendor
+EMULATED_CPUS = ("Haswell", "EPYC-Rome")
+
+
+@pytest.mark.slow
+def test_portable_kernels_compute_as_avx2_cpus_of_both_vendors_do(tmp_path) -> None:
+    """This machine with portable kernels against QEMU's user-mode emulation of an Intel and an
+    AMD AVX2 CPU (QEMU's floats are IEEE-exact; it reports its own vendor, features and cache
+    sizes to the libraries, which pick their kernels by them): every digest of the probe is
+    the same, bit for bit. MKL's AVX2 path is not (MKL_CBWR=AVX2 differs on EPYC-Rome in the
+    MTCNN, ConvNet and temporal digests), hence MKL_CBWR=COMPATIBLE."""
+    import shutil
+
+    import numpy as np
+    from conftest import drawn_face_frame
+
+    qemu = shutil.which("qemu-x86_64")
+    if qemu is None:
+        pytest.skip("needs QEMU's user-mode emulator qemu-x86_64 (Debian: apt-get install qemu-user)")
+    if "avx2" not in cpu_kernels.cpu_flags():
+        pytest.skip("needs an AVX2 CPU: portable kernels are AVX2 ones")
+    np.save(tmp_path / "frame.npy", drawn_face_frame(half_height=45))
+    env = {**unpinned_environment(), **cpu_kernels.environment("portable")}
+    command = [sys.executable, "-c", KERNEL_PROBE, str(tmp_path / "frame.npy")]
+    runs = {
+        cpu: subprocess.Popen([qemu, "-cpu", cpu, *command], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for cpu in EMULATED_CPUS
+    }  # the emulated runs side by side (minutes each), this machine's meanwhile
+    here = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert here.returncode == 0, here.stderr[-2000:]
+    ours = json.loads(here.stdout)
+    assert len(ours) == 8
+    differing = {}
+    for cpu, run in runs.items():
+        stdout, stderr = run.communicate(timeout=900)
+        assert run.returncode == 0, stderr.decode()[-2000:]
+        theirs = json.loads(stdout)
+        differing[cpu] = sorted(name for name in ours if ours[name] != theirs.get(name))
+    assert differing == {cpu: [] for cpu in EMULATED_CPUS}
