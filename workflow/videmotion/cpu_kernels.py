@@ -4,7 +4,10 @@ Torch, oneDNN, MKL, OpenBLAS, OpenCV, the Intel IPP inside OpenCV and NumPy each
 start on, so an AVX-512 machine and an AVX2 one round differently and a run's figures move
 with the CPU. ``cpu_kernels: portable`` (the default) caps every one of them at AVX2
 (x86-64-v3), which every x86 server of the last decade has, through the libraries' own
-environment variables; ``native`` leaves each library to its widest kernels.
+environment variables, and holds MKL to its code path for Intel and AMD CPUs alike, so that
+a run computes the same bits on an Intel or AMD AVX2 CPU as on an AVX-512 one
+(tests/test_cpu_kernels.py checks it under emulation); ``native`` leaves each library to
+its widest kernels.
 
 The variables are read once, when a library loads, so they have to be in the environment
 before a process imports torch, cv2 or numpy: the workflow sets them in its own process
