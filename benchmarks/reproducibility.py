@@ -1,7 +1,7 @@
 """Same table on another CPU? The demo with native CPU kernels against the demo with portable
 ones, on this machine, in one run.
 
-    python benchmarks/reproducibility.py                  # two demos, one after the other (about 30 min on 2 cores)
+    python benchmarks/reproducibility.py                  # two demos, one after the other (about 23 min on 2 cores)
     python benchmarks/reproducibility.py --workdir runs/  # keep both runs there; a finished run is reused
 
 Each demo runs from a copy of this checkout's workflow (`snakemake --cores N --config
@@ -15,7 +15,8 @@ environment, so the workflow sets what its mode asks for. Prints:
 * every figure of the native run's table against the same figure of the portable run's,
   with the 95 % interval of their difference (``videmotion.report.agreement``: Welch's t
   interval for two means over runs, the two bootstrap intervals' half-widths in quadrature
-  for a paired difference), and the count of figures whose interval misses 0;
+  for a paired difference), and the count of figures whose interval misses 0, against the
+  count that would by chance;
 * how many native figures lie inside the portable row's own 95 % interval, against how many
   would lie outside it by chance if the two runs were independent draws of one experiment;
 * each paired comparison that the two runs read differently (above 0, not distinguishable).
@@ -130,7 +131,12 @@ def main() -> int:
     )
     for agreement in listed:
         print(f"- {agreement.line()}")
-    print(f"\n{len(outside)} of {len(agreements)} figures differ by more than the 95 % interval of their difference.")
+    print(
+        f"\n{len(outside)} of {len(agreements)} figures differ by more than the 95 % interval of their difference "
+        f"({', '.join(f'{a.row} / {a.column}' for a in outside) or 'none'}); if the two runs were independent "
+        f"draws of one experiment, each listed figure would do so 5 % of the time: {0.05 * len(listed):.1f} of "
+        f"the {len(listed)} by chance."
+    )
     beyond = [a for a in listed if not a.within_reference]
     rates = {a.reference.kind: second_run_outside_rate(a.reference) for a in listed}
     chance = sum(rates[a.reference.kind] for a in listed)
