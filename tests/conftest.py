@@ -22,6 +22,14 @@ DEV_DATA_VARIABLE = "VIDEMOTION_DEV_DATA"
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 
+def skip_unless_ci(problem: str) -> None:
+    """Skip with `problem` as the reason, except under CI (the `CI` variable set), where a
+    missing tool is .ci/run's fault and the test fails instead."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{problem}; .ci/run must provide it")
+    pytest.skip(problem)
+
+
 def dev_data(relpath: str) -> Path:
     """The file `relpath` (e.g. "real/single_face.mp4") of the real development data, or a skip
     that says how to provide it."""

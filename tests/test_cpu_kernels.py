@@ -192,14 +192,11 @@ def test_portable_kernels_compute_as_avx2_cpus_of_both_vendors_do(tmp_path) -> N
     import shutil
 
     import numpy as np
-    from conftest import drawn_face_frame
+    from conftest import drawn_face_frame, skip_unless_ci
 
     qemu = shutil.which("qemu-x86_64")
     if qemu is None:
-        problem = "needs QEMU's user-mode emulator qemu-x86_64 (Debian: apt-get install qemu-user)"
-        if os.environ.get("CI"):
-            pytest.fail(f"{problem}; .ci/run must provide it")
-        pytest.skip(problem)
+        skip_unless_ci("needs QEMU's user-mode emulator qemu-x86_64 (Debian: apt-get install qemu-user)")
     if "avx2" not in cpu_kernels.cpu_flags():
         pytest.skip("needs an AVX2 CPU: portable kernels are AVX2 ones")
     np.save(tmp_path / "frame.npy", drawn_face_frame(half_height=45))
