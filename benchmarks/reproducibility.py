@@ -39,7 +39,7 @@ import h5py
 import numpy as np
 from videmotion import cpu_kernels
 from videmotion.readme import findings_block, machine_description, readings_otherwise, run_kernels, stage_table
-from videmotion.report.agreement import compare_tables, second_run_outside_rate
+from videmotion.report.agreement import CONFIDENCE, compare_tables, second_run_outside_rate
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("native", "portable")
@@ -134,8 +134,8 @@ def main() -> int:
     print(
         f"\n{len(outside)} of {len(agreements)} figures differ by more than the 95 % interval of their difference "
         f"({', '.join(f'{a.row} / {a.column}' for a in outside) or 'none'}); if the two runs were independent "
-        f"draws of one experiment, each listed figure would do so 5 % of the time: {0.05 * len(listed):.1f} of "
-        f"the {len(listed)} by chance."
+        f"draws of one experiment, each listed figure would do so {100 * (1 - CONFIDENCE):.0f} % of the time: "
+        f"{(1 - CONFIDENCE) * len(listed):.1f} of the {len(listed)} by chance."
     )
     beyond = [a for a in listed if not a.within_reference]
     rates = {a.reference.kind: second_run_outside_rate(a.reference) for a in listed}
