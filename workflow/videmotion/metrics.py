@@ -28,9 +28,12 @@ Decisions where eq. 6 leaves room:
   per-class count of such clips.
 
 Differences between two methods (:func:`paired_bootstrap`) are paired over the same test
-clips: the clips are resampled with replacement (within each fold), every run of both
-methods is scored on the same resample, and the difference of the run-averaged scores
-gives a percentile interval.
+clips and the same seeds: each resample draws the clips with replacement (within each
+fold) and, independently, the seeds with replacement (a seed with all its folds), every run
+of both methods is scored on the same resample, and the difference of the run-averaged
+scores gives a percentile interval. Resampling the seeds puts the training draw (the
+seed's ConvNet, forest or temporal model) into the interval's width, not only into its
+centre.
 """
 
 from __future__ import annotations
@@ -238,11 +241,16 @@ def paired_bootstrap(
     """Paired bootstrap of the difference A − B in ACC and MAP, averaged over runs.
 
     ``labels`` (n,) are the true class indices of the n test clips, ``groups`` (n,) their
-    fold: the clips are resampled with replacement within each fold, so every fold keeps
-    its size. ``runs_a`` / ``runs_b`` map a run key (fold, seed) to a boolean (n,) vector of
+    fold. ``runs_a`` / ``runs_b`` map a run key (fold, seed) to a boolean (n,) vector of
     correct predictions on the clips of that run (``run_groups[key]``, a boolean mask of
     the clips the run was tested on). Runs are paired by key; each side's score is the
-    mean of its runs' ACC / MAP, as in the results table. Returns the point differences,
+    mean of its runs' ACC / MAP, as in the results table.
+
+    The clips and the seeds are crossed (every seed scores every clip of its folds), so each
+    resample draws both, independently (Owen's pigeonhole bootstrap for crossed factors):
+    the clips with replacement within each fold, so every fold keeps its size, and the seeds
+    with replacement, a seed with all its folds; a run counts as often as its seed was
+    drawn. With a single seed only the clips are resampled. Returns the point differences,
     the percentile interval of each, and how many paired runs A won, tied and lost (MAP).
     """
     keys = sorted(runs_a)
@@ -257,8 +265,14 @@ def paired_bootstrap(
         draws = rng.integers(0, members.size, size=(resamples, members.size))
         for row in range(resamples):
             weights[row, members] = np.bincount(draws[row], minlength=members.size)
+    seeds = sorted({key[1] for key in keys})
+    seed_counts = np.ones((resamples, len(seeds)))
+    if len(seeds) > 1:
+        seed_draws = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
+        seed_counts = np.stack([np.bincount(row, minlength=len(seeds)) for row in seed_draws]).astype(np.float64)
     point = np.ones((1, n))
     diffs = {"acc": [], "map": [], "acc_point": [], "map_point": []}
+    run_counts = []
     wins = ties = losses = 0
     for key in keys:
         mask = run_groups[key].astype(np.float64)
@@ -270,12 +284,14 @@ def paired_bootstrap(
         diffs["map"].append(a_map - b_map)
         diffs["acc_point"].append(pa_acc[0] - pb_acc[0])
         diffs["map_point"].append(pa_map[0] - pb_map[0])
+        run_counts.append(seed_counts[:, seeds.index(key[1])])
         d = pa_map[0] - pb_map[0]
         wins, ties, losses = wins + (d > 0), ties + (d == 0), losses + (d < 0)
+    run_counts = np.stack(run_counts)  # (runs, resamples): how often each run enters a resample
     tail = (1 - confidence) / 2 * 100
     out: dict[str, Any] = {"runs": len(keys), "wins": int(wins), "ties": int(ties), "losses": int(losses)}
     for metric in ("acc", "map"):
-        samples = np.mean(diffs[metric], axis=0)
+        samples = (np.stack(diffs[metric]) * run_counts).sum(0) / run_counts.sum(0)
         out[f"d_{metric}"] = float(np.mean(diffs[f"{metric}_point"]))
         out[f"d_{metric}_low"], out[f"d_{metric}_high"] = (float(v) for v in np.percentile(samples, [tail, 100 - tail]))
     return out

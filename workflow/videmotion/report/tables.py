@@ -335,9 +335,9 @@ def _differences_lines(differences: pd.DataFrame) -> list[str]:
     first = differences.iloc[0]
     lines = [
         "",
-        f"Differences between methods: paired bootstrap over the test clips ({int(first['runs'])} paired runs; clips "
-        f"resampled within each fold, every run of both methods scored on the same resample), "
-        f"{first['confidence']:.0%} percentile intervals, in percentage points.",
+        f"Differences between methods: paired bootstrap over the test clips and the seeds ({int(first['runs'])} "
+        f"paired runs; clips resampled within each fold and seeds resampled whole, every run of both methods scored "
+        f"on the same resample), {first['confidence']:.0%} percentile intervals, in percentage points.",
         "",
         "| Comparison | ΔACC [95 % CI] | ΔMAP [95 % CI] | Runs won (first / tie / second) | ΔMAP reading |",
         "|---|---|---|---|---|",
