@@ -133,11 +133,16 @@ def readme_machine(text: str) -> str | None:
 
 def readings_otherwise(reference: str, run: str) -> list[tuple[str, str]]:
     """The paired comparisons that two demo-findings blocks read differently ("So the interval
-    covers 0: ..." against "So the interval lies above 0: ..."), as (reference, run) pairs."""
+    covers 0: ..." against "So the interval lies above 0: ..."), as (reference, run) pairs of
+    their whole findings lines, figures and intervals included."""
+
+    def findings(block: str) -> list[tuple[str, str]]:
+        return re.findall(r"^- (.*So (.*)\.)$", block, re.M)
+
     return [
         (old, new)
-        for old, new in zip(re.findall(r"So (.*)\.$", reference, re.M), re.findall(r"So (.*)\.$", run, re.M))
-        if old != new
+        for (old, old_reading), (new, new_reading) in zip(findings(reference), findings(run))
+        if old_reading != new_reading
     ]
 
 
