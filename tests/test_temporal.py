@@ -451,6 +451,15 @@ def test_kernel_env_var_switches_the_compiled_kernel_off(monkeypatch, caplog) ->
         PeepholeLSTM(3, 4, kernel="fast")
 
 
+def test_each_torch_installation_gets_its_own_kernel_build(monkeypatch, tmp_path) -> None:
+    """The build's commands name one environment's torch headers and libraries: two virtual
+    environments with the same torch must not share (and rebuild in turn) one build folder."""
+    here = peephole_kernel._extension_name()
+    assert here == peephole_kernel._extension_name()  # stable within an environment
+    monkeypatch.setattr(torch, "__file__", str(tmp_path / "other-venv" / "torch" / "__init__.py"))
+    assert peephole_kernel._extension_name() != here
+
+
 def test_failed_build_falls_back_to_python_with_one_warning(monkeypatch, caplog) -> None:
     """A build that fails: "auto" warns once with the reason and runs the Python recurrence
     (same numbers), the failure is not retried, and "compiled" raises."""

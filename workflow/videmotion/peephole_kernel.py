@@ -35,8 +35,12 @@ _warned: set[str] = set()
 
 
 def _extension_name() -> str:
-    """Extension name with a hash of the source, the build flags and the torch version."""
-    key = _SOURCE.read_bytes() + torch.__version__.encode() + " ".join(_CFLAGS).encode()
+    """Extension name with a hash of the source, the build flags, the torch version and the
+    torch installation it compiles against: the build's commands name that installation's
+    headers and libraries, so two environments sharing one build folder would rebuild it in
+    turn (and could race); each gets its own."""
+    torch_dir = str(Path(torch.__file__).resolve().parent)
+    key = _SOURCE.read_bytes() + torch.__version__.encode() + " ".join(_CFLAGS).encode() + torch_dir.encode()
     return f"videmotion_peephole_{hashlib.sha256(key).hexdigest()[:12]}"
 
 
