@@ -19,7 +19,8 @@ environment, so the workflow sets what its mode asks for. Prints:
   count that would by chance;
 * how many native figures lie inside the portable row's own 95 % interval, against how many
   would lie outside it by chance if the two runs were independent draws of one experiment;
-* each paired comparison that the two runs read differently (above 0, not distinguishable).
+* each paired comparison that the two runs read differently (above 0, not distinguishable),
+  with both runs' findings lines.
 
 Exit status 1 when the interval of a figure's difference misses 0.
 """
@@ -28,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -43,15 +43,8 @@ from videmotion.report.agreement import CONFIDENCE, compare_tables, second_run_o
 
 REPO = Path(__file__).resolve().parents[1]
 MODES = ("native", "portable")
-
-
-def copy_workflow(dest: Path) -> None:
-    dest.mkdir(parents=True, exist_ok=True)
-    for name in ("Snakefile", "config.yaml"):
-        shutil.copy(REPO / name, dest / name)
-    for name in ("workflow", "profiles", "envs"):
-        if not (dest / name).exists():
-            shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+sys.path.insert(0, str(REPO / "tests"))  # the tests' helper that copies the workflow as a clone has it
+from workflow_runs import copy_workflow  # noqa: E402
 
 
 def run_demo(folder: Path, mode: str, cores: int) -> float:
@@ -97,7 +90,9 @@ def main() -> int:
     workdir = args.workdir or Path(tempfile.mkdtemp(prefix="reproducibility-"))
     print(f"machine: {machine_description()}")
     for mode in MODES:  # both copies first: the second run gets the same code as the first
-        copy_workflow(workdir / mode)
+        if not (workdir / mode / "workflow").exists():  # else: a kept run, reused with its own copy
+            (workdir / mode).mkdir(parents=True, exist_ok=True)
+            copy_workflow(workdir / mode)
     walls = {mode: run_demo(workdir / mode, mode, args.cores) for mode in MODES}
     results = {mode: workdir / mode / "results" for mode in MODES}
     for mode in MODES:
@@ -149,7 +144,7 @@ def main() -> int:
         + "."
     )
     for portable, native in readings_otherwise(findings_block(results["portable"]), findings_block(results["native"])):
-        print(f"Comparison read otherwise: portable run '{portable}', native run '{native}'.")
+        print(f"Comparison read otherwise:\n  portable run: {portable}\n  native run: {native}")
     return 1 if outside else 0
 
 
