@@ -1,7 +1,7 @@
 """Same table on another CPU? The demo with native CPU kernels against the demo with portable
 ones, on this machine, in one run.
 
-    python benchmarks/reproducibility.py                  # two demos, one after the other (about 23 min on 2 cores)
+    python benchmarks/reproducibility.py                  # two demos, one after the other (about 22 min on 2 cores)
     python benchmarks/reproducibility.py --workdir runs/  # keep both runs there; a finished run is reused
 
 Each demo runs from a copy of this checkout's workflow (`snakemake --cores N --config

@@ -266,13 +266,10 @@ def paired_bootstrap(
         for row in range(resamples):
             weights[row, members] = np.bincount(draws[row], minlength=members.size)
     seeds = sorted({key[1] for key in keys})
-    seed_counts = np.ones((resamples, len(seeds)))
-    if len(seeds) > 1:
-        seed_draws = rng.integers(0, len(seeds), size=(resamples, len(seeds)))
-        seed_counts = np.stack([np.bincount(row, minlength=len(seeds)) for row in seed_draws]).astype(np.float64)
+    seed_draws = rng.integers(0, len(seeds), size=(resamples, len(seeds)))  # drawn after the clips
+    seed_counts = np.stack([np.bincount(row, minlength=len(seeds)) for row in seed_draws])
     point = np.ones((1, n))
     diffs = {"acc": [], "map": [], "acc_point": [], "map_point": []}
-    run_counts = []
     wins = ties = losses = 0
     for key in keys:
         mask = run_groups[key].astype(np.float64)
@@ -284,10 +281,9 @@ def paired_bootstrap(
         diffs["map"].append(a_map - b_map)
         diffs["acc_point"].append(pa_acc[0] - pb_acc[0])
         diffs["map_point"].append(pa_map[0] - pb_map[0])
-        run_counts.append(seed_counts[:, seeds.index(key[1])])
         d = pa_map[0] - pb_map[0]
         wins, ties, losses = wins + (d > 0), ties + (d == 0), losses + (d < 0)
-    run_counts = np.stack(run_counts)  # (runs, resamples): how often each run enters a resample
+    run_counts = seed_counts[:, [seeds.index(key[1]) for key in keys]].T  # (runs, resamples): times each run is drawn
     tail = (1 - confidence) / 2 * 100
     out: dict[str, Any] = {"runs": len(keys), "wins": int(wins), "ties": int(ties), "losses": int(losses)}
     for metric in ("acc", "map"):
